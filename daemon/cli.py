@@ -1,0 +1,195 @@
+"""The ``repofeed`` command line. One function per verb; errors map to exit codes in ``main``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from repofeed.store.errors import RepofeedError
+
+app = typer.Typer(
+    name="repofeed",
+    help="Turn a living git repository into training data for code models, and keep it current.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+RepoArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="The repository (any path inside it); default: the current directory.",
+                   show_default=False),
+]
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} commits/s" if speed else "… commits/s", style="cyan")
+
+
+@app.command()
+def init(
+    repo: RepoArg = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        help="Use this SentencePiece model (the base model's own) instead of training one.")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(
+        help="Vocabulary size when training (default 16384; capped to what the text supports).",
+        show_default=False)] = None,
+    store: Annotated[Optional[Path], typer.Option(
+        help="Store directory (default: <git common dir>/repofeed/store).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        help="Window length in tokens (default 1024).", show_default=False)] = None,
+    overlap: Annotated[Optional[int], typer.Option(
+        help="Tokens shared by consecutive windows (default 768).", show_default=False)] = None,
+    include_merges: Annotated[Optional[bool], typer.Option(
+        "--include-merges/--no-merges",
+        help="Give merge commits evolution records against their first parent.",
+        show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+) -> None:
+    """Create the store and its tokenizer (trained on the tip's text files unless given)."""
+    from repofeed.store.locate import open_repository, store_dir_of
+
+    from .ingest import init_store
+
+    existing = Path(store) if store else store_dir_of(open_repository(repo))
+    if (existing / "data.mdb").exists() and not force:
+        out.print(f"A store already exists at {existing}; nothing to do "
+                  f"(`--force` replaces it).")
+        return
+    with err.status("Training the tokenizer…" if tokenizer is None else "Loading the tokenizer…"):
+        result = init_store(repo, tokenizer=tokenizer, vocab_size=vocab_size, store=store,
+                            force=force, max_tokens=max_tokens, overlap=overlap,
+                            include_merges=include_merges)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    out.print(f"Initialised {result.store_dir}: following {result.follow}, tokenizer "
+              f"{result.tokenizer_source} ({result.vocab_size:,} ids). "
+              f"Next: `repofeed backfill`.")
+
+
+@app.command()
+def backfill(repo: RepoArg = None) -> None:
+    """Ingest the followed branch's history and tip (resumes where a previous run stopped)."""
+    from .ingest import backfill as run_backfill
+
+    progress = Progress(
+        TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+        TextColumn("{task.fields[mb]:.1f} MB"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+
+    def start(total: int):
+        task = progress.add_task("commits", total=total, mb=0.0)
+
+        def tick(done: int, nbytes: int) -> None:
+            progress.update(task, completed=done, mb=nbytes / 1e6)
+
+        return tick
+
+    try:
+        with progress:
+            result = run_backfill(repo, progress=start)
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted.[/] Every commit stored so far is complete; run "
+                  "`repofeed backfill` again to go on.")
+        raise typer.Exit(130) from None
+    rate = result.commits / result.seconds if result.seconds else 0.0
+    out.print(
+        f"Backfilled {result.commits:,} commits ({rate:,.0f} commits/s, "
+        f"{result.bytes_read / 1e6 / max(result.seconds, 1e-9):,.1f} MB/s): "
+        f"{result.records:,} evolution records, {result.documents_changed:,} documents "
+        f"updated, head {result.head[:12] if result.head else 'none (no commits yet)'}."
+    )
+    if result.skipped:
+        out.print("Skipped files in history: " + ", ".join(
+            f"{reason} {n:,}" for reason, n in sorted(result.skipped.items())))
+
+
+@app.command()
+def stats(
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What the store holds."""
+    from repofeed.store import open_store
+
+    with open_store(repo) as store:
+        data = store.stats()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:,}" for k, v in value.items()) or "—"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        table.add_row(f"[bold]{key}", str(value))
+    out.print(table)
+
+
+class ShowKind(str, Enum):
+    window = "window"
+    record = "record"
+
+
+@app.command()
+def show(
+    kind: Annotated[ShowKind, typer.Argument(help="window or record")],
+    number: Annotated[int, typer.Argument(help="Index, from 0, in dataset order.")],
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print one window or evolution record, decoded, with where it comes from."""
+    from repofeed.store import open_store
+
+    with open_store(repo) as store:
+        if kind is ShowKind.window:
+            item = store.window(number)
+            item.pop("key")
+            header = (f"window {number}: {item['path']} tokens {item['start']}–{item['end']} "
+                      f"(blob {item['blob'][:12]}, commit {str(item['commit'])[:12]})")
+            body = item["text"]
+        else:
+            item = store.record(number)
+            header = (f"record {number}: {item['change']} {item['path']}"
+                      + (f" (from {item['old_path']})" if item["old_path"] else "")
+                      + f" in commit {item['commit'][:12]} by {item['author']}, "
+                      f"parent {str(item['parent'])[:12]}, {item['n_before']} → "
+                      f"{item['n_after']} tokens, {len(store.record_views(number))} view(s)")
+            body = (f"<commit_before>{item['before'] or ''}<commit_msg>{item['message']}"
+                    f"<commit_after>{item['after'] or ''}")
+    if as_json:
+        print(json.dumps(item, indent=2, default=str))
+        return
+    out.print(header, style="bold", highlight=False)
+    sys.stdout.flush()
+    sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+def main() -> None:
+    try:
+        app()
+    except RepofeedError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

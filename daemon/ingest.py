@@ -1,0 +1,349 @@
+"""The ingest pipeline: git changes → text filter → tokens → records and documents in the store.
+
+``init_store`` makes a store (training or loading the tokenizer); ``backfill`` brings it up to
+the followed tip: every unprocessed commit oldest first, one write transaction each, then the
+snapshot documents. Both are safe to interrupt at any point and to run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pygit2
+
+from repofeed.store.config import Config, load_config
+from repofeed.store.errors import RepoError, TokenizerError
+from repofeed.store.languages import language_of, weight_of
+from repofeed.store.locate import CONFIG_KEY, open_repository, store_dir_of
+from repofeed.store.schema import K_FOLLOW, K_HEAD, content_key
+from repofeed.store.tokenizer import Tokenizer, train_tokenizer
+from repofeed.store.writer import CommitWrite, SnapshotChange, StoreWriter
+
+from .history import (
+    BlobReader, CommitChanges, author_of, commit_changes, commits_to_process, followed_ref,
+    message_of, tip_of, tree_changes,
+)
+
+BATCH_COMMITS = 64
+BATCH_BYTES = 8 << 20          # text gathered before one multi-threaded encode call
+TRAIN_CORPUS_BYTES = 64 << 20  # tokenizer training reads at most this much of the tip
+
+
+@dataclass
+class InitResult:
+    store_dir: Path
+    follow: str
+    tokenizer_source: str
+    vocab_size: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BackfillResult:
+    commits: int = 0
+    records: int = 0
+    bytes_read: int = 0
+    documents_changed: int = 0
+    seconds: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+    head: str | None = None
+
+
+# -- init ---------------------------------------------------------------------------------------
+
+def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config) -> list[str]:
+    blobs = BlobReader(repo, cfg.max_file_bytes)
+    texts, total = [], 0
+    for path, oid, mode in tree_changes(repo, None, tip.tree):
+        text, _ = blobs.read(oid, mode)
+        if text:
+            texts.append(text)
+            total += len(text)
+            if total >= TRAIN_CORPUS_BYTES:
+                break
+    return texts
+
+
+def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = None,
+               vocab_size: int | None = None, store: str | Path | None = None,
+               force: bool = False, **overrides: Any) -> InitResult:
+    repo = open_repository(repo_path)
+    workdir = Path(repo.workdir) if repo.workdir else None
+    cfg = load_config(workdir, vocab_size=vocab_size, **overrides)
+    store_dir = Path(store).resolve() if store else store_dir_of(repo)
+    follow = followed_ref(repo, cfg.follow)
+    notes: list[str] = []
+
+    if tokenizer is not None:
+        model_path = Path(tokenizer)
+        if not model_path.is_file():
+            raise TokenizerError(f"no tokenizer model at {model_path}")
+        tok, missing = Tokenizer.for_user_model(model_path.read_bytes())
+        source = str(model_path.resolve())
+        if missing:
+            first = tok.base_size
+            notes.append(
+                f"the tokenizer lacks {len(missing)} of the sentinels ({', '.join(missing)}); "
+                f"they get new ids {first}–{first + len(missing) - 1} after its vocabulary, "
+                f"which text never encodes to. Resize the model's embeddings to "
+                f"{tok.vocab_size} before training on this store."
+            )
+    else:
+        tip = tip_of(repo, follow)
+        if tip is None:
+            raise TokenizerError(
+                f"{follow} has no commits yet, so there is nothing to train a tokenizer on: "
+                f"commit some files first, or pass `--tokenizer MODEL`."
+            )
+        trained = train_tokenizer(_tip_texts(repo, tip, cfg), cfg.vocab_size)
+        tok = Tokenizer(trained.model)
+        source = "trained"
+        if trained.reduced:
+            notes.append(
+                f"the repository's text supports a vocabulary of {trained.vocab_size}, not the "
+                f"{trained.requested} asked for: the tokenizer was trained with "
+                f"{trained.vocab_size}."
+            )
+    info = {"source": source, "requested_vocab": cfg.vocab_size}
+    writer = StoreWriter.create(store_dir, config=cfg, tokenizer=tok, tokenizer_info=info,
+                                repo=str(workdir or repo.path), follow=follow, force=force)
+    writer.close()
+    if store:
+        repo.config[CONFIG_KEY] = str(store_dir)
+    return InitResult(store_dir, follow, source, tok.vocab_size, notes)
+
+
+# -- backfill -----------------------------------------------------------------------------------
+
+def _line_starts(data: bytes) -> np.ndarray:
+    """Byte offset of every line start, plus the end of the text."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = np.flatnonzero(buf == 0x0A) + 1
+    return np.concatenate(([0], starts[starts < len(data)], [len(data)])).astype(np.int64)
+
+
+class _TokenMap:
+    """Maps byte ranges of a text to the token ranges covering them."""
+
+    def __init__(self, text: str, ids: np.ndarray, lengths: np.ndarray):
+        self.lines = _line_starts(text.encode("utf-8"))
+        ends = np.cumsum(lengths[ids]) if len(ids) else np.zeros(0, dtype=np.int64)
+        self.ends = ends
+        self.starts = ends - lengths[ids] if len(ids) else ends
+
+    def line_range(self, start: int, count: int) -> tuple[int, int]:
+        """Token range of git's hunk lines ``start`` (1-based) .. ``start + count``."""
+        last = len(self.lines) - 1
+        if count == 0:  # an insertion point after line ``start``
+            lo = hi = int(self.lines[min(start, last)])
+        else:
+            lo = int(self.lines[min(start - 1, last)])
+            hi = int(self.lines[min(start - 1 + count, last)])
+        first = int(np.searchsorted(self.ends, lo, side="right"))
+        stop = int(np.searchsorted(self.starts, hi, side="left")) if hi > lo else first
+        return first, max(first, stop)
+
+
+def _token_hunks(before: str, b_ids: np.ndarray, after: str, a_ids: np.ndarray,
+                 hunks: Iterable[tuple[int, int, int, int]], lengths: np.ndarray) -> list[list[int]]:
+    bmap, amap = _TokenMap(before, b_ids, lengths), _TokenMap(after, a_ids, lengths)
+    out = []
+    for old_start, old_lines, new_start, new_lines in hunks:
+        b0, b1 = bmap.line_range(old_start, old_lines)
+        a0, a1 = amap.line_range(new_start, new_lines)
+        out.append([b0, b1, a0, a1])
+    return out
+
+
+class _Batch:
+    """Commits whose texts are tokenized together (one multi-threaded encode call)."""
+
+    def __init__(self) -> None:
+        self.items: list[CommitChanges] = []
+        self.texts: dict[bytes, str] = {}
+        self.bytes = 0
+
+    def add(self, changes: CommitChanges) -> None:
+        self.items.append(changes)
+        for text in _texts_of(changes):
+            key = content_key(text)
+            if key not in self.texts:
+                self.texts[key] = text
+                self.bytes += len(text)
+
+
+def _texts_of(changes: CommitChanges) -> list[str]:
+    texts = [message_of(changes.commit)] if changes.files else []
+    for f in changes.files:
+        texts.extend(t for t in (f.before, f.after) if t is not None)
+    return texts
+
+
+class _Ingest:
+    def __init__(self, repo: pygit2.Repository, writer: StoreWriter):
+        self.repo = repo
+        self.writer = writer
+        self.cfg = writer.config
+        self.tok = writer.tokenizer
+        self.lengths = self.tok.byte_lengths
+        self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
+
+    def encode_missing(self, texts: dict[bytes, str]) -> dict[bytes, np.ndarray]:
+        absent = self.writer.missing_arrays(texts)
+        missing = [k for k in texts if k in absent]
+        encoded = self.tok.encode_batch([texts[k] for k in missing]) if missing else []
+        return {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(missing, encoded)}
+
+    def ids(self, key: bytes, fresh: dict[bytes, np.ndarray]) -> np.ndarray:
+        found = fresh.get(key)
+        return found if found is not None else self.writer.read_array(key).astype(np.int64)
+
+    def commit_write(self, changes: CommitChanges, fresh: dict[bytes, np.ndarray]) -> CommitWrite:
+        commit = changes.commit
+        write = CommitWrite(commit.id.raw, skips=dict(changes.skips))
+        if not changes.files:
+            return write
+        message = message_of(commit)
+        msg_key = content_key(message)
+        referenced = {msg_key}
+        base = {
+            "commit": str(commit.id),
+            "parent": str(changes.parent.id) if changes.parent else None,
+            "message": msg_key,
+            "n_msg": len(self.ids(msg_key, fresh)),
+            "author": author_of(commit),
+            "timestamp": commit.author.time,
+            "superseded": False,
+        }
+        for f in changes.files:
+            b_key = content_key(f.before) if f.before is not None else None
+            a_key = content_key(f.after) if f.after is not None else None
+            b_ids = self.ids(b_key, fresh) if b_key else np.zeros(0, dtype=np.int64)
+            a_ids = self.ids(a_key, fresh) if a_key else np.zeros(0, dtype=np.int64)
+            referenced.update(k for k in (b_key, a_key) if k)
+            if f.change == "added":
+                hunks = [[0, 0, 0, len(a_ids)]]
+            elif f.change == "deleted":
+                hunks = [[0, len(b_ids), 0, 0]]
+            elif f.hunks:
+                hunks = _token_hunks(f.before, b_ids, f.after, a_ids, f.hunks, self.lengths)
+            else:
+                hunks = []
+            write.records.append({
+                **base, "path": f.path, "old_path": f.old_path, "change": f.change,
+                "before": b_key, "after": a_key, "n_before": len(b_ids),
+                "n_after": len(a_ids), "hunks": hunks,
+            })
+        write.arrays = {k: fresh[k] for k in referenced if k in fresh}
+        return write
+
+    def flush(self, batch: _Batch, result: BackfillResult) -> None:
+        fresh = self.encode_missing(batch.texts)
+        for changes in batch.items:
+            write = self.commit_write(changes, fresh)
+            if self.writer.write_commit(write):
+                result.commits += 1
+                result.records += len(write.records)
+                for reason, n in write.skips.items():
+                    result.skipped[reason] = result.skipped.get(reason, 0) + n
+        result.bytes_read += batch.bytes
+
+    def sync_snapshot(self, tip: pygit2.Commit | None) -> int:
+        """Bring the snapshot documents to ``tip``'s tree; returns the documents changed."""
+        old_head = self.writer.meta(K_HEAD)
+        new_head = str(tip.id) if tip is not None else None
+        if old_head == new_head and old_head is not None:
+            return 0
+        old_tree = None
+        if old_head is not None:
+            try:
+                old_tree = self.repo[old_head].peel(pygit2.Tree)
+            except (KeyError, ValueError):
+                old_tree = None  # the old head is gone (history rewritten and pruned)
+        new_tree = tip.tree if tip is not None else None
+        pending: list[tuple[str, bytes, str, pygit2.Oid]] = []
+        changes: list[SnapshotChange] = []
+        texts: dict[bytes, str] = {}
+        seen: set[str] = set()
+        for path, oid, mode in tree_changes(self.repo, old_tree, new_tree):
+            seen.add(path)
+            if oid is None:
+                changes.append(SnapshotChange(path))
+                continue
+            text, reason = self.blobs.read(oid, mode)
+            if text is None:
+                changes.append(SnapshotChange(path, None, reason))
+                continue
+            key = content_key(text)
+            texts[key] = text
+            pending.append((path, key, text, oid))
+        if old_tree is None:  # no base to diff from: also drop what the new tree lacks
+            known = set(self.writer.documents())
+            changes.extend(SnapshotChange(p) for p in sorted(known - seen))
+        fresh = self.encode_missing(texts)
+        for path, key, _text, oid in pending:
+            n_tokens = len(fresh[key]) if key in fresh else len(self.writer.read_array(key))
+            language = language_of(path)
+            changes.append(SnapshotChange(path, {
+                "path": path, "key": key, "n_tokens": n_tokens, "language": language,
+                "weight": weight_of(path, language), "blob": str(oid), "commit": new_head,
+                "source": "commit",
+            }))
+        self.writer.sync_snapshot(new_head, changes, fresh)
+        return len(changes)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
+             progress: Callable[[int], ProgressFn] | None = None,
+             stop_after: int | None = None) -> BackfillResult:
+    """Process every commit of the followed ref not yet in the store, then the snapshot.
+
+    ``progress(total)`` returns a callback ``(done, bytes)`` called after each commit.
+    ``stop_after`` ends after that many commits (tests of interrupted runs use it).
+    """
+    repo = open_repository(repo_path)
+    store_dir = Path(store) if store else store_dir_of(repo)
+    started = time.perf_counter()
+    result = BackfillResult()
+    with StoreWriter(store_dir) as writer:
+        ingest = _Ingest(repo, writer)
+        follow = writer.meta(K_FOLLOW)
+        tip = tip_of(repo, follow)
+        todo = commits_to_process(repo, tip, writer.processed_commits())
+        stopping_early = stop_after is not None and len(todo) > stop_after
+        if stopping_early:
+            todo = todo[:stop_after]
+        tick = progress(len(todo)) if progress else None
+        batch = _Batch()
+        done = 0
+        for commit in todo:
+            if len(commit.parents) > 1 and not ingest.cfg.include_merges:
+                changes = CommitChanges(commit, commit.parents[0], [], {})
+            else:
+                changes = commit_changes(repo, commit, ingest.blobs)
+            batch.add(changes)
+            if len(batch.items) >= BATCH_COMMITS or batch.bytes >= BATCH_BYTES:
+                ingest.flush(batch, result)
+                done += len(batch.items)
+                if tick:
+                    tick(done, result.bytes_read)
+                batch = _Batch()
+        if batch.items:
+            ingest.flush(batch, result)
+            done += len(batch.items)
+            if tick:
+                tick(done, result.bytes_read)
+        if not stopping_early:
+            result.documents_changed = ingest.sync_snapshot(tip)
+        result.head = str(tip.id) if tip is not None else None
+    result.seconds = time.perf_counter() - started
+    return result
+

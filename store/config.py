@@ -1,0 +1,121 @@
+"""Configuration in one place: defaults → repofeed.toml / [tool.repofeed] → environment → flags.
+
+The effective configuration is recorded in the store at ``init`` so that a dataset says how it
+was made; commands that run later read it back from the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "REPOFEED_"
+
+
+@dataclass(frozen=True)
+class Config:
+    max_tokens: int = 1024          # window length in tokens
+    overlap: int = 768              # tokens shared by consecutive windows (stride 256)
+    vocab_size: int = 16384         # requested size when repofeed trains the tokenizer
+    max_file_bytes: int = 1 << 20   # larger blobs are skipped as "too_large"
+    include_merges: bool = False    # merge commits give evolution records (vs first parent)
+    follow: str | None = None       # ref to follow; None: the branch checked out at init
+    map_size: int = 1 << 36         # LMDB address space reserved up front (grown on demand)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stride(self) -> int:
+        return self.max_tokens - self.overlap
+
+    def validate(self) -> "Config":
+        if self.max_tokens < 16:
+            raise ConfigError(f"max_tokens must be at least 16 (got {self.max_tokens})")
+        if not 0 <= self.overlap < self.max_tokens:
+            raise ConfigError(
+                f"overlap must be at least 0 and below max_tokens={self.max_tokens} "
+                f"(got {self.overlap})"
+            )
+        if self.vocab_size < 300:
+            raise ConfigError(
+                f"vocab_size must be at least 300: 256 byte pieces and the sentinels need "
+                f"room (got {self.vocab_size})"
+            )
+        if self.max_file_bytes < 1:
+            raise ConfigError(f"max_file_bytes must be positive (got {self.max_file_bytes})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+    def with_overrides(self, **overrides: Any) -> "Config":
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    if isinstance(raw, str):
+        try:
+            if kind is bool:
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            return kind(raw)
+        except ValueError:
+            pass
+    raise ConfigError(f"config key {name!r} must be {kind.__name__}, got {raw!r}")
+
+
+def _file_settings(repo_root: Path) -> dict[str, Any]:
+    own = repo_root / "repofeed.toml"
+    if own.is_file():
+        try:
+            return tomllib.loads(own.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{own} is not valid TOML: {exc}") from exc
+    pyproject = repo_root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            return tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("repofeed", {})
+        except tomllib.TOMLDecodeError:
+            return {}  # someone else's broken pyproject is not our error to raise
+    return {}
+
+
+def load_config(repo_root: Path | None, **flags: Any) -> Config:
+    """Resolve the configuration for a repository, later sources overriding earlier ones."""
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    kinds = {"int": int, "bool": bool, "str | None": str}
+    values: dict[str, Any] = {}
+    layers = [_file_settings(repo_root) if repo_root else {}]
+    layers.append(
+        {
+            k[len(ENV_PREFIX):].lower(): v
+            for k, v in os.environ.items()
+            if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() in types
+        }
+    )
+    for layer in layers:
+        for key, raw in layer.items():
+            key = key.replace("-", "_")
+            if key not in types or key == "extra":
+                raise ConfigError(
+                    f"unknown config key {key!r}; known keys: "
+                    + ", ".join(sorted(k for k in types if k != "extra"))
+                )
+            values[key] = _coerce(key, raw, kinds[str(types[key])])
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return Config(**values).validate()

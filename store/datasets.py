@@ -1,0 +1,203 @@
+"""Map-style PyTorch datasets over a store. This is the only module that imports torch.
+
+An item is a dict of 1-D ``torch.long`` tensors of length ``max_tokens``: ``input_ids``,
+``attention_mask`` and ``labels`` (-100 where no loss is taken: padding, and with
+``labels_on="after"`` everything but the after part of a commit). Labels are not shifted; a
+causal LM shifts them itself, as Hugging Face models do.
+
+Each dataset indexes the store when it is made and on ``refresh()``; call ``refresh()`` at an
+epoch boundary to take in what the writer committed since. Token arrays are content-addressed
+and never rewritten, so an index stays valid while the writer works. The LMDB handle is opened
+lazily in each process, so ``DataLoader`` workers open their own after fork.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import StoreError
+from .evolution import plan_views
+from .locate import resolve_store_dir
+from .reader import Store
+from .schema import DB_TOKENS
+from .windows import window_counts, window_start
+
+IGNORE_INDEX = -100
+
+
+class _StoreDataset(torch.utils.data.Dataset):
+    def __init__(self, path: str | Path | None):
+        self.store_dir = resolve_store_dir(path)
+        self._store: Store | None = None
+        store = self.store
+        self.tokenizer = store.tokenizer
+        self.pad_id = self.tokenizer.pad_id
+        self._dtype = np.dtype(store.dtype)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_dir)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None  # an LMDB handle never crosses a process boundary
+        return state
+
+    def _tokens_txn(self):
+        handle = self.store._env()
+        return handle.env.begin(db=handle.dbs[DB_TOKENS], buffers=True)
+
+    def _array(self, txn, key: bytes, start: int, stop: int) -> np.ndarray:
+        raw = txn.get(key)
+        if raw is None:
+            raise StoreError(f"token array {key.hex()} is missing from {self.store_dir}")
+        item = self._dtype.itemsize
+        return np.frombuffer(raw, dtype=self._dtype, count=stop - start,
+                             offset=start * item).astype(np.int64)
+
+    def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        n = len(ids)
+        length = self.max_tokens
+        if n == length and label_mask is None:
+            input_ids = torch.from_numpy(ids)
+            return {"input_ids": input_ids,
+                    "attention_mask": torch.ones(length, dtype=torch.long),
+                    "labels": input_ids.clone()}
+        padded = np.full(length, self.pad_id, dtype=np.int64)
+        padded[:n] = ids
+        mask = np.zeros(length, dtype=np.int64)
+        mask[:n] = 1
+        labels = np.full(length, IGNORE_INDEX, dtype=np.int64)
+        labels[:n] = ids if label_mask is None else np.where(label_mask, ids, IGNORE_INDEX)
+        return {"input_ids": torch.from_numpy(padded),
+                "attention_mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(labels)}
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class WindowDataset(_StoreDataset):
+    """Windows over the snapshot documents, in path order.
+
+    ``max_tokens`` and ``overlap`` default to the store's (1,024 and 768).
+    """
+
+    def __init__(self, path: str | Path | None = None, max_tokens: int | None = None,
+                 overlap: int | None = None):
+        super().__init__(path)
+        cfg = self.store.config
+        self.max_tokens = max_tokens or cfg.max_tokens
+        self.overlap = cfg.overlap if overlap is None else overlap
+        if not 0 <= self.overlap < self.max_tokens:
+            raise ValueError(f"overlap must be in [0, {self.max_tokens}), got {self.overlap}")
+        self.stride = self.max_tokens - self.overlap
+        self.refresh()
+
+    def refresh(self) -> "WindowDataset":
+        docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
+        self.paths = [d["path"] for d in docs]
+        self._keys = [d["key"] for d in docs]
+        self._n = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
+        self._ends = np.cumsum(window_counts(self._n, self.max_tokens, self.stride))
+        return self
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(document number, token offset) of window ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range ({len(self)} windows)")
+        doc = int(np.searchsorted(self._ends, index, side="right"))
+        first = int(self._ends[doc - 1]) if doc else 0
+        return doc, window_start(int(self._n[doc]), index - first, self.max_tokens, self.stride)
+
+    def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
+        doc, start = self.locate(index)
+        stop = min(start + self.max_tokens, int(self._n[doc]))
+        return self._item(self._array(txn, self._keys[doc], start, stop))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        with self._tokens_txn() as txn:
+            return self._get(txn, index)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        with self._tokens_txn() as txn:
+            return [self._get(txn, i) for i in indices]
+
+
+class EvolutionDataset(_StoreDataset):
+    """Evolution records as CommitPack-layout sequences; long records give several views.
+
+    ``labels_on="all"`` takes loss on every real token, ``"after"`` on the after part only
+    (instruction-style tuning). Superseded records are left out unless asked for.
+    """
+
+    def __init__(self, path: str | Path | None = None, max_tokens: int | None = None,
+                 labels_on: str = "all", include_superseded: bool = False):
+        super().__init__(path)
+        if labels_on not in ("all", "after"):
+            raise ValueError(f'labels_on must be "all" or "after", got {labels_on!r}')
+        self.max_tokens = max_tokens or self.store.config.max_tokens
+        self.labels_on = labels_on
+        self.include_superseded = include_superseded
+        tok = self.tokenizer
+        self._before, self._msg, self._after = (
+            tok.sentinel("<commit_before>"), tok.sentinel("<commit_msg>"),
+            tok.sentinel("<commit_after>"))
+        self._eos = tok.eos_id
+        self.refresh()
+
+    def refresh(self) -> "EvolutionDataset":
+        self._records: list[dict[str, Any]] = []
+        self._views: list[tuple[int, Any]] = []
+        for record in self.store.raw_records(self.include_superseded):
+            number = len(self._records)
+            self._records.append(record)
+            for view in plan_views(record["n_before"], record["n_after"], record["n_msg"],
+                                   record["hunks"], self.max_tokens):
+                self._views.append((number, view))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def record_of(self, index: int) -> dict[str, Any]:
+        """The stored record (keys, not text) behind item ``index``."""
+        return self._records[self._views[index][0]]
+
+    def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
+        number, view = self._views[index]
+        rec = self._records[number]
+        empty = np.zeros(0, dtype=np.int64)
+        before = self._array(txn, rec["before"], *view.before) if rec["before"] else empty
+        message = self._array(txn, rec["message"], 0, view.message) if view.message else empty
+        after = self._array(txn, rec["after"], *view.after) if rec["after"] else empty
+        tail = [self._eos] if view.after[1] == rec["n_after"] and self._eos >= 0 else []
+        parts = [np.array([self._before]), before, np.array([self._msg]), message,
+                 np.array([self._after]), after, np.array(tail, dtype=np.int64)]
+        ids = np.concatenate(parts).astype(np.int64)
+        mask = None
+        if self.labels_on == "after":
+            mask = np.zeros(len(ids), dtype=bool)
+            mask[len(ids) - len(after) - len(tail):] = True
+        return self._item(ids, mask)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range ({len(self)} items)")
+        with self._tokens_txn() as txn:
+            return self._get(txn, index)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        with self._tokens_txn() as txn:
+            return [self._get(txn, i) for i in indices]

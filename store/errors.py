@@ -1,0 +1,31 @@
+"""The one error family of repofeed: every message says what was wrong and what to do."""
+
+
+class RepofeedError(Exception):
+    """Base class. The CLI prints the message and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class StoreError(RepofeedError):
+    """The store is missing, corrupt, of another schema version, or busy."""
+
+
+class StoreMissing(StoreError):
+    pass
+
+
+class WriterBusy(StoreError):
+    """Another process holds the store's writer lock."""
+
+
+class ConfigError(RepofeedError):
+    """A configuration value is invalid."""
+
+
+class RepoError(RepofeedError):
+    """The git repository cannot be used as asked."""
+
+
+class TokenizerError(RepofeedError):
+    """A tokenizer cannot be trained or loaded."""

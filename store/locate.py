@@ -1,0 +1,52 @@
+"""Where a repository's store lives: ``<git common dir>/repofeed/store`` unless configured.
+
+``repofeed init --store DIR`` records DIR in the repository's git config (``repofeed.store``),
+so that every later command, and ``open_store(repo)``, finds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pygit2
+
+from .errors import RepoError
+
+CONFIG_KEY = "repofeed.store"
+
+
+def open_repository(path: str | Path | None) -> pygit2.Repository:
+    start = Path(path or ".").resolve()
+    found = pygit2.discover_repository(str(start))
+    if found is None:
+        raise RepoError(f"{start} is not inside a git repository.")
+    return pygit2.Repository(found)
+
+
+def common_dir(repo: pygit2.Repository) -> Path:
+    """The git directory shared by all worktrees (``git rev-parse --git-common-dir``)."""
+    git_dir = Path(repo.path)
+    pointer = git_dir / "commondir"
+    if pointer.is_file():
+        return (git_dir / pointer.read_text().strip()).resolve()
+    return git_dir.resolve()
+
+
+def repofeed_dir(repo: pygit2.Repository) -> Path:
+    return common_dir(repo) / "repofeed"
+
+
+def store_dir_of(repo: pygit2.Repository) -> Path:
+    try:
+        configured = repo.config[CONFIG_KEY]
+    except KeyError:
+        return repofeed_dir(repo) / "store"
+    return Path(configured)
+
+
+def resolve_store_dir(path: str | Path | None) -> Path:
+    """A store directory itself, or the store of the repository around ``path``."""
+    candidate = Path(path or ".")
+    if (candidate / "data.mdb").is_file():
+        return candidate.resolve()
+    return store_dir_of(open_repository(candidate))

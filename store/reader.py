@@ -1,0 +1,232 @@
+"""Reading a store: ``open_store`` → ``Store``.
+
+Every call runs in its own short read transaction, so a long-lived ``Store`` sees what the
+writer committed since, never a half-written commit, and never holds pages the writer could
+reuse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import lmdbenv
+from .config import Config
+from .errors import StoreError
+from .evolution import View, message_budget, plan_views
+from .schema import (
+    DB_COMMITS, DB_DOCS, DB_META, DB_RECORDS, DB_SKIPPED, DB_TOKENS, K_COMMITS_DONE, K_CONFIG,
+    K_FOLLOW, K_HEAD, K_NEXT_SEQ, K_RECORD_SKIPS, K_REPO, K_STORED_TOKENS, K_TOKENIZER_INFO,
+    K_TOKENIZER_MODEL, seq_key, token_dtype, unpack,
+)
+from .locate import resolve_store_dir
+from .tokenizer import Tokenizer
+from .windows import window_count, window_counts, window_start
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
+
+
+class Store:
+    """A read view of a store. Safe to keep open while a writer works."""
+
+    def __init__(self, store_dir: Path):
+        self.path = Path(store_dir)
+        self._handle = lmdbenv.get_handle(self.path)
+        self._tokenizer: Tokenizer | None = None
+        self._closed = False
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _env(self):
+        if self._closed:
+            raise StoreError("this Store is closed")
+        if self._handle.pid != os.getpid():  # used after fork: take this process's own handle
+            self._handle = lmdbenv.get_handle(self.path)
+        return self._handle
+
+    def _txn(self, db: bytes, buffers: bool = False):
+        handle = self._env()
+        return handle.env.begin(db=handle.dbs[db], buffers=buffers)
+
+    def meta(self, key: bytes, default: Any = None) -> Any:
+        with self._txn(DB_META) as txn:
+            raw = txn.get(key)
+        return default if raw is None else unpack(raw)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._handle.pid == os.getpid():
+                lmdbenv.release(self.path)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts --------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return Config.from_dict(self.meta(K_CONFIG))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            info = self.meta(K_TOKENIZER_INFO)
+            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}))
+        return self._tokenizer
+
+    @property
+    def dtype(self) -> str:
+        return token_dtype(self.meta(K_TOKENIZER_INFO)["vocab_size"])
+
+    def tokens(self, key: bytes) -> np.ndarray:
+        """A stored token array (a copy, valid after the transaction)."""
+        with self._txn(DB_TOKENS, buffers=True) as txn:
+            raw = txn.get(key)
+            if raw is None:
+                raise StoreError(f"token array {bytes(key).hex()} is missing from the store")
+            return np.frombuffer(raw, dtype=self.dtype).copy()
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Snapshot documents, sorted by path."""
+        with self._txn(DB_DOCS) as txn:
+            return [unpack(v) for _, v in txn.cursor()]
+
+    def skipped_files(self) -> dict[str, str]:
+        """Files at the tip left out of the snapshot, with the reason."""
+        with self._txn(DB_SKIPPED) as txn:
+            return {bytes(k).decode("utf-8", "surrogateescape"): bytes(v).decode()
+                    for k, v in txn.cursor()}
+
+    def _raw_records(self, include_superseded: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+        with self._txn(DB_RECORDS) as txn:
+            for key, value in txn.cursor():
+                record = unpack(value)
+                if include_superseded or not record.get("superseded"):
+                    yield int.from_bytes(bytes(key), "big"), record
+
+    def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
+        """Records as stored: token-array keys instead of text."""
+        return [r for _, r in self._raw_records(include_superseded)]
+
+    def _text(self, key: bytes | None) -> str | None:
+        if key is None:
+            return None
+        return self.tokenizer.decode(self.tokens(key))
+
+    def evolution_records(self, include_superseded: bool = False) -> Iterator[dict[str, Any]]:
+        """Evolution records, oldest first, with ``message``, ``before`` and ``after`` as text."""
+        for seq, record in self._raw_records(include_superseded):
+            yield self._decoded(seq, record)
+
+    def _decoded(self, seq: int, record: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in record.items() if k not in ("message", "before", "after")}
+        out["index"] = seq
+        out["message"] = self._text(record["message"]) or ""
+        out["before"] = self._text(record["before"])
+        out["after"] = self._text(record["after"])
+        return out
+
+    def record(self, index: int) -> dict[str, Any]:
+        with self._txn(DB_RECORDS) as txn:
+            raw = txn.get(seq_key(index))
+        if raw is None:
+            raise StoreError(f"there is no evolution record {index} "
+                             f"(the store holds {self.meta(K_NEXT_SEQ, 0)}).")
+        return self._decoded(index, unpack(raw))
+
+    def record_views(self, index: int, max_tokens: int | None = None) -> list[View]:
+        rec = self.record_raw(index)
+        return plan_views(rec["n_before"], rec["n_after"], rec["n_msg"], rec["hunks"],
+                          max_tokens or self.config.max_tokens)
+
+    def record_raw(self, index: int) -> dict[str, Any]:
+        with self._txn(DB_RECORDS) as txn:
+            raw = txn.get(seq_key(index))
+        if raw is None:
+            raise StoreError(f"there is no evolution record {index}.")
+        return unpack(raw)
+
+    def windows(self, max_tokens: int | None = None, overlap: int | None = None
+                ) -> Iterator[dict[str, Any]]:
+        """Every window's provenance: path, commit, token offsets."""
+        cfg = self.config
+        length = max_tokens or cfg.max_tokens
+        stride = length - (cfg.overlap if overlap is None else overlap)
+        index = 0
+        for doc in self.documents():
+            for j in range(window_count(doc["n_tokens"], length, stride)):
+                start = window_start(doc["n_tokens"], j, length, stride)
+                yield {"index": index, "path": doc["path"], "commit": doc["commit"],
+                       "blob": doc["blob"], "key": doc["key"], "start": start,
+                       "end": min(start + length, doc["n_tokens"])}
+                index += 1
+
+    def window(self, index: int) -> dict[str, Any]:
+        """Window ``index`` (the order of ``WindowDataset``) with its decoded text."""
+        if index >= 0:
+            for w in self.windows():
+                if w["index"] == index:
+                    ids = self.tokens(w["key"])[w["start"]:w["end"]]
+                    return {**w, "text": self.tokenizer.decode(ids)}
+        raise StoreError(f"there is no window {index} (the store holds "
+                         f"{self.stats()['windows']}).")
+
+    def stats(self) -> dict[str, Any]:
+        cfg = self.config
+        docs = self.documents()
+        n_tokens = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
+        info = self.meta(K_TOKENIZER_INFO)
+        with self._txn(DB_RECORDS) as txn:
+            n_records = txn.stat()["entries"]
+            superseded = sum(1 for _, v in txn.cursor() if unpack(v).get("superseded"))
+        skipped: dict[str, int] = {}
+        for reason in self.skipped_files().values():
+            skipped[reason] = skipped.get(reason, 0) + 1
+        languages: dict[str, int] = {}
+        for d in docs:
+            languages[d["language"]] = languages.get(d["language"], 0) + 1
+        stored = self.meta(K_STORED_TOKENS, 0)
+        store_bytes = _disk_bytes(self.path)
+        return {
+            "store_path": str(self.path),
+            "repo": self.meta(K_REPO),
+            "followed": self.meta(K_FOLLOW),
+            "tokenizer_id": info["id"],
+            "tokenizer_source": info.get("source"),
+            "vocab_size": info["vocab_size"],
+            "token_dtype": self.dtype,
+            "max_tokens": cfg.max_tokens,
+            "overlap": cfg.overlap,
+            "head": self.meta(K_HEAD),
+            "commits_processed": self.meta(K_COMMITS_DONE, 0),
+            "evolution_records": n_records - superseded,
+            "superseded_records": superseded,
+            "documents": len(docs),
+            "windows": int(window_counts(n_tokens, cfg.max_tokens, cfg.stride).sum()),
+            "tokens": int(n_tokens.sum()),
+            "stored_tokens": stored,
+            "store_bytes": store_bytes,
+            "bytes_per_stored_token": round(store_bytes / stored, 3) if stored else None,
+            "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1])),
+            "skipped_at_head": skipped,
+            "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),
+        }
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """Open the store of a repository (any path inside it) or a store directory."""
+    return Store(resolve_store_dir(path))

@@ -1,0 +1,64 @@
+"""The on-disk layout of a store: named databases, keys, and the schema version.
+
+Values are msgpack, except token arrays, which are raw little-endian uint16 (vocabulary up to
+65,536) or uint32 so that readers take them with ``np.frombuffer`` and no parsing.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+import xxhash
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "repofeed-store"
+
+# Named sub-databases.
+DB_META = b"meta"          # key (ascii) -> msgpack value
+DB_TOKENS = b"tokens"      # 16-byte content hash -> raw token array
+DB_DOCS = b"docs"          # path (utf-8) -> msgpack document
+DB_RECORDS = b"records"    # 8-byte big-endian sequence number -> msgpack evolution record
+DB_COMMITS = b"commits"    # 20-byte commit oid -> msgpack {first, count}
+DB_SKIPPED = b"skipped"    # path (utf-8) -> reason, for tip files left out of the snapshot
+ALL_DBS = (DB_META, DB_TOKENS, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED)
+
+# Meta keys.
+K_FORMAT = b"format"
+K_SCHEMA = b"schema_version"
+K_CONFIG = b"config"
+K_TOKENIZER_MODEL = b"tokenizer_model"
+K_TOKENIZER_INFO = b"tokenizer"
+K_REPO = b"repo"
+K_FOLLOW = b"follow"
+K_HEAD = b"head"                  # followed tip the snapshot reflects
+K_NEXT_SEQ = b"next_seq"
+K_COMMITS_DONE = b"commits_processed"
+K_STORED_TOKENS = b"stored_tokens"  # tokens over all distinct stored arrays
+K_RECORD_SKIPS = b"record_skips"    # reason -> count, over the files of processed commits
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(raw: bytes | memoryview) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+def content_key(text: str) -> bytes:
+    """The key of a text's token array: a 128-bit hash of its UTF-8 bytes."""
+    return xxhash.xxh3_128_digest(text.encode("utf-8", "surrogatepass"))
+
+
+def seq_key(seq: int) -> bytes:
+    return struct.pack(">Q", seq)
+
+
+def seq_of(key: bytes | memoryview) -> int:
+    return struct.unpack(">Q", bytes(key))[0]
+
+
+def token_dtype(vocab_size: int) -> str:
+    return "<u2" if vocab_size <= 1 << 16 else "<u4"

@@ -1,0 +1,198 @@
+"""SentencePiece tokenizers for code: trained on the repository, or brought by the user.
+
+With its defaults SentencePiece destroys newlines and indentation; the options in
+``CODE_TRAINER_OPTIONS`` keep every byte so that ``decode(encode(text)) == text``. One known
+exception, inherent to SentencePiece: a literal U+2581 ("▁") in the text is its whitespace
+marker and decodes as a space.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sentencepiece as spm
+import xxhash
+
+from .errors import TokenizerError
+
+SENTINELS = (
+    "<fim_prefix>",
+    "<fim_middle>",
+    "<fim_suffix>",
+    "<fim_pad>",
+    "<commit_before>",
+    "<commit_msg>",
+    "<commit_after>",
+    "<file_sep>",
+    "<mask>",
+)
+
+CODE_TRAINER_OPTIONS = dict(
+    model_type="bpe",
+    normalization_rule_name="identity",
+    remove_extra_whitespaces=False,
+    allow_whitespace_only_pieces=True,
+    byte_fallback=True,
+    split_digits=True,
+    add_dummy_prefix=False,
+    max_sentence_length=1 << 22,  # the default (4,192 bytes) silently skips long inputs
+    character_coverage=0.9999,
+    input_sentence_size=2_000_000,
+    shuffle_input_sentence=True,
+    unk_id=0,
+    bos_id=1,
+    eos_id=2,
+    pad_id=3,
+    user_defined_symbols=list(SENTINELS),
+    minloglevel=2,
+)
+
+_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+_CHUNK_CHARS = 1 << 16
+
+
+@dataclass
+class TrainResult:
+    model: bytes
+    vocab_size: int
+    requested: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.vocab_size < self.requested
+
+
+def _chunks(texts: Iterable[str]) -> Iterable[str]:
+    """Split files into line-aligned pieces: sampling and memory then work per piece."""
+    for text in texts:
+        if len(text) <= _CHUNK_CHARS:
+            if text:
+                yield text
+            continue
+        start = 0
+        while start < len(text):
+            end = text.find("\n", start + _CHUNK_CHARS)
+            end = len(text) if end < 0 else end + 1
+            yield text[start:end]
+            start = end
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> TrainResult:
+    """Train a BPE model on ``texts``; the vocabulary is capped to what the corpus supports."""
+    corpus = list(_chunks(texts))
+    if not corpus:
+        raise TokenizerError(
+            "there is no text to train a tokenizer on: commit some text files first, or pass "
+            "`--tokenizer MODEL` to use an existing SentencePiece model."
+        )
+
+    def run(size: int) -> bytes:
+        out = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(corpus), model_writer=out, vocab_size=size,
+            num_threads=2, **CODE_TRAINER_OPTIONS,
+        )
+        return out.getvalue()
+
+    try:
+        return TrainResult(run(vocab_size), vocab_size, vocab_size)
+    except RuntimeError as exc:
+        match = _TOO_HIGH.search(str(exc))
+        if not match:
+            raise TokenizerError(f"SentencePiece could not train a tokenizer: {exc}") from exc
+        supported = int(match.group(2))
+    minimum = 256 + len(SENTINELS) + 4
+    if supported < minimum:
+        raise TokenizerError(
+            f"the repository's text supports only {supported} vocabulary entries, fewer than "
+            f"the {minimum} that byte fallback and the sentinels need; pass `--tokenizer MODEL`."
+        )
+    return TrainResult(run(supported), supported, vocab_size)
+
+
+@dataclass
+class Tokenizer:
+    """A SentencePiece model plus the sentinel ids repofeed needs.
+
+    Sentinels the model lacks get ids after its vocabulary (``extra``); text never encodes to
+    them, and a model trained on such data needs its embeddings resized to ``vocab_size``.
+    """
+
+    model: bytes
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model)
+        self.id = xxhash.xxh3_64_hexdigest(self.model + repr(sorted(self.extra.items())).encode())
+        self.base_size = self.sp.get_piece_size()
+        self.vocab_size = self.base_size + len(self.extra)
+        self._extra_text = {i: name for name, i in self.extra.items()}
+        self._byte_lengths: np.ndarray | None = None
+
+    @classmethod
+    def for_user_model(cls, model: bytes) -> tuple["Tokenizer", list[str]]:
+        """Wrap a user's model; returns it and the sentinels given new ids."""
+        try:
+            sp = spm.SentencePieceProcessor(model_proto=model)
+        except RuntimeError as exc:
+            raise TokenizerError(f"not a SentencePiece model: {exc}") from exc
+        size = sp.get_piece_size()
+        missing = [s for s in SENTINELS if sp.piece_to_id(s) == sp.unk_id()]
+        return cls(model, {s: size + i for i, s in enumerate(missing)}), missing
+
+    def sentinel(self, name: str) -> int:
+        if name in self.extra:
+            return self.extra[name]
+        return self.sp.piece_to_id(name)
+
+    @property
+    def eos_id(self) -> int:
+        return self.sp.eos_id()
+
+    @property
+    def pad_id(self) -> int:
+        for candidate in (self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id()):
+            if candidate >= 0:
+                return candidate
+        return 0
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: list[str], threads: int = 2) -> list[list[int]]:
+        return self.sp.encode(texts, num_threads=threads)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        if not self._extra_text:
+            return self.sp.decode(ids)
+        parts, run = [], []
+        for i in ids:
+            if i in self._extra_text:
+                parts.append(self.sp.decode(run))
+                parts.append(self._extra_text[i])
+                run = []
+            else:
+                run.append(i)
+        parts.append(self.sp.decode(run))
+        return "".join(parts)
+
+    @property
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id decodes to: a cumulative sum maps tokens to text offsets."""
+        if self._byte_lengths is None:
+            sp = self.sp
+            lengths = np.zeros(self.vocab_size, dtype=np.int64)
+            for i in range(self.base_size):
+                if sp.is_byte(i):
+                    lengths[i] = 1
+                elif sp.is_control(i) or sp.is_unknown(i):
+                    lengths[i] = 0
+                else:
+                    lengths[i] = len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+            self._byte_lengths = lengths
+        return self._byte_lengths

@@ -1,0 +1,280 @@
+"""The single writer of a store: creation, the writer lock, and atomic per-commit writes.
+
+Everything one commit changes — its token arrays, its evolution records, the counters and the
+cursor that says it is done — lands in one LMDB write transaction, and writing a commit that is
+already there changes nothing. A crash at any point leaves the store as of the last committed
+transaction; the next run picks up from there.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+import numpy as np
+
+from . import lmdbenv
+from .config import Config
+from .errors import StoreError, WriterBusy
+from .schema import (
+    DB_COMMITS, DB_DOCS, DB_META, DB_RECORDS, DB_SKIPPED, DB_TOKENS, FORMAT_NAME, K_COMMITS_DONE,
+    K_CONFIG, K_FOLLOW, K_FORMAT, K_HEAD, K_NEXT_SEQ, K_RECORD_SKIPS, K_REPO, K_SCHEMA,
+    K_STORED_TOKENS, K_TOKENIZER_INFO, K_TOKENIZER_MODEL, SCHEMA_VERSION, pack, seq_key,
+    token_dtype, unpack,
+)
+from .tokenizer import Tokenizer
+
+T = TypeVar("T")
+
+
+@dataclass
+class CommitWrite:
+    """What one commit adds: its records and the token arrays they reference."""
+
+    oid: bytes                                   # raw 20-byte commit id
+    records: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[bytes, list[int] | np.ndarray] = field(default_factory=dict)
+    skips: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SnapshotChange:
+    path: str
+    doc: dict[str, Any] | None = None   # None with reason None: the file is gone
+    skip_reason: str | None = None
+
+
+def lock_path(store_dir: Path) -> Path:
+    return store_dir.with_name(store_dir.name + ".lock")
+
+
+def acquire_lock(store_dir: Path) -> int:
+    """Take the store's writer lock (flock, released by the kernel if the holder dies)."""
+    lock = lock_path(store_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise WriterBusy(
+                f"another repofeed process (pid {holder}) is writing to the store at "
+                f"{store_dir}; only one writer at a time. Wait for it or stop it."
+            ) from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+class StoreWriter:
+    """Holds the writer lock for its lifetime; use as a context manager."""
+
+    def __init__(self, store_dir: Path, *, _create: bool = False, map_size: int | None = None,
+                 _lock_fd: int | None = None):
+        self.path = Path(store_dir)
+        self._lock_fd = _lock_fd if _lock_fd is not None else acquire_lock(self.path)
+        try:
+            self.handle = lmdbenv.get_handle(
+                self.path, create=_create, check=not _create,
+                map_size=map_size or lmdbenv.DEFAULT_MAP_SIZE,
+            )
+        except BaseException:
+            self._release_lock()
+            raise
+        self.db = self.handle.dbs
+        self._tokenizer: Tokenizer | None = None
+        self._dtype: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def close(self) -> None:
+        if getattr(self, "handle", None) is not None:
+            lmdbenv.release(self.path)
+            self.handle = None
+        self._release_lock()
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def create(cls, store_dir: Path, *, config: Config, tokenizer: Tokenizer,
+               tokenizer_info: dict[str, Any], repo: str, follow: str, force: bool = False
+               ) -> "StoreWriter":
+        store_dir = Path(store_dir)
+        fd = acquire_lock(store_dir)  # held before anything is removed or created
+        try:
+            if (store_dir / "data.mdb").exists():
+                if not force:
+                    raise StoreError(f"a store already exists at {store_dir}.")
+                shutil.rmtree(store_dir)
+            store_dir.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        writer = cls(store_dir, _create=True, map_size=config.map_size, _lock_fd=fd)
+        meta = {
+            K_FORMAT: FORMAT_NAME,
+            K_SCHEMA: SCHEMA_VERSION,
+            K_CONFIG: config.to_dict(),
+            K_TOKENIZER_MODEL: tokenizer.model,
+            K_TOKENIZER_INFO: {**tokenizer_info, "id": tokenizer.id,
+                               "vocab_size": tokenizer.vocab_size, "extra": tokenizer.extra},
+            K_REPO: repo,
+            K_FOLLOW: follow,
+            K_HEAD: None,
+            K_NEXT_SEQ: 0,
+            K_COMMITS_DONE: 0,
+            K_STORED_TOKENS: 0,
+            K_RECORD_SKIPS: {},
+        }
+
+        def put(txn: lmdb.Transaction) -> None:
+            for key, value in meta.items():
+                txn.put(key, pack(value), db=writer.db[DB_META])
+
+        writer._write(put)
+        return writer
+
+    # -- reading what the writer needs --------------------------------------------------------
+
+    def meta(self, key: bytes, default: Any = None) -> Any:
+        with self.handle.env.begin(db=self.db[DB_META]) as txn:
+            raw = txn.get(key)
+        return default if raw is None else unpack(raw)
+
+    @property
+    def config(self) -> Config:
+        return Config.from_dict(self.meta(K_CONFIG))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            info = self.meta(K_TOKENIZER_INFO)
+            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}))
+        return self._tokenizer
+
+    @property
+    def dtype(self) -> str:
+        if self._dtype is None:
+            self._dtype = token_dtype(self.tokenizer.vocab_size)
+        return self._dtype
+
+    def has_commit(self, oid: bytes) -> bool:
+        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+            return txn.get(oid) is not None
+
+    def processed_commits(self) -> set[bytes]:
+        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+            return {bytes(k) for k in txn.cursor().iternext(keys=True, values=False)}
+
+    def missing_arrays(self, keys: Iterable[bytes]) -> set[bytes]:
+        with self.handle.env.begin(db=self.db[DB_TOKENS]) as txn:
+            return {k for k in keys if txn.get(k) is None}
+
+    def read_array(self, key: bytes) -> np.ndarray:
+        with self.handle.env.begin(db=self.db[DB_TOKENS], buffers=True) as txn:
+            raw = txn.get(key)
+            if raw is None:
+                raise StoreError(f"token array {key.hex()} is missing from the store")
+            return np.frombuffer(raw, dtype=self.dtype).copy()
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
+            return {bytes(k).decode(): unpack(v) for k, v in txn.cursor()}
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, body: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``body`` in one write transaction, growing the map when it is full."""
+        while True:
+            try:
+                with self.handle.env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                lmdbenv.grow(self.handle)
+            except lmdb.DiskError as exc:
+                raise StoreError(
+                    f"the disk holding {self.path} is full or failing ({exc}); nothing of the "
+                    f"last commit was written. Free space and run the command again."
+                ) from exc
+
+    def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any]) -> int:
+        added = 0
+        tokens_db = self.db[DB_TOKENS]
+        for key, ids in arrays.items():
+            data = np.asarray(ids, dtype=self.dtype).tobytes()
+            if txn.put(key, data, db=tokens_db, overwrite=False):
+                added += len(data) // np.dtype(self.dtype).itemsize
+        return added
+
+    def _bump(self, txn: lmdb.Transaction, key: bytes, delta: Any) -> None:
+        meta_db = self.db[DB_META]
+        current = unpack(txn.get(key, db=meta_db))
+        if isinstance(delta, dict):
+            for reason, count in delta.items():
+                current[reason] = current.get(reason, 0) + count
+        else:
+            current += delta
+        txn.put(key, pack(current), db=meta_db)
+
+    def write_commit(self, write: CommitWrite) -> bool:
+        """Store one processed commit atomically; False if it was already there."""
+
+        def body(txn: lmdb.Transaction) -> bool:
+            if txn.get(write.oid, db=self.db[DB_COMMITS]) is not None:
+                return False
+            meta_db = self.db[DB_META]
+            seq = unpack(txn.get(K_NEXT_SEQ, db=meta_db))
+            first = seq
+            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
+            for record in write.records:
+                txn.put(seq_key(seq), pack(record), db=self.db[DB_RECORDS], append=True)
+                seq += 1
+            txn.put(write.oid, pack({"first": first, "count": seq - first}),
+                    db=self.db[DB_COMMITS])
+            txn.put(K_NEXT_SEQ, pack(seq), db=meta_db)
+            self._bump(txn, K_COMMITS_DONE, 1)
+            if write.skips:
+                self._bump(txn, K_RECORD_SKIPS, write.skips)
+            return True
+
+        return self._write(body)
+
+    def sync_snapshot(self, head: str | None, changes: list[SnapshotChange],
+                      arrays: dict[bytes, Any]) -> None:
+        """Apply snapshot changes and move the head, in one transaction."""
+
+        def body(txn: lmdb.Transaction) -> None:
+            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
+            docs, skipped = self.db[DB_DOCS], self.db[DB_SKIPPED]
+            for change in changes:
+                key = change.path.encode("utf-8", "surrogateescape")
+                if change.doc is not None:
+                    txn.put(key, pack(change.doc), db=docs)
+                else:
+                    txn.delete(key, db=docs)
+                if change.skip_reason is not None:
+                    txn.put(key, change.skip_reason.encode(), db=skipped)
+                else:
+                    txn.delete(key, db=skipped)
+            txn.put(K_HEAD, pack(head), db=self.db[DB_META])
+
+        self._write(body)
