@@ -56,15 +56,17 @@ class BackfillResult:
 
 # -- init ---------------------------------------------------------------------------------------
 
-def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config) -> list[str]:
+def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config,
+               max_files: int | None = None) -> list[str]:
     blobs = BlobReader(repo, cfg.max_file_bytes)
-    texts, total = [], 0
+    texts: list[str] = []
+    total = 0
     for path, oid, mode in tree_changes(repo, None, tip.tree):
         text, _ = blobs.read(oid, mode)
         if text:
             texts.append(text)
             total += len(text)
-            if total >= TRAIN_CORPUS_BYTES:
+            if total >= TRAIN_CORPUS_BYTES or len(texts) == max_files:
                 break
     return texts
 
@@ -85,6 +87,16 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
             raise TokenizerError(f"no tokenizer model at {model_path}")
         tok, missing = Tokenizer.for_user_model(model_path.read_bytes())
         source = str(model_path.resolve())
+        tip = tip_of(repo, follow)
+        if tip is not None:
+            texts = _tip_texts(repo, tip, cfg, max_files=200)  # a sample is enough to tell
+            lossy = [t for t in texts if tok.decode(tok.encode(t)) != t]
+            if lossy:
+                notes.append(
+                    f"the tokenizer does not reproduce {len(lossy)} of {len(texts)} text files "
+                    f"exactly (decode(encode(text)) != text: its normalization changes "
+                    f"whitespace or characters); stored text is what it decodes to."
+                )
         if missing:
             first = tok.base_size
             notes.append(

@@ -1,9 +1,11 @@
 """SentencePiece tokenizers for code: trained on the repository, or brought by the user.
 
 With its defaults SentencePiece destroys newlines and indentation; the options in
-``CODE_TRAINER_OPTIONS`` keep every byte so that ``decode(encode(text)) == text``. One known
-exception, inherent to SentencePiece: a literal U+2581 ("▁") in the text is its whitespace
-marker and decodes as a space.
+``CODE_TRAINER_OPTIONS`` keep every byte so that ``decode(encode(text)) == text``.
+
+SentencePiece uses U+2581 ("▁") as its whitespace marker, so a literal U+2581 in the text would
+decode as a space. ``Tokenizer.encode`` spells that character with its three byte-fallback
+pieces instead, which decode to the character itself.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ CODE_TRAINER_OPTIONS = dict(
     minloglevel=2,
 )
 
+_MARKER = "\u2581"  # SentencePiece's whitespace marker
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _CHUNK_CHARS = 1 << 16
 
@@ -132,6 +135,8 @@ class Tokenizer:
         self.vocab_size = self.base_size + len(self.extra)
         self._extra_text = {i: name for name, i in self.extra.items()}
         self._byte_lengths: np.ndarray | None = None
+        marker = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in _MARKER.encode()]
+        self._marker_ids = marker if all(self.sp.is_byte(i) for i in marker) else None
 
     @classmethod
     def for_user_model(cls, model: bytes) -> tuple["Tokenizer", list[str]]:
@@ -161,10 +166,25 @@ class Tokenizer:
         return 0
 
     def encode(self, text: str) -> list[int]:
+        if _MARKER in text and self._marker_ids:
+            return self._encode_with_marker(text)
         return self.sp.encode(text)
 
     def encode_batch(self, texts: list[str], threads: int = 2) -> list[list[int]]:
-        return self.sp.encode(texts, num_threads=threads)
+        out = self.sp.encode(texts, num_threads=threads)
+        if self._marker_ids:
+            for i, text in enumerate(texts):
+                if _MARKER in text:
+                    out[i] = self._encode_with_marker(text)
+        return out
+
+    def _encode_with_marker(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for n, part in enumerate(text.split(_MARKER)):
+            if n:
+                ids.extend(self._marker_ids)
+            ids.extend(self.sp.encode(part))
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [int(i) for i in ids]

@@ -1,0 +1,49 @@
+"""Fixtures. The user's home is replaced by an empty directory so that no personal git
+configuration (hooks, rename settings, identity) or repofeed setting leaks into a test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import GitRepo, sample_files
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    for key in list(os.environ):
+        if key.startswith("REPOFEED_"):
+            monkeypatch.delenv(key)
+    return home
+
+
+@pytest.fixture
+def make_repo(tmp_path):
+    counter = iter(range(1000))
+
+    def make(name: str | None = None) -> GitRepo:
+        return GitRepo(tmp_path / (name or f"repo{next(counter)}"))
+
+    return make
+
+
+@pytest.fixture
+def sample_repo(make_repo) -> GitRepo:
+    """A small history over the sample files: adds, edits, a rename and a deletion."""
+    repo = make_repo("sample")
+    files = sample_files()
+    names = sorted(files)
+    half = len(names) // 2
+    repo.commit("Initial import of the first half", {n: files[n] for n in names[:half]})
+    repo.commit("Add the rest of the sources", {n: files[n] for n in names[half:]})
+    first = names[0]
+    repo.commit("Tweak a constant in the first file",
+                {first: files[first].replace("\n", "\n# tuned\n", 1)})
+    return repo
