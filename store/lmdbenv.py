@@ -2,8 +2,9 @@
 
 lmdb refuses a second open of the same environment in one process, so a ``Store``, the
 datasets and the writer share the handle kept here. A handle inherited across ``fork`` (a
-DataLoader worker) must not be used in the child; it is set aside, never closed there, and a
-fresh one is opened.
+DataLoader worker) must not be used in the child. lmdb 3 still counts it as open there, so the
+child closes its copy first — which leaves the parent's untouched: LMDB's reader slots are
+tagged by pid and fcntl locks are not inherited — and then opens its own.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class Handle:
 
 _lock = threading.Lock()
 _handles: dict[str, Handle] = {}
-_inherited: list[Handle] = []  # handles from a parent process: kept alive, never touched
 
 
 def _open(path: Path, create: bool, map_size: int) -> Handle:
@@ -99,7 +99,8 @@ def get_handle(path: Path, *, create: bool = False, check: bool = True,
     with _lock:
         handle = _handles.get(key)
         if handle is not None and handle.pid != os.getpid():
-            _inherited.append(_handles.pop(key))
+            del _handles[key]
+            handle.env.close()  # this process's copy of the parent's handle
             handle = None
         if handle is None:
             if not create and not (path / "data.mdb").is_file():

@@ -144,8 +144,8 @@ class Store:
         with self._txn(DB_RECORDS) as txn:
             raw = txn.get(seq_key(index))
         if raw is None:
-            raise StoreError(f"there is no evolution record {index} "
-                             f"(the store holds {self.meta(K_NEXT_SEQ, 0)}).")
+            raise StoreError(f"there is no record {index} (the store holds "
+                             f"{self.meta(K_NEXT_SEQ, 0)} evolution records).")
         return self._decoded(index, unpack(raw))
 
     def record_views(self, index: int, max_tokens: int | None = None) -> list[View]:
@@ -157,7 +157,7 @@ class Store:
         with self._txn(DB_RECORDS) as txn:
             raw = txn.get(seq_key(index))
         if raw is None:
-            raise StoreError(f"there is no evolution record {index}.")
+            raise StoreError(f"there is no record {index}.")
         return unpack(raw)
 
     def windows(self, max_tokens: int | None = None, overlap: int | None = None
@@ -183,7 +183,7 @@ class Store:
                     ids = self.tokens(w["key"])[w["start"]:w["end"]]
                     return {**w, "text": self.tokenizer.decode(ids)}
         raise StoreError(f"there is no window {index} (the store holds "
-                         f"{self.stats()['windows']}).")
+                         f"{self.stats()['windows']} windows).")
 
     def stats(self) -> dict[str, Any]:
         cfg = self.config
