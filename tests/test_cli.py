@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from helpers import run_cli, sample_files
 
@@ -56,6 +57,7 @@ def test_help_texts():
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("repofeed")
-    assert exe, "the `repofeed` console script is not on PATH"
-    assert subprocess.run([exe, "--help"], capture_output=True).returncode == 0
+    exe = Path(sys.executable).parent / "repofeed"
+    assert exe.is_file(), f"the `repofeed` console script is missing beside {sys.executable}"
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "backfill" in done.stdout
