@@ -37,9 +37,13 @@ RepoArg = Annotated[
 
 
 class _RateColumn(ProgressColumn):
+    """Commits per second over the whole run so far (rich's own estimate needs many samples)."""
+
     def render(self, task) -> Text:  # type: ignore[override]
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} commits/s" if speed else "… commits/s", style="cyan")
+        elapsed = task.elapsed or 0.0
+        if not task.completed or elapsed <= 0:
+            return Text("… commits/s", style="cyan")
+        return Text(f"{task.completed / elapsed:,.0f} commits/s", style="cyan")
 
 
 @app.command()

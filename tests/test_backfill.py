@@ -309,3 +309,45 @@ def test_snapshot_follows_the_tip_after_new_commits(sample_repo):
         after = {d["path"]: d["key"] for d in store.documents()}  # the same Store object
     assert set(after) == set(before) | {"new.py"}
     assert [p for p in before if before[p] != after[p]] == ["cmd/greet.go"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs: a real full disk. Needs the right to mount (root, as in CI)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_stops_cleanly_and_loses_nothing(make_repo, tiny_disk, tmp_path):
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    fast_history(repo, 600, files=60)
+    store = tiny_disk / "store"
+    run_cli("init", str(repo.path), "--store", str(store))
+    clean = tmp_path / "clean-store"
+    shutil.copytree(store, clean)
+    backfill(repo.path, store=clean)
+
+    done = run_cli("backfill", str(repo.path), check=False)
+    assert done.returncode == 1
+    assert "full" in done.stderr and "run the command again" in done.stderr
+    assert "Traceback" not in done.stderr
+    with open_store(store) as partial:
+        stats = partial.stats()
+        assert 0 < stats["commits_processed"] < 601
+        # every commit the cursor says is done has all its records
+        commits = {r["commit"] for r in partial.raw_records()}
+        assert len(commits) == stats["commits_processed"]
+
+    # room again: the same store, moved to a larger disk, finishes the job
+    bigger = tmp_path / "bigger-store"
+    shutil.copytree(store, bigger)
+    repo.git("config", "repofeed.store", str(bigger))
+    run_cli("backfill", str(repo.path))
+    assert store_dump(bigger) == store_dump(clean)

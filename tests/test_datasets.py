@@ -135,3 +135,15 @@ def test_dataloader_workers_read_while_a_writer_is_active(make_repo):
         assert len(ds) == fresh.stats()["windows"]
         assert any(p.startswith("pkg/") for p in ds.paths)
     store.close()
+
+
+def test_evolution_items_are_the_same_in_dataloader_workers(sample_repo):
+    from repofeed.store import EvolutionDataset
+
+    _ready(sample_repo, max_tokens=256, overlap=128).close()
+    ds = EvolutionDataset(sample_repo.path)
+    direct = [ds[i]["input_ids"] for i in range(len(ds))]
+    loaded = [ids for batch in DataLoader(ds, batch_size=4, num_workers=2)
+              for ids in batch["input_ids"]]
+    assert len(loaded) == len(direct) > 10
+    assert all(torch.equal(a, b) for a, b in zip(loaded, direct))
