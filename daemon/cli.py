@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -30,7 +35,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 RepoArg = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="The repository (any path inside it); default: the current directory.",
                    show_default=False),
 ]
@@ -49,18 +54,19 @@ class _RateColumn(ProgressColumn):
 @app.command()
 def init(
     repo: RepoArg = None,
-    tokenizer: Annotated[Optional[Path], typer.Option(
-        help="Use this SentencePiece model (the base model's own) instead of training one.")] = None,
-    vocab_size: Annotated[Optional[int], typer.Option(
+    tokenizer: Annotated[Path | None, typer.Option(
+        help="Use this SentencePiece model (the base model's own) instead of training one.",
+    )] = None,
+    vocab_size: Annotated[int | None, typer.Option(
         help="Vocabulary size when training (default 16384; capped to what the text supports).",
         show_default=False)] = None,
-    store: Annotated[Optional[Path], typer.Option(
+    store: Annotated[Path | None, typer.Option(
         help="Store directory (default: <git common dir>/repofeed/store).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(
+    max_tokens: Annotated[int | None, typer.Option(
         help="Window length in tokens (default 1024).", show_default=False)] = None,
-    overlap: Annotated[Optional[int], typer.Option(
+    overlap: Annotated[int | None, typer.Option(
         help="Tokens shared by consecutive windows (default 768).", show_default=False)] = None,
-    include_merges: Annotated[Optional[bool], typer.Option(
+    include_merges: Annotated[bool | None, typer.Option(
         "--include-merges/--no-merges",
         help="Give merge commits evolution records against their first parent.",
         show_default=False)] = None,
@@ -148,7 +154,7 @@ def stats(
     out.print(table)
 
 
-class ShowKind(str, Enum):
+class ShowKind(StrEnum):
     window = "window"
     record = "record"
 

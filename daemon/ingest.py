@@ -17,7 +17,7 @@ import numpy as np
 import pygit2
 
 from repofeed.store.config import Config, load_config
-from repofeed.store.errors import RepoError, TokenizerError
+from repofeed.store.errors import TokenizerError
 from repofeed.store.languages import language_of, weight_of
 from repofeed.store.locate import CONFIG_KEY, open_repository, store_dir_of
 from repofeed.store.schema import K_FOLLOW, K_HEAD, content_key
@@ -25,8 +25,15 @@ from repofeed.store.tokenizer import Tokenizer, train_tokenizer
 from repofeed.store.writer import CommitWrite, SnapshotChange, StoreWriter
 
 from .history import (
-    BlobReader, CommitChanges, author_of, commit_changes, commits_to_process, followed_ref,
-    message_of, tip_of, tree_changes,
+    BlobReader,
+    CommitChanges,
+    author_of,
+    commit_changes,
+    commits_to_process,
+    followed_ref,
+    message_of,
+    tip_of,
+    tree_changes,
 )
 
 BATCH_COMMITS = 64
@@ -61,7 +68,7 @@ def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config,
     blobs = BlobReader(repo, cfg.max_file_bytes)
     texts: list[str] = []
     total = 0
-    for path, oid, mode in tree_changes(repo, None, tip.tree):
+    for _path, oid, mode in tree_changes(repo, None, tip.tree):
         text, _ = blobs.read(oid, mode)
         if text:
             texts.append(text)
@@ -162,7 +169,8 @@ class _TokenMap:
 
 
 def _token_hunks(before: str, b_ids: np.ndarray, after: str, a_ids: np.ndarray,
-                 hunks: Iterable[tuple[int, int, int, int]], lengths: np.ndarray) -> list[list[int]]:
+                 hunks: Iterable[tuple[int, int, int, int]], lengths: np.ndarray
+                 ) -> list[list[int]]:
     bmap, amap = _TokenMap(before, b_ids, lengths), _TokenMap(after, a_ids, lengths)
     out = []
     for old_start, old_lines, new_start, new_lines in hunks:

@@ -33,7 +33,7 @@ class Config:
     def stride(self) -> int:
         return self.max_tokens - self.overlap
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         if self.max_tokens < 16:
             raise ConfigError(f"max_tokens must be at least 16 (got {self.max_tokens})")
         if not 0 <= self.overlap < self.max_tokens:
@@ -54,11 +54,11 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
-    def with_overrides(self, **overrides: Any) -> "Config":
+    def with_overrides(self, **overrides: Any) -> Config:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -61,7 +61,8 @@ class _StoreDataset(torch.utils.data.Dataset):
         return np.frombuffer(raw, dtype=self._dtype, count=stop - start,
                              offset=start * item).astype(np.int64)
 
-    def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None
+              ) -> dict[str, torch.Tensor]:
         n = len(ids)
         length = self.max_tokens
         if n == length and label_mask is None:
@@ -102,7 +103,7 @@ class WindowDataset(_StoreDataset):
         self.stride = self.max_tokens - self.overlap
         self.refresh()
 
-    def refresh(self) -> "WindowDataset":
+    def refresh(self) -> WindowDataset:
         docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
         self._keys = [d["key"] for d in docs]
@@ -157,7 +158,7 @@ class EvolutionDataset(_StoreDataset):
         self._eos = tok.eos_id
         self.refresh()
 
-    def refresh(self) -> "EvolutionDataset":
+    def refresh(self) -> EvolutionDataset:
         self._records: list[dict[str, Any]] = []
         self._views: list[tuple[int, Any]] = []
         for record in self.store.raw_records(self.include_superseded):

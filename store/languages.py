@@ -42,7 +42,8 @@ def language_of(path: str) -> str:
 
 def _is_test(path: str) -> bool:
     p = PurePosixPath(path.lower())
-    if any(part in ("test", "tests", "testing", "spec", "specs", "__tests__") for part in p.parts[:-1]):
+    test_dirs = ("test", "tests", "testing", "spec", "specs", "__tests__")
+    if any(part in test_dirs for part in p.parts[:-1]):
         return True
     stem = p.stem
     return stem.startswith("test_") or stem.endswith(("_test", "_spec", ".test", ".spec"))

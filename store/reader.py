@@ -17,13 +17,28 @@ import numpy as np
 from . import lmdbenv
 from .config import Config
 from .errors import StoreError
-from .evolution import View, message_budget, plan_views
-from .schema import (
-    DB_COMMITS, DB_DOCS, DB_META, DB_RECORDS, DB_SKIPPED, DB_TOKENS, K_COMMITS_DONE, K_CONFIG,
-    K_FOLLOW, K_HEAD, K_NEXT_SEQ, K_RECORD_SKIPS, K_REPO, K_STORED_TOKENS, K_TOKENIZER_INFO,
-    K_TOKENIZER_MODEL, seq_key, token_dtype, unpack,
-)
+from .evolution import View, plan_views
 from .locate import resolve_store_dir
+from .schema import (
+    DB_DOCS,
+    DB_META,
+    DB_RECORDS,
+    DB_SKIPPED,
+    DB_TOKENS,
+    K_COMMITS_DONE,
+    K_CONFIG,
+    K_FOLLOW,
+    K_HEAD,
+    K_NEXT_SEQ,
+    K_RECORD_SKIPS,
+    K_REPO,
+    K_STORED_TOKENS,
+    K_TOKENIZER_INFO,
+    K_TOKENIZER_MODEL,
+    seq_key,
+    token_dtype,
+    unpack,
+)
 from .tokenizer import Tokenizer
 from .windows import window_count, window_counts, window_start
 
@@ -69,7 +84,7 @@ class Store:
             if self._handle.pid == os.getpid():
                 lmdbenv.release(self.path)
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

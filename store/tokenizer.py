@@ -139,7 +139,7 @@ class Tokenizer:
         self._marker_ids = marker if all(self.sp.is_byte(i) for i in marker) else None
 
     @classmethod
-    def for_user_model(cls, model: bytes) -> tuple["Tokenizer", list[str]]:
+    def for_user_model(cls, model: bytes) -> tuple[Tokenizer, list[str]]:
         """Wrap a user's model; returns it and the sentinels given new ids."""
         try:
             sp = spm.SentencePieceProcessor(model_proto=model)

@@ -24,10 +24,30 @@ from . import lmdbenv
 from .config import Config
 from .errors import StoreError, WriterBusy
 from .schema import (
-    DB_COMMITS, DB_DOCS, DB_META, DB_RECORDS, DB_SKIPPED, DB_TOKENS, FORMAT_NAME, K_COMMITS_DONE,
-    K_CONFIG, K_FOLLOW, K_FORMAT, K_HEAD, K_NEXT_SEQ, K_RECORD_SKIPS, K_REPO, K_SCHEMA,
-    K_STORED_TOKENS, K_TOKENIZER_INFO, K_TOKENIZER_MODEL, SCHEMA_VERSION, pack, seq_key,
-    token_dtype, unpack,
+    DB_COMMITS,
+    DB_DOCS,
+    DB_META,
+    DB_RECORDS,
+    DB_SKIPPED,
+    DB_TOKENS,
+    FORMAT_NAME,
+    K_COMMITS_DONE,
+    K_CONFIG,
+    K_FOLLOW,
+    K_FORMAT,
+    K_HEAD,
+    K_NEXT_SEQ,
+    K_RECORD_SKIPS,
+    K_REPO,
+    K_SCHEMA,
+    K_STORED_TOKENS,
+    K_TOKENIZER_INFO,
+    K_TOKENIZER_MODEL,
+    SCHEMA_VERSION,
+    pack,
+    seq_key,
+    token_dtype,
+    unpack,
 )
 from .tokenizer import Tokenizer
 
@@ -108,7 +128,7 @@ class StoreWriter:
             self.handle = None
         self._release_lock()
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,7 +137,7 @@ class StoreWriter:
     @classmethod
     def create(cls, store_dir: Path, *, config: Config, tokenizer: Tokenizer,
                tokenizer_info: dict[str, Any], repo: str, follow: str, force: bool = False
-               ) -> "StoreWriter":
+               ) -> StoreWriter:
         store_dir = Path(store_dir)
         fd = acquire_lock(store_dir)  # held before anything is removed or created
         try:

@@ -88,7 +88,12 @@ def store_dump(path) -> dict:
     """Everything a store holds that a user could observe, for comparing two stores."""
     from repofeed.store import open_store
     from repofeed.store.schema import (
-        DB_COMMITS, DB_DOCS, DB_META, DB_RECORDS, DB_SKIPPED, DB_TOKENS,
+        DB_COMMITS,
+        DB_DOCS,
+        DB_META,
+        DB_RECORDS,
+        DB_SKIPPED,
+        DB_TOKENS,
     )
 
     with open_store(path) as store:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -11,10 +10,9 @@ import time
 
 import pytest
 
+from helpers import fast_history, run_cli, sample_files, store_dump
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import open_store
-
-from helpers import fast_history, run_cli, sample_files, store_dump
 
 PY = "def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n"
 

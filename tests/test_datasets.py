@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from helpers import fast_history, sample_files
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import WindowDataset, open_store
 from repofeed.store.windows import window_count, window_start
-
-from helpers import fast_history, sample_files
 
 
 @pytest.mark.parametrize("n", [1, 100, 1024, 1025, 1280, 1281, 5000])

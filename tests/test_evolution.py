@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import sample_files
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import EvolutionDataset, open_store
 from repofeed.store.evolution import SPECIAL_TOKENS, plan_views
-
-from helpers import sample_files
 
 
 def test_a_record_that_fits_is_one_whole_view():

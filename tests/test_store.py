@@ -9,13 +9,12 @@ import lmdb
 import pytest
 import torch
 
+from helpers import run_cli
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import EvolutionDataset, WindowDataset, open_store
 from repofeed.store.errors import StoreError, StoreMissing, WriterBusy
 from repofeed.store.schema import DB_META, K_SCHEMA, pack
 from repofeed.store.writer import StoreWriter
-
-from helpers import run_cli
 
 
 def _store_dir(repo):

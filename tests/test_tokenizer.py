@@ -7,12 +7,11 @@ import io
 import pytest
 import sentencepiece as spm
 
+from helpers import run_cli, sample_files
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import SENTINELS, open_store
 from repofeed.store.errors import TokenizerError
 from repofeed.store.tokenizer import Tokenizer, train_tokenizer
-
-from helpers import run_cli, sample_files
 
 TRICKY = [
     "def f(x):\n\tif x:\n\t\treturn 1\n\n\n    return 0\n",
@@ -96,7 +95,8 @@ def test_user_tokenizer_gets_missing_sentinels_after_its_vocabulary(sample_repo,
         assert tok.sentinel("<commit_msg>") < 800          # the model's own piece
         assert tok.sentinel("<commit_before>") >= 800      # a new id after the vocabulary
         assert max(tok.encode("<commit_before> is plain text here")) < 800
-        ids = [tok.sentinel("<commit_before>"), *tok.encode("x = 1"), tok.sentinel("<commit_after>")]
+        before, after = tok.sentinel("<commit_before>"), tok.sentinel("<commit_after>")
+        ids = [before, *tok.encode("x = 1"), after]
         assert tok.decode(ids) == "<commit_before>x = 1<commit_after>"
         assert store.stats()["tokenizer_source"] == str(model.resolve())
 
