@@ -172,7 +172,7 @@ def show(
     with open_store(repo) as store:
         if kind is ShowKind.window:
             item = store.window(number)
-            item.pop("key")
+            item.pop("array")
             header = (f"window {number}: {item['path']} tokens {item['start']}–{item['end']} "
                       f"(blob {item['blob'][:12]}, commit {str(item['commit'])[:12]})")
             body = item["text"]

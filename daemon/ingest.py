@@ -230,7 +230,7 @@ class _Ingest:
             return write
         message = message_of(commit)
         msg_key = content_key(message)
-        referenced = {msg_key}
+        referenced = [msg_key]  # a list: array ids are given in this order, identically each run
         base = {
             "commit": str(commit.id),
             "parent": str(changes.parent.id) if changes.parent else None,
@@ -245,7 +245,7 @@ class _Ingest:
             a_key = content_key(f.after) if f.after is not None else None
             b_ids = self.ids(b_key, fresh) if b_key else np.zeros(0, dtype=np.int64)
             a_ids = self.ids(a_key, fresh) if a_key else np.zeros(0, dtype=np.int64)
-            referenced.update(k for k in (b_key, a_key) if k)
+            referenced.extend(k for k in (b_key, a_key) if k)
             if f.change == "added":
                 hunks = [[0, 0, 0, len(a_ids)]]
             elif f.change == "deleted":
@@ -259,7 +259,7 @@ class _Ingest:
                 "before": b_key, "after": a_key, "n_before": len(b_ids),
                 "n_after": len(a_ids), "hunks": hunks,
             })
-        write.arrays = {k: fresh[k] for k in referenced if k in fresh}
+        write.arrays = {k: fresh[k] for k in dict.fromkeys(referenced) if k in fresh}
         return write
 
     def flush(self, batch: _Batch, result: BackfillResult) -> None:
@@ -310,7 +310,7 @@ class _Ingest:
             n_tokens = len(fresh[key]) if key in fresh else len(self.writer.read_array(key))
             language = language_of(path)
             changes.append(SnapshotChange(path, {
-                "path": path, "key": key, "n_tokens": n_tokens, "language": language,
+                "path": path, "hash": key, "n_tokens": n_tokens, "language": language,
                 "weight": weight_of(path, language), "blob": str(oid), "commit": new_head,
                 "source": "commit",
             }))

@@ -23,7 +23,7 @@ from .errors import StoreError
 from .evolution import plan_views
 from .locate import resolve_store_dir
 from .reader import Store
-from .schema import DB_TOKENS
+from .schema import DB_TOKENS, seq_key
 from .windows import window_counts, window_start
 
 IGNORE_INDEX = -100
@@ -53,10 +53,10 @@ class _StoreDataset(torch.utils.data.Dataset):
         handle = self.store._env()
         return handle.env.begin(db=handle.dbs[DB_TOKENS], buffers=True)
 
-    def _array(self, txn, key: bytes, start: int, stop: int) -> np.ndarray:
-        raw = txn.get(key)
+    def _array(self, txn, array: int, start: int, stop: int) -> np.ndarray:
+        raw = txn.get(seq_key(array))
         if raw is None:
-            raise StoreError(f"token array {key.hex()} is missing from {self.store_dir}")
+            raise StoreError(f"token array {array} is missing from {self.store_dir}")
         item = self._dtype.itemsize
         return np.frombuffer(raw, dtype=self._dtype, count=stop - start,
                              offset=start * item).astype(np.int64)
@@ -106,7 +106,7 @@ class WindowDataset(_StoreDataset):
     def refresh(self) -> WindowDataset:
         docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
-        self._keys = [d["key"] for d in docs]
+        self._arrays = [d["array"] for d in docs]
         self._n = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
         self._ends = np.cumsum(window_counts(self._n, self.max_tokens, self.stride))
         return self
@@ -125,7 +125,7 @@ class WindowDataset(_StoreDataset):
     def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
         doc, start = self.locate(index)
         stop = min(start + self.max_tokens, int(self._n[doc]))
-        return self._item(self._array(txn, self._keys[doc], start, stop))
+        return self._item(self._array(txn, self._arrays[doc], start, stop))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         with self._tokens_txn() as txn:
@@ -173,16 +173,17 @@ class EvolutionDataset(_StoreDataset):
         return len(self._views)
 
     def record_of(self, index: int) -> dict[str, Any]:
-        """The stored record (keys, not text) behind item ``index``."""
+        """The stored record (array ids, not text) behind item ``index``."""
         return self._records[self._views[index][0]]
 
     def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
         number, view = self._views[index]
         rec = self._records[number]
         empty = np.zeros(0, dtype=np.int64)
-        before = self._array(txn, rec["before"], *view.before) if rec["before"] else empty
+        has_before, has_after = rec["before"] is not None, rec["after"] is not None
+        before = self._array(txn, rec["before"], *view.before) if has_before else empty
         message = self._array(txn, rec["message"], 0, view.message) if view.message else empty
-        after = self._array(txn, rec["after"], *view.after) if rec["after"] else empty
+        after = self._array(txn, rec["after"], *view.after) if has_after else empty
         tail = [self._eos] if view.after[1] == rec["n_after"] and self._eos >= 0 else []
         parts = [np.array([self._before]), before, np.array([self._msg]), message,
                  np.array([self._after]), after, np.array(tail, dtype=np.int64)]

@@ -107,12 +107,12 @@ class Store:
     def dtype(self) -> str:
         return token_dtype(self.meta(K_TOKENIZER_INFO)["vocab_size"])
 
-    def tokens(self, key: bytes) -> np.ndarray:
-        """A stored token array (a copy, valid after the transaction)."""
+    def tokens(self, array: int) -> np.ndarray:
+        """Token array ``array`` (a document's ``array``, a record's ``before``...), copied."""
         with self._txn(DB_TOKENS, buffers=True) as txn:
-            raw = txn.get(key)
+            raw = txn.get(seq_key(array))
             if raw is None:
-                raise StoreError(f"token array {bytes(key).hex()} is missing from the store")
+                raise StoreError(f"token array {array} is missing from the store")
             return np.frombuffer(raw, dtype=self.dtype).copy()
 
     def documents(self) -> list[dict[str, Any]]:
@@ -134,13 +134,13 @@ class Store:
                     yield int.from_bytes(bytes(key), "big"), record
 
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
-        """Records as stored: token-array keys instead of text."""
+        """Records as stored: token-array ids instead of text."""
         return [r for _, r in self._raw_records(include_superseded)]
 
-    def _text(self, key: bytes | None) -> str | None:
-        if key is None:
+    def _text(self, array: int | None) -> str | None:
+        if array is None:
             return None
-        return self.tokenizer.decode(self.tokens(key))
+        return self.tokenizer.decode(self.tokens(array))
 
     def evolution_records(self, include_superseded: bool = False) -> Iterator[dict[str, Any]]:
         """Evolution records, oldest first, with ``message``, ``before`` and ``after`` as text."""
@@ -186,7 +186,7 @@ class Store:
             for j in range(window_count(doc["n_tokens"], length, stride)):
                 start = window_start(doc["n_tokens"], j, length, stride)
                 yield {"index": index, "path": doc["path"], "commit": doc["commit"],
-                       "blob": doc["blob"], "key": doc["key"], "start": start,
+                       "blob": doc["blob"], "array": doc["array"], "start": start,
                        "end": min(start + length, doc["n_tokens"])}
                 index += 1
 
@@ -195,7 +195,7 @@ class Store:
         if index >= 0:
             for w in self.windows():
                 if w["index"] == index:
-                    ids = self.tokens(w["key"])[w["start"]:w["end"]]
+                    ids = self.tokens(w["array"])[w["start"]:w["end"]]
                     return {**w, "text": self.tokenizer.decode(ids)}
         raise StoreError(f"there is no window {index} (the store holds "
                          f"{self.stats()['windows']} windows).")

@@ -17,12 +17,13 @@ FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.
 DB_META = b"meta"          # key (ascii) -> msgpack value
-DB_TOKENS = b"tokens"      # 16-byte content hash -> raw token array
+DB_TOKENS = b"tokens"      # 8-byte big-endian array id -> raw token array (appended in order)
+DB_HASHES = b"hashes"      # 16-byte content hash -> 8-byte array id (content addressing)
 DB_DOCS = b"docs"          # path (utf-8) -> msgpack document
 DB_RECORDS = b"records"    # 8-byte big-endian sequence number -> msgpack evolution record
 DB_COMMITS = b"commits"    # 20-byte commit oid -> msgpack {first, count}
 DB_SKIPPED = b"skipped"    # path (utf-8) -> reason, for tip files left out of the snapshot
-ALL_DBS = (DB_META, DB_TOKENS, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED)
+ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED)
 
 # Meta keys.
 K_FORMAT = b"format"
@@ -34,6 +35,7 @@ K_REPO = b"repo"
 K_FOLLOW = b"follow"
 K_HEAD = b"head"                  # followed tip the snapshot reflects
 K_NEXT_SEQ = b"next_seq"
+K_NEXT_ARRAY = b"next_array"
 K_COMMITS_DONE = b"commits_processed"
 K_STORED_TOKENS = b"stored_tokens"  # tokens over all distinct stored arrays
 K_RECORD_SKIPS = b"record_skips"    # reason -> count, over the files of processed commits
@@ -53,6 +55,7 @@ def content_key(text: str) -> bytes:
 
 
 def seq_key(seq: int) -> bytes:
+    """Big-endian keys sort in number order, so appends fill LMDB pages completely."""
     return struct.pack(">Q", seq)
 
 

@@ -29,6 +29,7 @@ from .schema import (
     DB_META,
     DB_RECORDS,
     DB_SKIPPED,
+    DB_HASHES,
     DB_TOKENS,
     FORMAT_NAME,
     K_COMMITS_DONE,
@@ -36,6 +37,7 @@ from .schema import (
     K_FOLLOW,
     K_FORMAT,
     K_HEAD,
+    K_NEXT_ARRAY,
     K_NEXT_SEQ,
     K_RECORD_SKIPS,
     K_REPO,
@@ -46,6 +48,7 @@ from .schema import (
     SCHEMA_VERSION,
     pack,
     seq_key,
+    seq_of,
     token_dtype,
     unpack,
 )
@@ -161,6 +164,7 @@ class StoreWriter:
             K_FOLLOW: follow,
             K_HEAD: None,
             K_NEXT_SEQ: 0,
+            K_NEXT_ARRAY: 0,
             K_COMMITS_DONE: 0,
             K_STORED_TOKENS: 0,
             K_RECORD_SKIPS: {},
@@ -205,15 +209,17 @@ class StoreWriter:
         with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
             return {bytes(k) for k in txn.cursor().iternext(keys=True, values=False)}
 
-    def missing_arrays(self, keys: Iterable[bytes]) -> set[bytes]:
-        with self.handle.env.begin(db=self.db[DB_TOKENS]) as txn:
-            return {k for k in keys if txn.get(k) is None}
+    def missing_arrays(self, hashes: Iterable[bytes]) -> set[bytes]:
+        """The content hashes that have no token array yet."""
+        with self.handle.env.begin(db=self.db[DB_HASHES]) as txn:
+            return {h for h in hashes if txn.get(h) is None}
 
-    def read_array(self, key: bytes) -> np.ndarray:
-        with self.handle.env.begin(db=self.db[DB_TOKENS], buffers=True) as txn:
-            raw = txn.get(key)
+    def read_array(self, content_hash: bytes) -> np.ndarray:
+        with self.handle.env.begin(buffers=True) as txn:
+            array_id = txn.get(content_hash, db=self.db[DB_HASHES])
+            raw = None if array_id is None else txn.get(array_id, db=self.db[DB_TOKENS])
             if raw is None:
-                raise StoreError(f"token array {key.hex()} is missing from the store")
+                raise StoreError(f"token array {content_hash.hex()} is missing from the store")
             return np.frombuffer(raw, dtype=self.dtype).copy()
 
     def documents(self) -> dict[str, dict[str, Any]]:
@@ -230,20 +236,35 @@ class StoreWriter:
                     return body(txn)
             except lmdb.MapFullError:
                 lmdbenv.grow(self.handle)
-            except lmdb.DiskError as exc:
+            except lmdb.Error as exc:
+                # A full disk surfaces as ENOSPC or, when LMDB's page write fails part-way, as
+                # EIO; either way the transaction is aborted and the last commit is intact.
                 raise StoreError(
-                    f"the disk holding {self.path} is full or failing ({exc}); nothing of the "
-                    f"last commit was written. Free space and run the command again."
+                    f"writing to {self.path} failed ({exc}): the disk is full or failing. "
+                    f"Nothing of the transaction was written; free space and run the "
+                    f"command again."
                 ) from exc
 
     def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any]) -> int:
+        """Store the arrays whose content hash is new, under the next array ids, in order."""
         added = 0
-        tokens_db = self.db[DB_TOKENS]
-        for key, ids in arrays.items():
-            data = np.asarray(ids, dtype=self.dtype).tobytes()
-            if txn.put(key, data, db=tokens_db, overwrite=False):
-                added += len(data) // np.dtype(self.dtype).itemsize
+        meta_db, hashes_db, tokens_db = self.db[DB_META], self.db[DB_HASHES], self.db[DB_TOKENS]
+        next_id = unpack(txn.get(K_NEXT_ARRAY, db=meta_db))
+        for content_hash, ids in arrays.items():
+            if txn.get(content_hash, db=hashes_db) is not None:
+                continue
+            key = seq_key(next_id)
+            txn.put(content_hash, key, db=hashes_db)
+            txn.put(key, np.asarray(ids, dtype=self.dtype).tobytes(), db=tokens_db, append=True)
+            next_id += 1
+            added += len(ids)
+        txn.put(K_NEXT_ARRAY, pack(next_id), db=meta_db)
         return added
+
+    def _array_id(self, txn: lmdb.Transaction, content_hash: bytes | None) -> int | None:
+        if content_hash is None:
+            return None
+        return seq_of(txn.get(content_hash, db=self.db[DB_HASHES]))
 
     def _bump(self, txn: lmdb.Transaction, key: bytes, delta: Any) -> None:
         meta_db = self.db[DB_META]
@@ -266,7 +287,9 @@ class StoreWriter:
             first = seq
             self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
             for record in write.records:
-                txn.put(seq_key(seq), pack(record), db=self.db[DB_RECORDS], append=True)
+                stored = {**record, **{field: self._array_id(txn, record[field])
+                                       for field in ("message", "before", "after")}}
+                txn.put(seq_key(seq), pack(stored), db=self.db[DB_RECORDS], append=True)
                 seq += 1
             txn.put(write.oid, pack({"first": first, "count": seq - first}),
                     db=self.db[DB_COMMITS])
@@ -288,7 +311,9 @@ class StoreWriter:
             for change in changes:
                 key = change.path.encode("utf-8", "surrogateescape")
                 if change.doc is not None:
-                    txn.put(key, pack(change.doc), db=docs)
+                    doc = dict(change.doc)
+                    doc["array"] = self._array_id(txn, doc.pop("hash"))
+                    txn.put(key, pack(doc), db=docs)
                 else:
                     txn.delete(key, db=docs)
                 if change.skip_reason is not None:

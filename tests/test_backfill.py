@@ -278,7 +278,7 @@ def test_paths_with_spaces_and_non_ascii(make_repo):
     with open_store(repo.path) as store:
         docs = {d["path"]: d for d in store.documents()}
         assert "dir with space/résumé.py" in docs and "数据/读取.py" in docs
-        assert store.tokenizer.decode(store.tokens(docs["数据/读取.py"]["key"])) == \
+        assert store.tokenizer.decode(store.tokens(docs["数据/读取.py"]["array"])) == \
             "x = '中文'\n"
         renamed = [r for r in store.evolution_records() if r["change"] == "renamed"]
         assert [(r["old_path"], r["path"]) for r in renamed] == [
@@ -299,12 +299,12 @@ def test_snapshot_follows_the_tip_after_new_commits(sample_repo):
     _init(sample_repo)
     backfill(sample_repo.path)
     with open_store(sample_repo.path) as store:
-        before = {d["path"]: d["key"] for d in store.documents()}
+        before = {d["path"]: d["array"] for d in store.documents()}
         sample_repo.commit("Add and change", {"new.py": "NEW = 1\n",
                                               "cmd/greet.go": "package main\n"})
         result = backfill(sample_repo.path)
         assert result.commits == 1 and result.documents_changed == 2
-        after = {d["path"]: d["key"] for d in store.documents()}  # the same Store object
+        after = {d["path"]: d["array"] for d in store.documents()}  # the same Store object
     assert set(after) == set(before) | {"new.py"}
     assert [p for p in before if before[p] != after[p]] == ["cmd/greet.go"]
 

@@ -49,7 +49,7 @@ def test_items_follow_the_contract(sample_repo):
             assert t.dtype == torch.long and t.shape == (256,)
         doc_no, start = ds.locate(i)
         path = ds.paths[doc_no]
-        tokens = store.tokens(docs[path]["key"])
+        tokens = store.tokens(docs[path]["array"])
         real = int(item["attention_mask"].sum())
         assert item["input_ids"][:real].tolist() == tokens[start:start + real].tolist()
         assert (item["labels"][:real] == item["input_ids"][:real]).all()
@@ -100,7 +100,7 @@ def test_order_is_deterministic(sample_repo):
 
 def _expected(store, ds, index):
     doc, start = ds.locate(index)
-    key = {d["path"]: d["key"] for d in store.documents()}[ds.paths[doc]]
+    key = {d["path"]: d["array"] for d in store.documents()}[ds.paths[doc]]
     tokens = store.tokens(key)[start:start + ds.max_tokens]
     return torch.from_numpy(tokens.astype(np.int64))
 

@@ -40,7 +40,7 @@ def test_roundtrip_of_every_sample_file(sample_repo):
         # the stored snapshot decodes to the committed bytes, file by file
         for doc in store.documents():
             committed = (sample_repo.path / doc["path"]).read_bytes().decode("utf-8")
-            assert tok.decode(store.tokens(doc["key"])) == committed, doc["path"]
+            assert tok.decode(store.tokens(doc["array"])) == committed, doc["path"]
 
 
 def test_sentinels_are_single_tokens(sample_repo):
@@ -112,7 +112,7 @@ def test_large_vocabulary_stores_uint32_tokens(sample_repo, tmp_path):
     with open_store(sample_repo.path) as store:
         assert store.stats()["token_dtype"] == "<u4"
         docs = {d["path"]: d for d in store.documents()}
-        tokens = store.tokens(docs["sym.txt"]["key"])
+        tokens = store.tokens(docs["sym.txt"]["array"])
         assert tokens.dtype.itemsize == 4 and tokens.max() > 65_535
         assert store.tokenizer.decode(tokens) == "high ids: <sym65999> <sym65998>\n"
 
