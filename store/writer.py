@@ -26,10 +26,10 @@ from .errors import StoreError, WriterBusy
 from .schema import (
     DB_COMMITS,
     DB_DOCS,
+    DB_HASHES,
     DB_META,
     DB_RECORDS,
     DB_SKIPPED,
-    DB_HASHES,
     DB_TOKENS,
     FORMAT_NAME,
     K_COMMITS_DONE,
