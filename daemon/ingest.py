@@ -231,14 +231,12 @@ class _Ingest:
         message = message_of(commit)
         msg_key = content_key(message)
         referenced = [msg_key]  # a list: array ids are given in this order, identically each run
-        base = {
-            "commit": str(commit.id),
+        write.info = {
             "parent": str(changes.parent.id) if changes.parent else None,
             "message": msg_key,
             "n_msg": len(self.ids(msg_key, fresh)),
             "author": author_of(commit),
             "timestamp": commit.author.time,
-            "superseded": False,
         }
         for f in changes.files:
             b_key = content_key(f.before) if f.before is not None else None
@@ -255,7 +253,7 @@ class _Ingest:
             else:
                 hunks = []
             write.records.append({
-                **base, "path": f.path, "old_path": f.old_path, "change": f.change,
+                "path": f.path, "old_path": f.old_path, "change": f.change,
                 "before": b_key, "after": a_key, "n_before": len(b_ids),
                 "n_after": len(a_ids), "hunks": hunks,
             })

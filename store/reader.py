@@ -20,6 +20,7 @@ from .errors import StoreError
 from .evolution import View, plan_views
 from .locate import resolve_store_dir
 from .schema import (
+    DB_COMMITS,
     DB_DOCS,
     DB_META,
     DB_RECORDS,
@@ -36,6 +37,7 @@ from .schema import (
     K_TOKENIZER_INFO,
     K_TOKENIZER_MODEL,
     seq_key,
+    seq_of,
     token_dtype,
     unpack,
 )
@@ -127,11 +129,17 @@ class Store:
                     for k, v in txn.cursor()}
 
     def _raw_records(self, include_superseded: bool) -> Iterator[tuple[int, dict[str, Any]]]:
-        with self._txn(DB_RECORDS) as txn:
-            for key, value in txn.cursor():
+        handle = self._env()
+        with handle.env.begin() as txn:
+            commits_db = handle.dbs[DB_COMMITS]
+            last_oid, info = None, {}
+            for key, value in txn.cursor(db=handle.dbs[DB_RECORDS]):
                 record = unpack(value)
-                if include_superseded or not record.get("superseded"):
-                    yield int.from_bytes(bytes(key), "big"), record
+                if record["commit"] != last_oid:  # a commit's records are contiguous
+                    last_oid = record["commit"]
+                    info = _commit_fields(unpack(txn.get(last_oid, db=commits_db)))
+                if include_superseded or not info["superseded"]:
+                    yield seq_of(key), {**record, **info, "commit": last_oid.hex()}
 
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Records as stored: token-array ids instead of text."""
@@ -156,12 +164,8 @@ class Store:
         return out
 
     def record(self, index: int) -> dict[str, Any]:
-        with self._txn(DB_RECORDS) as txn:
-            raw = txn.get(seq_key(index))
-        if raw is None:
-            raise StoreError(f"there is no record {index} (the store holds "
-                             f"{self.meta(K_NEXT_SEQ, 0)} evolution records).")
-        return self._decoded(index, unpack(raw))
+        """Record ``index`` (superseded or not), with its texts decoded."""
+        return self._decoded(index, self.record_raw(index))
 
     def record_views(self, index: int, max_tokens: int | None = None) -> list[View]:
         rec = self.record_raw(index)
@@ -169,11 +173,15 @@ class Store:
                           max_tokens or self.config.max_tokens)
 
     def record_raw(self, index: int) -> dict[str, Any]:
-        with self._txn(DB_RECORDS) as txn:
-            raw = txn.get(seq_key(index))
-        if raw is None:
-            raise StoreError(f"there is no record {index}.")
-        return unpack(raw)
+        handle = self._env()
+        with handle.env.begin() as txn:
+            raw = txn.get(seq_key(index), db=handle.dbs[DB_RECORDS]) if index >= 0 else None
+            if raw is None:
+                raise StoreError(f"there is no record {index} (the store holds "
+                                 f"{self.meta(K_NEXT_SEQ, 0)} evolution records).")
+            record = unpack(raw)
+            entry = unpack(txn.get(record["commit"], db=handle.dbs[DB_COMMITS]))
+        return {**record, **_commit_fields(entry), "commit": record["commit"].hex()}
 
     def windows(self, max_tokens: int | None = None, overlap: int | None = None
                 ) -> Iterator[dict[str, Any]]:
@@ -207,7 +215,9 @@ class Store:
         info = self.meta(K_TOKENIZER_INFO)
         with self._txn(DB_RECORDS) as txn:
             n_records = txn.stat()["entries"]
-            superseded = sum(1 for _, v in txn.cursor() if unpack(v).get("superseded"))
+        with self._txn(DB_COMMITS) as txn:
+            superseded = sum(entry["count"] for entry in map(unpack, txn.cursor().iternext(
+                keys=False, values=True)) if entry["superseded"])
         skipped: dict[str, int] = {}
         for reason in self.skipped_files().values():
             skipped[reason] = skipped.get(reason, 0) + 1
@@ -240,6 +250,11 @@ class Store:
             "skipped_at_head": skipped,
             "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),
         }
+
+
+def _commit_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ("parent", "message", "n_msg", "author", "timestamp",
+                                  "superseded")}
 
 
 def open_store(path: str | Path | None = None) -> Store:

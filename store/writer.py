@@ -62,6 +62,7 @@ class CommitWrite:
     """What one commit adds: its records and the token arrays they reference."""
 
     oid: bytes                                   # raw 20-byte commit id
+    info: dict[str, Any] = field(default_factory=dict)  # parent, message, author, timestamp
     records: list[dict[str, Any]] = field(default_factory=list)
     arrays: dict[bytes, list[int] | np.ndarray] = field(default_factory=dict)
     skips: dict[str, int] = field(default_factory=dict)
@@ -286,13 +287,17 @@ class StoreWriter:
             seq = unpack(txn.get(K_NEXT_SEQ, db=meta_db))
             first = seq
             self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
+            # Commit-level facts live once, in the commit's entry; records point at it.
             for record in write.records:
-                stored = {**record, **{field: self._array_id(txn, record[field])
-                                       for field in ("message", "before", "after")}}
+                stored = {"commit": write.oid, **record,
+                          "before": self._array_id(txn, record["before"]),
+                          "after": self._array_id(txn, record["after"])}
                 txn.put(seq_key(seq), pack(stored), db=self.db[DB_RECORDS], append=True)
                 seq += 1
-            txn.put(write.oid, pack({"first": first, "count": seq - first}),
-                    db=self.db[DB_COMMITS])
+            info = {**write.info, "first": first, "count": seq - first, "superseded": False}
+            if "message" in info:
+                info["message"] = self._array_id(txn, info["message"])
+            txn.put(write.oid, pack(info), db=self.db[DB_COMMITS])
             txn.put(K_NEXT_SEQ, pack(seq), db=meta_db)
             self._bump(txn, K_COMMITS_DONE, 1)
             if write.skips:
