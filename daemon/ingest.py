@@ -269,6 +269,7 @@ class _Ingest:
                 result.records += len(write.records)
                 for reason, n in write.skips.items():
                     result.skipped[reason] = result.skipped.get(reason, 0) + n
+        self.writer.sync()
         result.bytes_read += batch.bytes
 
     def sync_snapshot(self, tip: pygit2.Commit | None) -> int:

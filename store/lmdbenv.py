@@ -48,6 +48,9 @@ def _open(path: Path, create: bool, map_size: int) -> Handle:
             readonly=not writable,
             lock=True,
             readahead=False,  # random window access: readahead only pollutes the page cache
+            # No fsync per transaction: the writer syncs after each batch (StoreWriter.sync).
+            # A killed process loses nothing committed; a power cut can lose the last batch.
+            sync=False,
             meminit=False,
             max_readers=512,
         )

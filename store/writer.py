@@ -126,8 +126,16 @@ class StoreWriter:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    def sync(self) -> None:
+        """Flush committed transactions to disk (transactions themselves do not fsync)."""
+        self.handle.env.sync(True)
+
     def close(self) -> None:
         if getattr(self, "handle", None) is not None:
+            try:
+                self.sync()
+            except lmdb.Error:
+                pass  # the disk failed; the error that led here has been raised already
             lmdbenv.release(self.path)
             self.handle = None
         self._release_lock()
@@ -328,3 +336,4 @@ class StoreWriter:
             txn.put(K_HEAD, pack(head), db=self.db[DB_META])
 
         self._write(body)
+        self.sync()
