@@ -128,18 +128,35 @@ class Store:
             return {bytes(k).decode("utf-8", "surrogateescape"): bytes(v).decode()
                     for k, v in txn.cursor()}
 
-    def _raw_records(self, include_superseded: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _raw_records(self, include_superseded: bool, chunk: int = 1024
+                     ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Records joined with their commit's facts, read ``chunk`` at a time.
+
+        Each chunk is one short read transaction, so a slow consumer never pins old pages.
+        """
         handle = self._env()
-        with handle.env.begin() as txn:
-            commits_db = handle.dbs[DB_COMMITS]
-            last_oid, info = None, {}
-            for key, value in txn.cursor(db=handle.dbs[DB_RECORDS]):
-                record = unpack(value)
-                if record["commit"] != last_oid:  # a commit's records are contiguous
-                    last_oid = record["commit"]
-                    info = _commit_fields(unpack(txn.get(last_oid, db=commits_db)))
-                if include_superseded or not info["superseded"]:
-                    yield seq_of(key), {**record, **info, "commit": last_oid.hex()}
+        start = 0
+        while True:
+            rows: list[tuple[int, dict[str, Any]]] = []
+            with handle.env.begin() as txn:
+                cursor = txn.cursor(db=handle.dbs[DB_RECORDS])
+                if not cursor.set_range(seq_key(start)):
+                    return
+                last_oid, info = None, {}
+                for key, value in cursor:
+                    record = unpack(value)
+                    if record["commit"] != last_oid:  # a commit's records are contiguous
+                        last_oid = record["commit"]
+                        entry = unpack(txn.get(last_oid, db=handle.dbs[DB_COMMITS]))
+                        info = _commit_fields(entry)
+                    if include_superseded or not info["superseded"]:
+                        rows.append((seq_of(key), {**record, **info, "commit": last_oid.hex()}))
+                    start = seq_of(key) + 1
+                    if len(rows) >= chunk:
+                        break
+            yield from rows
+            if len(rows) < chunk:
+                return
 
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Records as stored: token-array ids instead of text."""

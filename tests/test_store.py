@@ -144,3 +144,13 @@ def test_store_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
 
+
+
+def test_records_read_in_short_chunks_are_the_same(sample_repo):
+    init_store(sample_repo.path)
+    backfill(sample_repo.path)
+    with open_store(sample_repo.path) as store:
+        whole = list(store._raw_records(False))
+        assert len(whole) > 5
+        assert list(store._raw_records(False, chunk=2)) == whole
+        assert [seq for seq, _ in whole] == list(range(len(whole)))
