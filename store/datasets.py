@@ -13,6 +13,7 @@ lazily in each process, so ``DataLoader`` workers open their own after fork.
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from .evolution import plan_views
 from .locate import resolve_store_dir
 from .reader import Store
 from .schema import DB_TOKENS, seq_key
-from .windows import window_counts, window_start
+from .windows import window_counts
 
 IGNORE_INDEX = -100
 
@@ -107,25 +108,32 @@ class WindowDataset(_StoreDataset):
         docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
         self._arrays = [d["array"] for d in docs]
-        self._n = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
-        self._ends = np.cumsum(window_counts(self._n, self.max_tokens, self.stride))
+        n = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
+        counts = window_counts(n, self.max_tokens, self.stride)
+        # One entry per window, computed once: (document, start, stop). 24 bytes a window in
+        # compact arrays whose items come out as plain ints, so an access does no search.
+        doc = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        j = np.arange(len(doc), dtype=np.int64) - first
+        start = np.maximum(0, np.minimum(j * self.stride, n[doc] - self.max_tokens))
+        stop = np.minimum(start + self.max_tokens, n[doc])
+        self._doc, self._start, self._stop = (array("q", a.tobytes()) for a in (doc, start, stop))
         return self
 
     def __len__(self) -> int:
-        return int(self._ends[-1]) if len(self._ends) else 0
+        return len(self._doc)
 
     def locate(self, index: int) -> tuple[int, int]:
         """(document number, token offset) of window ``index``."""
-        if not 0 <= index < len(self):
+        if not 0 <= index < len(self._doc):
             raise IndexError(f"window {index} out of range ({len(self)} windows)")
-        doc = int(np.searchsorted(self._ends, index, side="right"))
-        first = int(self._ends[doc - 1]) if doc else 0
-        return doc, window_start(int(self._n[doc]), index - first, self.max_tokens, self.stride)
+        return self._doc[index], self._start[index]
 
     def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
-        doc, start = self.locate(index)
-        stop = min(start + self.max_tokens, int(self._n[doc]))
-        return self._item(self._array(txn, self._arrays[doc], start, stop))
+        if not 0 <= index < len(self._doc):
+            raise IndexError(f"window {index} out of range ({len(self)} windows)")
+        return self._item(self._array(txn, self._arrays[self._doc[index]], self._start[index],
+                                      self._stop[index]))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         with self._tokens_txn() as txn:
