@@ -29,6 +29,8 @@ class FileChange:
     before: str | None
     after: str | None
     hunks: list[tuple[int, int, int, int]] = field(default_factory=list)  # git line hunks
+    before_key: bytes | None = None  # content hashes, set once by the ingest batch
+    after_key: bytes | None = None
 
 
 @dataclass
@@ -37,6 +39,7 @@ class CommitChanges:
     parent: pygit2.Commit | None
     files: list[FileChange]
     skips: dict[str, int]
+    message_key: bytes | None = None
 
 
 class BlobReader:

@@ -20,7 +20,7 @@ from repofeed.store.config import Config, load_config
 from repofeed.store.errors import TokenizerError
 from repofeed.store.languages import language_of, weight_of
 from repofeed.store.locate import CONFIG_KEY, open_repository, store_dir_of
-from repofeed.store.schema import K_FOLLOW, K_HEAD, content_key
+from repofeed.store.schema import K_FOLLOW, K_HEAD, content_key, content_key_of
 from repofeed.store.tokenizer import Tokenizer, train_tokenizer
 from repofeed.store.writer import CommitWrite, SnapshotChange, StoreWriter
 
@@ -189,19 +189,21 @@ class _Batch:
         self.bytes = 0
 
     def add(self, changes: CommitChanges) -> None:
+        """Queue a commit; hash each of its texts once and keep the new ones for encoding."""
         self.items.append(changes)
-        for text in _texts_of(changes):
-            key = content_key(text)
-            if key not in self.texts:
-                self.texts[key] = text
-                self.bytes += len(text)
+        if changes.files:
+            changes.message_key = self._key(message_of(changes.commit))
+        for f in changes.files:
+            f.before_key = self._key(f.before) if f.before is not None else None
+            f.after_key = self._key(f.after) if f.after is not None else None
 
-
-def _texts_of(changes: CommitChanges) -> list[str]:
-    texts = [message_of(changes.commit)] if changes.files else []
-    for f in changes.files:
-        texts.extend(t for t in (f.before, f.after) if t is not None)
-    return texts
+    def _key(self, text: str) -> bytes:
+        data = text.encode("utf-8")
+        key = content_key_of(data)
+        if key not in self.texts:
+            self.texts[key] = text
+            self.bytes += len(data)
+        return key
 
 
 class _Ingest:
@@ -228,8 +230,7 @@ class _Ingest:
         write = CommitWrite(commit.id.raw, skips=dict(changes.skips))
         if not changes.files:
             return write
-        message = message_of(commit)
-        msg_key = content_key(message)
+        msg_key = changes.message_key
         referenced = [msg_key]  # a list: array ids are given in this order, identically each run
         write.info = {
             "parent": str(changes.parent.id) if changes.parent else None,
@@ -239,8 +240,7 @@ class _Ingest:
             "timestamp": commit.author.time,
         }
         for f in changes.files:
-            b_key = content_key(f.before) if f.before is not None else None
-            a_key = content_key(f.after) if f.after is not None else None
+            b_key, a_key = f.before_key, f.after_key
             b_ids = self.ids(b_key, fresh) if b_key else np.zeros(0, dtype=np.int64)
             a_ids = self.ids(a_key, fresh) if a_key else np.zeros(0, dtype=np.int64)
             referenced.extend(k for k in (b_key, a_key) if k)

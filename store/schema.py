@@ -50,8 +50,12 @@ def unpack(raw: bytes | memoryview) -> Any:
 
 
 def content_key(text: str) -> bytes:
-    """The key of a text's token array: a 128-bit hash of its UTF-8 bytes."""
-    return xxhash.xxh3_128_digest(text.encode("utf-8", "surrogatepass"))
+    """The content hash of a text: 128 bits of xxh3 over its UTF-8 bytes."""
+    return content_key_of(text.encode("utf-8"))
+
+
+def content_key_of(data: bytes) -> bytes:
+    return xxhash.xxh3_128_digest(data)
 
 
 def seq_key(seq: int) -> bytes:

@@ -206,13 +206,13 @@ class Tokenizer:
         """UTF-8 bytes each id decodes to: a cumulative sum maps tokens to text offsets."""
         if self._byte_lengths is None:
             sp = self.sp
+            pieces = sp.id_to_piece(list(range(self.base_size)))
             lengths = np.zeros(self.vocab_size, dtype=np.int64)
-            for i in range(self.base_size):
-                if sp.is_byte(i):
-                    lengths[i] = 1
-                elif sp.is_control(i) or sp.is_unknown(i):
-                    lengths[i] = 0
-                else:
-                    lengths[i] = len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+            lengths[: self.base_size] = [len(p.replace(_MARKER, " ").encode()) for p in pieces]
+            for i, piece in enumerate(pieces):
+                # only "<0x..>" and "<...>" pieces can be byte, control or unknown pieces
+                if piece.startswith("<") and (sp.is_byte(i) or sp.is_control(i)
+                                              or sp.is_unknown(i)):
+                    lengths[i] = 1 if sp.is_byte(i) else 0
             self._byte_lengths = lengths
         return self._byte_lengths
