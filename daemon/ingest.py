@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ from .history import (
     tree_changes,
 )
 
-BATCH_COMMITS = 64
+FIRST_BATCH_COMMITS = 8      # batches start small, so that short histories overlap too,
+BATCH_COMMITS = 64           # and double up to this
 BATCH_BYTES = 8 << 20          # text gathered before one multi-threaded encode call
 TRAIN_CORPUS_BYTES = 64 << 20  # tokenizer training reads at most this much of the tip
 
@@ -260,8 +262,9 @@ class _Ingest:
         write.arrays = {k: fresh[k] for k in dict.fromkeys(referenced) if k in fresh}
         return write
 
-    def flush(self, batch: _Batch, result: BackfillResult) -> None:
-        fresh = self.encode_missing(batch.texts)
+    def write_batch(self, batch: _Batch, fresh: dict[bytes, np.ndarray],
+                    result: BackfillResult) -> None:
+        """Write a batch's commits, one transaction each, then flush them to disk."""
         for changes in batch.items:
             write = self.commit_write(changes, fresh)
             if self.writer.write_commit(write):
@@ -341,25 +344,40 @@ def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
         if stopping_early:
             todo = todo[:stop_after]
         tick = progress(len(todo)) if progress else None
-        batch = _Batch()
+        # A pipeline of two stages: while SentencePiece encodes one batch (in a worker thread,
+        # without the GIL), the main thread reads the next batch from git. A batch is encoded
+        # only after the one before it is written, so no text is encoded twice.
+        pending: tuple[_Batch, Future] | None = None
         done = 0
-        for commit in todo:
-            if len(commit.parents) > 1 and not ingest.cfg.include_merges:
-                changes = CommitChanges(commit, commit.parents[0], [], {})
-            else:
-                changes = commit_changes(repo, commit, ingest.blobs)
-            batch.add(changes)
-            if len(batch.items) >= BATCH_COMMITS or batch.bytes >= BATCH_BYTES:
-                ingest.flush(batch, result)
-                done += len(batch.items)
-                if tick:
-                    tick(done, result.bytes_read)
-                batch = _Batch()
-        if batch.items:
-            ingest.flush(batch, result)
-            done += len(batch.items)
+
+        def finish(pending: tuple[_Batch, Future]) -> None:
+            nonlocal done
+            ingest.write_batch(pending[0], pending[1].result(), result)
+            done += len(pending[0].items)
             if tick:
                 tick(done, result.bytes_read)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="repofeed-encode") as pool:
+            try:
+                batch, limit = _Batch(), FIRST_BATCH_COMMITS
+                for commit in todo:
+                    if len(commit.parents) > 1 and not ingest.cfg.include_merges:
+                        changes = CommitChanges(commit, commit.parents[0], [], {})
+                    else:
+                        changes = commit_changes(repo, commit, ingest.blobs)
+                    batch.add(changes)
+                    if len(batch.items) >= limit or batch.bytes >= BATCH_BYTES:
+                        if pending:
+                            finish(pending)
+                        pending = (batch, pool.submit(ingest.encode_missing, batch.texts))
+                        batch, limit = _Batch(), min(limit * 2, BATCH_COMMITS)
+                if pending:
+                    finish(pending)
+                if batch.items:
+                    finish((batch, pool.submit(ingest.encode_missing, batch.texts)))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         if not stopping_early:
             result.documents_changed = ingest.sync_snapshot(tip)
         result.head = str(tip.id) if tip is not None else None
