@@ -188,6 +188,7 @@ class _Batch:
     def __init__(self) -> None:
         self.items: list[CommitChanges] = []
         self.texts: dict[bytes, str] = {}
+        self.bases: dict[bytes, bytes] = {}  # edited text -> the text it was edited from
         self.bytes = 0
 
     def add(self, changes: CommitChanges) -> None:
@@ -197,7 +198,14 @@ class _Batch:
             changes.message_key = self._key(message_of(changes.commit))
         for f in changes.files:
             f.before_key = self._key(f.before) if f.before is not None else None
-            f.after_key = self._key(f.after) if f.after is not None else None
+            if f.after is None:
+                continue
+            first_seen = len(self.texts)
+            f.after_key = self._key(f.after)
+            # A text first met as the result of this edit is encoded from its base, which
+            # then comes earlier in the batch's order.
+            if f.before_key is not None and len(self.texts) > first_seen:
+                self.bases[f.after_key] = f.before_key
 
     def _key(self, text: str) -> bytes:
         data = text.encode("utf-8")
@@ -217,11 +225,28 @@ class _Ingest:
         self.lengths = self.tok.byte_lengths
         self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
 
-    def encode_missing(self, texts: dict[bytes, str]) -> dict[bytes, np.ndarray]:
+    def encode_missing(self, texts: dict[bytes, str], bases: dict[bytes, bytes] | None = None
+                       ) -> dict[bytes, np.ndarray]:
+        """Token ids of the texts the store lacks.
+
+        Texts edited from a known one (``bases``) are re-encoded around the edit only
+        (``Tokenizer.encode_edit``); the rest go to SentencePiece in one multi-threaded call.
+        Texts come in commit order, so a base new in this batch is encoded before its edits.
+        """
+        bases = bases or {}
         absent = self.writer.missing_arrays(texts)
         missing = [k for k in texts if k in absent]
-        encoded = self.tok.encode_batch([texts[k] for k in missing]) if missing else []
-        return {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(missing, encoded)}
+        whole = [k for k in missing if k not in bases or not self.tok.spliceable]
+        encoded = self.tok.encode_batch([texts[k] for k in whole]) if whole else []
+        fresh = {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(whole, encoded)}
+        for key in missing:
+            if key in fresh:
+                continue
+            base = bases[key]
+            base_ids = self.ids(base, fresh)
+            fresh[key] = np.asarray(self.tok.encode_edit(texts[base], base_ids, texts[key]),
+                                    dtype=np.int64)
+        return fresh
 
     def ids(self, key: bytes, fresh: dict[bytes, np.ndarray]) -> np.ndarray:
         found = fresh.get(key)
@@ -369,12 +394,13 @@ def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
                     if len(batch.items) >= limit or batch.bytes >= BATCH_BYTES:
                         if pending:
                             finish(pending)
-                        pending = (batch, pool.submit(ingest.encode_missing, batch.texts))
+                        pending = (batch, pool.submit(ingest.encode_missing, batch.texts,
+                                                         batch.bases))
                         batch, limit = _Batch(), min(limit * 2, BATCH_COMMITS)
                 if pending:
                     finish(pending)
                 if batch.items:
-                    finish((batch, pool.submit(ingest.encode_missing, batch.texts)))
+                    finish((batch, pool.submit(ingest.encode_missing, batch.texts, batch.bases)))
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise

@@ -102,7 +102,8 @@ class Store:
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}))
+            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
+                                        spliceable=info.get("source") == "trained")
         return self._tokenizer
 
     @property

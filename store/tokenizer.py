@@ -127,6 +127,9 @@ class Tokenizer:
 
     model: bytes
     extra: dict[str, int] = field(default_factory=dict)
+    # True for models trained by repofeed (identity normalization, no dummy prefix, pieces
+    # split at spaces): then an edited text can be re-encoded around its change only.
+    spliceable: bool = False
 
     def __post_init__(self) -> None:
         self.sp = spm.SentencePieceProcessor(model_proto=self.model)
@@ -201,6 +204,32 @@ class Tokenizer:
         parts.append(self.sp.decode(run))
         return "".join(parts)
 
+    def encode_edit(self, before: str, before_ids: np.ndarray, after: str) -> list[int]:
+        """``encode(after)``, computed by re-encoding only the span that differs from ``before``.
+
+        With a repofeed-trained model no piece holds a space except at its start, so every
+        space that follows a non-space is a token boundary, and tokens on either side of one
+        never depend on the other side. The changed span is widened to such boundaries inside
+        the text both versions share; the tokens outside it are taken from ``before_ids``.
+        Falls back to a full encode whenever that does not apply.
+        """
+        if not self.spliceable or _MARKER in after or _MARKER in before:
+            return self.encode(after)
+        prefix = _common_prefix(before, after)
+        suffix = _common_suffix(before, after, min(len(before), len(after)) - prefix)
+        left = _cut_before(after, prefix)
+        right = _cut_after(after, len(after) - suffix)
+        if right - left > len(after) // 2:
+            return self.encode(after)  # most of the text changed: splicing saves little
+        ends = np.cumsum(self.byte_lengths[before_ids])
+        left_bytes = len(after[:left].encode("utf-8"))
+        right_bytes = len(before.encode("utf-8")) - len(after[right:].encode("utf-8"))
+        i, k = _token_at(ends, left_bytes), _token_at(ends, right_bytes)
+        if i is None or k is None:
+            return self.encode(after)
+        middle = self.sp.encode(after[left:right]) if right > left else []
+        return [*before_ids[:i].tolist(), *middle, *before_ids[k:].tolist()]
+
     @property
     def byte_lengths(self) -> np.ndarray:
         """UTF-8 bytes each id decodes to: a cumulative sum maps tokens to text offsets."""
@@ -216,3 +245,49 @@ class Tokenizer:
                     lengths[i] = 1 if sp.is_byte(i) else 0
             self._byte_lengths = lengths
         return self._byte_lengths
+
+
+def _common_prefix(a: str, b: str) -> int:
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # binary search: slice comparisons run in C
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _cut_before(text: str, limit: int) -> int:
+    """The last token boundary strictly inside ``text[:limit]``: a space run's start."""
+    p = text.rfind(" ", 0, limit)
+    while p > 0 and text[p - 1] == " ":
+        p -= 1
+    return max(p, 0)
+
+
+def _cut_after(text: str, start: int) -> int:
+    """The first space run starting after ``start`` (its preceding character shared too)."""
+    q = text.find(" ", start + 1)
+    while q > 0 and text[q - 1] == " ":
+        q = text.find(" ", q + 1)
+    return len(text) if q < 0 else q
+
+
+def _token_at(ends: np.ndarray, offset: int) -> int | None:
+    """The number of tokens that cover exactly the first ``offset`` bytes, if any do."""
+    if offset == 0:
+        return 0
+    i = int(np.searchsorted(ends, offset, side="right"))
+    return i if i > 0 and ends[i - 1] == offset else None

@@ -349,3 +349,22 @@ def test_full_disk_stops_cleanly_and_loses_nothing(make_repo, tiny_disk, tmp_pat
     repo.git("config", "repofeed.store", str(bigger))
     run_cli("backfill", str(repo.path))
     assert store_dump(bigger) == store_dump(clean)
+
+
+def test_stored_tokens_equal_a_full_encode_of_each_text(make_repo):
+    """Edited files are encoded around their edit only; the result must not differ."""
+    repo = make_repo()
+    files = sample_files()
+    repo.commit("Sources", files)
+    fast_history(repo, 150)
+    for n in range(5):
+        repo.commit(f"Edit {n}", {name: text.replace("  ", " ", n + 1) + f"# edit {n}\n"
+                                  for name, text in list(files.items())[n::3]})
+    _init(repo)
+    backfill(repo.path)
+    with open_store(repo.path) as store:
+        tok = store.tokenizer
+        for raw, rec in zip(store.raw_records(), store.evolution_records()):
+            for side in ("before", "after"):
+                if raw[side] is not None:
+                    assert store.tokens(raw[side]).tolist() == tok.encode(rec[side])

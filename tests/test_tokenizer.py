@@ -127,3 +127,38 @@ def test_user_tokenizer_that_loses_whitespace_is_reported(sample_repo, tmp_path)
 def test_not_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(TokenizerError, match="not a SentencePiece model"):
         Tokenizer.for_user_model(b"definitely not a protobuf")
+
+
+def test_encode_edit_equals_a_full_encode(sample_repo):
+    """Re-encoding only around an edit gives exactly the tokens of encoding the whole text."""
+    import random
+
+    import numpy as np
+
+    init_store(sample_repo.path)
+    with open_store(sample_repo.path) as store:
+        tok = store.tokenizer
+        assert tok.spliceable
+        files = [t for t in sample_files().values() if "\u2581" not in t]
+        rng = random.Random(5)
+        spliced = 0
+        for n in range(600):
+            before = rng.choice(files)
+            lines = before.split("\n")
+            k = rng.randrange(len(lines))
+            edit = n % 5
+            if edit == 0:
+                lines[k] += " extra"
+            elif edit == 1:
+                lines.insert(k, f"    inserted_{n} = {n}  # note")
+            elif edit == 2 and len(lines) > 1:
+                del lines[k]
+            elif edit == 3:
+                lines[k] = lines[k].replace(" ", "  ", 1)
+            else:
+                lines[k] = "\t" + lines[k] + "\u00e9"
+            after = "\n".join(lines)
+            ids = tok.encode_edit(before, np.array(tok.encode(before)), after)
+            assert ids == tok.encode(after), (n, k)
+            spliced += 1
+        assert spliced == 600
