@@ -188,7 +188,8 @@ class _Batch:
     def __init__(self) -> None:
         self.items: list[CommitChanges] = []
         self.texts: dict[bytes, str] = {}
-        self.bases: dict[bytes, bytes] = {}  # edited text -> the text it was edited from
+        # edited text -> (the text it was edited from, git's line hunks between them)
+        self.bases: dict[bytes, tuple[bytes, list[tuple[int, int, int, int]]]] = {}
         self.bytes = 0
 
     def add(self, changes: CommitChanges) -> None:
@@ -204,8 +205,8 @@ class _Batch:
             f.after_key = self._key(f.after)
             # A text first met as the result of this edit is encoded from its base, which
             # then comes earlier in the batch's order.
-            if f.before_key is not None and len(self.texts) > first_seen:
-                self.bases[f.after_key] = f.before_key
+            if f.before_key is not None and f.hunks and len(self.texts) > first_seen:
+                self.bases[f.after_key] = (f.before_key, f.hunks)
 
     def _key(self, text: str) -> bytes:
         data = text.encode("utf-8")
@@ -225,27 +226,48 @@ class _Ingest:
         self.lengths = self.tok.byte_lengths
         self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
 
-    def encode_missing(self, texts: dict[bytes, str], bases: dict[bytes, bytes] | None = None
+    def encode_missing(self, texts: dict[bytes, str],
+                       bases: dict[bytes, tuple[bytes, list]] | None = None
                        ) -> dict[bytes, np.ndarray]:
         """Token ids of the texts the store lacks.
 
-        Texts edited from a known one (``bases``) are re-encoded around the edit only
-        (``Tokenizer.encode_edit``); the rest go to SentencePiece in one multi-threaded call.
-        Texts come in commit order, so a base new in this batch is encoded before its edits.
+        A text edited from a known one (``bases``) is re-encoded around its hunks only
+        (``Tokenizer.plan_edit``). Everything SentencePiece must see — whole texts and the
+        edited spans — goes to it in one multi-threaded call per wave; a wave handles the
+        edits whose base is known, so an edit of a text new in this batch waits one wave.
         """
         bases = bases or {}
         absent = self.writer.missing_arrays(texts)
-        missing = [k for k in texts if k in absent]
-        whole = [k for k in missing if k not in bases or not self.tok.spliceable]
-        encoded = self.tok.encode_batch([texts[k] for k in whole]) if whole else []
-        fresh = {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(whole, encoded)}
-        for key in missing:
-            if key in fresh:
-                continue
-            base = bases[key]
-            base_ids = self.ids(base, fresh)
-            fresh[key] = np.asarray(self.tok.encode_edit(texts[base], base_ids, texts[key]),
-                                    dtype=np.int64)
+        pending = [k for k in texts if k in absent]
+        fresh: dict[bytes, np.ndarray] = {}
+        while pending:
+            whole: list[bytes] = []
+            edits: list[tuple[bytes, np.ndarray, list]] = []
+            waiting: list[bytes] = []
+            for key in pending:
+                base = bases.get(key) if self.tok.spliceable else None
+                if base is None:
+                    whole.append(key)
+                    continue
+                if base[0] in absent and base[0] not in fresh:
+                    waiting.append(key)
+                    continue
+                base_ids = self.ids(base[0], fresh)
+                plan = self.tok.plan_edit(texts[base[0]], base_ids, texts[key], base[1])
+                if plan is None:
+                    whole.append(key)
+                else:
+                    edits.append((key, base_ids, plan))
+            if not whole and not edits:   # cannot happen (bases come first); be safe
+                whole, waiting = waiting, []
+            spans = [step for _, _, plan in edits for step in plan if isinstance(step, str)]
+            encoded = self.tok.encode_batch([texts[k] for k in whole] + spans)
+            for key, ids in zip(whole, encoded):
+                fresh[key] = np.asarray(ids, dtype=np.int64)
+            rest = iter(encoded[len(whole):])
+            for key, base_ids, plan in edits:
+                fresh[key] = np.asarray(self.tok.assemble(base_ids, plan, rest), dtype=np.int64)
+            pending = waiting
         return fresh
 
     def ids(self, key: bytes, fresh: dict[bytes, np.ndarray]) -> np.ndarray:

@@ -204,31 +204,79 @@ class Tokenizer:
         parts.append(self.sp.decode(run))
         return "".join(parts)
 
-    def encode_edit(self, before: str, before_ids: np.ndarray, after: str) -> list[int]:
-        """``encode(after)``, computed by re-encoding only the span that differs from ``before``.
+    def plan_edit(self, before: str, before_ids: np.ndarray, after: str,
+                  hunks: Sequence[Sequence[int]]) -> list[tuple[int, int] | str] | None:
+        """How to get ``encode(after)`` from the tokens of ``before`` and git's line hunks.
 
         With a repofeed-trained model no piece holds a space except at its start, so every
-        space that follows a non-space is a token boundary, and tokens on either side of one
-        never depend on the other side. The changed span is widened to such boundaries inside
-        the text both versions share; the tokens outside it are taken from ``before_ids``.
-        Falls back to a full encode whenever that does not apply.
+        space that follows a non-space is a token boundary, and the tokens on either side of
+        one never depend on the other side. Each hunk is widened to such boundaries inside the
+        unchanged lines around it; between hunks the tokens of ``before`` are kept. The plan
+        lists ``(start, stop)`` slices of ``before_ids`` and texts still to encode, in order;
+        None means "encode the whole text" (a model that does not qualify, a change covering
+        most of the file, or boundaries that do not line up).
         """
-        if not self.spliceable or _MARKER in after or _MARKER in before:
-            return self.encode(after)
-        prefix = _common_prefix(before, after)
-        suffix = _common_suffix(before, after, min(len(before), len(after)) - prefix)
-        left = _cut_before(after, prefix)
-        right = _cut_after(after, len(after) - suffix)
-        if right - left > len(after) // 2:
-            return self.encode(after)  # most of the text changed: splicing saves little
+        if not self.spliceable or not hunks or _MARKER in after or _MARKER in before:
+            return None
+        a, b = after.encode("utf-8"), before.encode("utf-8")
+        a_arr = np.frombuffer(a, dtype=np.uint8)
+        cuts = np.flatnonzero((a_arr[1:] == 0x20) & (a_arr[:-1] != 0x20)) + 1
+        a_lines, b_lines = _line_starts(a_arr), _line_starts(np.frombuffer(b, dtype=np.uint8))
         ends = np.cumsum(self.byte_lengths[before_ids])
-        left_bytes = len(after[:left].encode("utf-8"))
-        right_bytes = len(before.encode("utf-8")) - len(after[right:].encode("utf-8"))
-        i, k = _token_at(ends, left_bytes), _token_at(ends, right_bytes)
-        if i is None or k is None:
+        plan: list[tuple[int, int] | str] = []
+        region_start = 0   # where, in ``after``, the text still to encode begins
+        new_bytes = 0
+        lo_a = lo_b = 0    # start of the unchanged stretch being walked, in after and before
+        for hunk in [*hunks, None]:
+            if hunk is None:                  # the stretch after the last hunk
+                hi_a = len(a)
+            else:
+                old_start, old_lines, new_start, new_lines = hunk
+                hi_a = _hunk_start(a_lines, new_start, new_lines)
+            # after[lo_a:hi_a] == before[lo_b:lo_b + hi_a - lo_a]: keep the tokens between the
+            # first and the last boundary inside it (the text's start and end are boundaries).
+            first = 0 if lo_a == 0 else _first_cut(cuts, lo_a + 1, hi_a)
+            last = len(a) if hunk is None else _last_cut(cuts, lo_a + 1, hi_a)
+            if first is not None and last is not None and first <= last:
+                if first > region_start:
+                    plan.append(a[region_start:first].decode("utf-8"))
+                    new_bytes += first - region_start
+                shift = lo_b - lo_a
+                i, k = _token_at(ends, first + shift), _token_at(ends, last + shift)
+                if i is None or k is None:
+                    return None
+                if k > i:
+                    plan.append((i, k))
+                region_start = last
+            if hunk is not None:
+                lo_a = _hunk_end(a_lines, new_start, new_lines)
+                lo_b = _hunk_end(b_lines, old_start, old_lines)
+        if region_start < len(a):
+            plan.append(a[region_start:].decode("utf-8"))
+            new_bytes += len(a) - region_start
+        if new_bytes > len(a) // 2:
+            return None                 # most of the file changed: splicing saves little
+        return plan
+
+    @staticmethod
+    def assemble(before_ids: np.ndarray, plan: list[tuple[int, int] | str],
+                 encoded: Iterable[list[int]]) -> list[int]:
+        """The tokens a plan describes, given the encodings of its texts in order."""
+        encoded = iter(encoded)
+        out: list[int] = []
+        for step in plan:
+            out.extend(next(encoded) if isinstance(step, str)
+                       else before_ids[step[0]:step[1]].tolist())
+        return out
+
+    def encode_edit(self, before: str, before_ids: np.ndarray, after: str,
+                    hunks: Sequence[Sequence[int]]) -> list[int]:
+        """``encode(after)``, re-encoding only around ``hunks`` (see ``plan_edit``)."""
+        plan = self.plan_edit(before, before_ids, after, hunks)
+        if plan is None:
             return self.encode(after)
-        middle = self.sp.encode(after[left:right]) if right > left else []
-        return [*before_ids[:i].tolist(), *middle, *before_ids[k:].tolist()]
+        return self.assemble(before_ids, plan,
+                             (self.sp.encode(s) for s in plan if isinstance(s, str)))
 
     @property
     def byte_lengths(self) -> np.ndarray:
@@ -247,42 +295,34 @@ class Tokenizer:
         return self._byte_lengths
 
 
-def _common_prefix(a: str, b: str) -> int:
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:  # binary search: slice comparisons run in C
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+
+def _line_starts(data: np.ndarray) -> np.ndarray:
+    """Byte offset of every line start, then the end of the text."""
+    starts = np.flatnonzero(data == 0x0A) + 1
+    return np.concatenate(([0], starts[starts < len(data)], [len(data)])).astype(np.int64)
 
 
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def _hunk_start(lines: np.ndarray, start: int, count: int) -> int:
+    """Byte offset where git's hunk (1-based ``start``, ``count`` lines) begins."""
+    last = len(lines) - 1
+    return int(lines[min(start if count == 0 else start - 1, last)])
 
 
-def _cut_before(text: str, limit: int) -> int:
-    """The last token boundary strictly inside ``text[:limit]``: a space run's start."""
-    p = text.rfind(" ", 0, limit)
-    while p > 0 and text[p - 1] == " ":
-        p -= 1
-    return max(p, 0)
+def _hunk_end(lines: np.ndarray, start: int, count: int) -> int:
+    last = len(lines) - 1
+    return int(lines[min(start if count == 0 else start - 1 + count, last)])
 
 
-def _cut_after(text: str, start: int) -> int:
-    """The first space run starting after ``start`` (its preceding character shared too)."""
-    q = text.find(" ", start + 1)
-    while q > 0 and text[q - 1] == " ":
-        q = text.find(" ", q + 1)
-    return len(text) if q < 0 else q
+def _first_cut(cuts: np.ndarray, lo: int, hi: int) -> int | None:
+    """The first boundary in [lo, hi), if any."""
+    i = int(np.searchsorted(cuts, lo, side="left"))
+    return int(cuts[i]) if i < len(cuts) and cuts[i] < hi else None
+
+
+def _last_cut(cuts: np.ndarray, lo: int, hi: int) -> int | None:
+    """The last boundary in [lo, hi), if any."""
+    i = int(np.searchsorted(cuts, hi, side="left")) - 1
+    return int(cuts[i]) if i >= 0 and cuts[i] >= lo else None
 
 
 def _token_at(ends: np.ndarray, offset: int) -> int | None:
