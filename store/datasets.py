@@ -13,6 +13,8 @@ lazily in each process, so ``DataLoader`` workers open their own after fork.
 
 from __future__ import annotations
 
+import os
+import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,48 @@ from typing import Any
 import numpy as np
 import torch
 
+from .arrays import CHUNK_BYTES, chunk_key, read_slice
 from .errors import StoreError
 from .evolution import plan_views
 from .locate import resolve_store_dir
 from .reader import Store
-from .schema import DB_TOKENS, seq_key
+from .schema import DB_TOKENS
 from .windows import window_counts
 
 IGNORE_INDEX = -100
+
+
+class _Reader:
+    """A read transaction reused for a few items, then renewed.
+
+    Beginning a transaction per item cost as much as reading the item. A snapshot is kept for
+    at most ``RENEW_EVERY`` items or ``RENEW_SECONDS``, so it never pins old pages for long
+    while training reads; a refresh drops it, since the new index may name newer arrays.
+    """
+
+    RENEW_EVERY = 64
+    RENEW_SECONDS = 1.0
+
+    def __init__(self, env, db) -> None:
+        self.pid = os.getpid()
+        self.env, self.db = env, db
+        self.txn = env.begin(db=db, buffers=True)
+        self.uses = 0
+        self.since = time.monotonic()
+
+    def __enter__(self):
+        self.uses += 1
+        if self.uses > self.RENEW_EVERY or time.monotonic() - self.since > self.RENEW_SECONDS:
+            self.txn.abort()
+            self.txn = self.env.begin(db=self.db, buffers=True)
+            self.uses, self.since = 1, time.monotonic()
+        return self.txn
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # buffers were copied out; the snapshot stays open for the next item
+
+    def close(self) -> None:
+        self.txn.abort()
 
 
 class _StoreDataset(torch.utils.data.Dataset):
@@ -38,6 +74,8 @@ class _StoreDataset(torch.utils.data.Dataset):
         self.tokenizer = store.tokenizer
         self.pad_id = self.tokenizer.pad_id
         self._dtype = np.dtype(store.dtype)
+        self._per_chunk = CHUNK_BYTES // self._dtype.itemsize
+        self._reader: _Reader | None = None
 
     @property
     def store(self) -> Store:
@@ -48,19 +86,42 @@ class _StoreDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_store"] = None  # an LMDB handle never crosses a process boundary
+        state["_reader"] = None
         return state
 
-    def _tokens_txn(self):
-        handle = self.store._env()
-        return handle.env.begin(db=handle.dbs[DB_TOKENS], buffers=True)
+    def _tokens_txn(self) -> _Reader:
+        reader = self._reader
+        if reader is None or reader.pid != os.getpid():
+            handle = self.store._env()
+            reader = self._reader = _Reader(handle.env, handle.dbs[DB_TOKENS])
+        return reader
 
     def _array(self, txn, array: int, start: int, stop: int) -> np.ndarray:
-        raw = txn.get(seq_key(array))
-        if raw is None:
+        # The two cases of a window (within one chunk, or across two) inlined: this is the
+        # hot path of every training step.
+        per_chunk, dtype = self._per_chunk, self._dtype
+        first = start // per_chunk
+        split = (first + 1) * per_chunk
+        found = None
+        if stop <= split:
+            raw = txn.get(chunk_key(array, first))
+            if raw is not None:
+                return np.frombuffer(raw, dtype, stop - start,
+                                     (start - first * per_chunk) * dtype.itemsize
+                                     ).astype(np.int64)
+        elif stop <= split + per_chunk:
+            head, tail = txn.get(chunk_key(array, first)), txn.get(chunk_key(array, first + 1))
+            if head is not None and tail is not None:
+                out = np.empty(stop - start, dtype=np.int64)
+                out[:split - start] = np.frombuffer(head, dtype, split - start,
+                                                    (start - first * per_chunk) * dtype.itemsize)
+                out[split - start:] = np.frombuffer(tail, dtype, stop - split)
+                return out
+        else:
+            found = read_slice(txn, None, array, start, stop, dtype)
+        if found is None:
             raise StoreError(f"token array {array} is missing from {self.store_dir}")
-        item = self._dtype.itemsize
-        return np.frombuffer(raw, dtype=self._dtype, count=stop - start,
-                             offset=start * item).astype(np.int64)
+        return found
 
     def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None
               ) -> dict[str, torch.Tensor]:
@@ -81,7 +142,13 @@ class _StoreDataset(torch.utils.data.Dataset):
                 "attention_mask": torch.from_numpy(mask),
                 "labels": torch.from_numpy(labels)}
 
+    def _drop_reader(self) -> None:
+        if self._reader is not None and self._reader.pid == os.getpid():
+            self._reader.close()
+        self._reader = None
+
     def close(self) -> None:
+        self._drop_reader()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import lmdbenv
+from .arrays import read_all
 from .config import Config
 from .errors import StoreError
 from .evolution import View, plan_views
@@ -113,10 +114,10 @@ class Store:
     def tokens(self, array: int) -> np.ndarray:
         """Token array ``array`` (a document's ``array``, a record's ``before``...), copied."""
         with self._txn(DB_TOKENS, buffers=True) as txn:
-            raw = txn.get(seq_key(array))
-            if raw is None:
-                raise StoreError(f"token array {array} is missing from the store")
-            return np.frombuffer(raw, dtype=self.dtype).copy()
+            found = read_all(txn, None, array, np.dtype(self.dtype))
+        if found is None:
+            raise StoreError(f"token array {array} is missing from the store")
+        return found
 
     def documents(self) -> list[dict[str, Any]]:
         """Snapshot documents, sorted by path."""

@@ -17,7 +17,7 @@ FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.
 DB_META = b"meta"          # key (ascii) -> msgpack value
-DB_TOKENS = b"tokens"      # 8-byte big-endian array id -> raw token array (appended in order)
+DB_TOKENS = b"tokens"      # (array id, chunk) -> raw tokens, page-sized chunks (arrays.py)
 DB_HASHES = b"hashes"      # 16-byte content hash -> 8-byte array id (content addressing)
 DB_DOCS = b"docs"          # path (utf-8) -> msgpack document
 DB_RECORDS = b"records"    # 8-byte big-endian sequence number -> msgpack evolution record

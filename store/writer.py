@@ -21,6 +21,7 @@ import lmdb
 import numpy as np
 
 from . import lmdbenv
+from .arrays import chunk_key, chunks_of, read_all
 from .config import Config
 from .errors import StoreError, WriterBusy
 from .schema import (
@@ -227,10 +228,11 @@ class StoreWriter:
     def read_array(self, content_hash: bytes) -> np.ndarray:
         with self.handle.env.begin(buffers=True) as txn:
             array_id = txn.get(content_hash, db=self.db[DB_HASHES])
-            raw = None if array_id is None else txn.get(array_id, db=self.db[DB_TOKENS])
-            if raw is None:
-                raise StoreError(f"token array {content_hash.hex()} is missing from the store")
-            return np.frombuffer(raw, dtype=self.dtype).copy()
+            found = None if array_id is None else \
+                read_all(txn, self.db[DB_TOKENS], seq_of(array_id), np.dtype(self.dtype))
+        if found is None:
+            raise StoreError(f"token array {content_hash.hex()} is missing from the store")
+        return found
 
     def documents(self) -> dict[str, dict[str, Any]]:
         with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
@@ -263,9 +265,10 @@ class StoreWriter:
         for content_hash, ids in arrays.items():
             if txn.get(content_hash, db=hashes_db) is not None:
                 continue
-            key = seq_key(next_id)
-            txn.put(content_hash, key, db=hashes_db)
-            txn.put(key, np.asarray(ids, dtype=self.dtype).tobytes(), db=tokens_db, append=True)
+            txn.put(content_hash, seq_key(next_id), db=hashes_db)
+            data = np.asarray(ids, dtype=self.dtype).tobytes()
+            for n, chunk in enumerate(chunks_of(data)):
+                txn.put(chunk_key(next_id, n), chunk, db=tokens_db, append=True)
             next_id += 1
             added += len(ids)
         txn.put(K_NEXT_ARRAY, pack(next_id), db=meta_db)

@@ -146,3 +146,23 @@ def test_evolution_items_are_the_same_in_dataloader_workers(sample_repo):
               for ids in batch["input_ids"]]
     assert len(loaded) == len(direct) > 10
     assert all(torch.equal(a, b) for a, b in zip(loaded, direct))
+
+
+def test_windows_across_chunk_boundaries(sample_repo):
+    """Arrays are stored in page-sized chunks; a window may straddle two of them."""
+    from repofeed.store.arrays import CHUNK_BYTES
+
+    store = _ready(sample_repo, max_tokens=300, overlap=0)
+    per_chunk = CHUNK_BYTES // 2
+    ds = WindowDataset(sample_repo.path)
+    arrays = {d["path"]: d["array"] for d in store.documents()}
+    straddling = 0
+    for i in range(len(ds)):
+        doc, start = ds.locate(i)
+        n = int(ds[i]["attention_mask"].sum())
+        if start // per_chunk != (start + n - 1) // per_chunk:
+            straddling += 1
+            expected = store.tokens(arrays[ds.paths[doc]])[start:start + n]
+            assert ds[i]["input_ids"][:n].tolist() == expected.tolist()
+    assert straddling >= 3
+    store.close()
