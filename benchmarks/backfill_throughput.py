@@ -1,0 +1,241 @@
+"""Backfill throughput: repofeed against PyDriller and `git log -p` on the same history.
+
+For each history — (a) a generated one (``synthetic_repo.py``, 2,000 commits by default) and
+(b) this project's own, cloned into scratch space so that nothing is written into the real
+``.git`` — it times, in one process:
+
+- ``git log -p -M --reverse``, output read through a pipe: the floor, git alone;
+- PyDriller walking the branch oldest first and reading each modified file's
+  ``source_code_before``, ``source_code`` and ``diff``: the baseline;
+- ``repofeed`` ``init`` (tokenizer training on the tip) and ``backfill`` (diff, tokenize,
+  write every commit), timed apart.
+
+Rates are commits/s and MB/s, where MB is the before + after text of every changed file (as
+PyDriller read it), the same figure for every tool. The ratio is repofeed / PyDriller.
+
+It then prints the store's bytes per stored token (``Store.stats()``) and backfills the
+generated history again with overlaps 0, 512 and 768 (same tokenizer) to check that overlap
+costs no storage: windows are views.
+
+Goals (issue 2): store at most 3 bytes per stored token with uint16 tokens; the same store
+size for every overlap.
+
+    python benchmarks/backfill_throughput.py [--commits 2000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import PROJECT, Timer, git, table, workspace
+from synthetic_repo import make_repo
+
+from repofeed.daemon.ingest import BackfillResult, backfill, init_store
+from repofeed.store import open_store
+
+BYTES_PER_TOKEN_GOAL = 3.0
+MB = 1e6
+
+
+@dataclass
+class Baseline:
+    seconds: float
+    commits: int = 0
+    files: int = 0
+    text_bytes: int = 0   # before + after of every modified file
+    output_bytes: int = 0
+
+
+@dataclass
+class RepofeedRun:
+    init_seconds: float
+    backfill_seconds: float
+    result: BackfillResult
+    stats: dict
+
+
+def time_git_log(repo: Path) -> Baseline:
+    """``git log -p -M --reverse`` with its output read (and counted) through a pipe."""
+    cmd = ["git", "log", "-p", "-M", "--reverse", "--no-color", "--no-ext-diff"]
+    total = 0
+    with Timer() as t:
+        proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE)
+        while chunk := proc.stdout.read(1 << 20):
+            total += len(chunk)
+        if proc.wait() != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed in {repo}")
+    return Baseline(t.seconds, output_bytes=total)
+
+
+def time_pydriller(repo: Path, branch: str) -> Baseline:
+    """PyDriller extracting before, after and diff of every modified file, oldest first."""
+    try:
+        from pydriller import Repository
+    except ImportError:
+        raise SystemExit("PyDriller is the baseline: pip install -e '.[bench]'") from None
+    out = Baseline(0.0)
+    with Timer() as t:
+        for commit in Repository(str(repo), only_in_branch=branch).traverse_commits():
+            out.commits += 1
+            for m in commit.modified_files:
+                before, after, diff = m.source_code_before, m.source_code, m.diff
+                out.files += 1
+                out.text_bytes += sum(len(s.encode()) for s in (before, after) if s)
+                out.output_bytes += len(diff)
+    out.seconds = t.seconds
+    return out
+
+
+def run_repofeed(repo: Path, profile_top: int = 0, **init_options) -> RepofeedRun:
+    """A fresh store: ``init`` then ``backfill``, each timed; optionally under cProfile."""
+    with Timer() as t_init:
+        init_store(repo, force=True, **init_options)
+    profiler = cProfile.Profile() if profile_top else None
+    with Timer() as t_fill:
+        if profiler:
+            profiler.enable()
+        result = backfill(repo)
+        if profiler:
+            profiler.disable()
+    if profiler:
+        print_profile(profiler, profile_top)
+    with open_store(repo) as store:
+        stats = store.stats()
+    return RepofeedRun(t_init.seconds, t_fill.seconds, result, stats)
+
+
+def print_profile(profiler: cProfile.Profile, top: int) -> None:
+    for order in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(order).print_stats(top)
+        body = buf.getvalue()
+        print(f"\n-- backfill profile, top {top} by {order} --")
+        print(body[body.find("   ncalls"):].rstrip())
+
+
+def bench_history(name: str, repo: Path, args: argparse.Namespace) -> None:
+    """Time the three tools on one history and print the comparison."""
+    branch = git(repo, "symbolic-ref", "--short", "HEAD")
+    n_commits = int(git(repo, "rev-list", "--count", "HEAD"))
+    print(f"\n== {name}: {n_commits:,} commits on {branch} ==")
+    logs, drills, feeds = [], [], []
+    for _ in range(args.repeat):  # round-robin, so that background load hits all three alike
+        logs.append(time_git_log(repo))
+        drills.append(time_pydriller(repo, branch))
+        feeds.append(run_repofeed(repo))
+    log = min(logs, key=lambda b: b.seconds)
+    drill = min(drills, key=lambda b: b.seconds)
+    feed = min(feeds, key=lambda r: r.backfill_seconds)
+    init_s = min(r.init_seconds for r in feeds)
+    text_mb = drill.text_bytes / MB
+
+    def row(tool: str, seconds: float) -> list:
+        return [tool, seconds, n_commits / seconds, text_mb / seconds,
+                f"{drill.seconds / seconds:.2f}x"]
+
+    print(f"{drill.files:,} changed files, {text_mb:,.1f} MB of before/after text; "
+          f"best of {args.repeat}")
+    print(table(["tool", "seconds", "commits/s", "MB/s", "vs PyDriller"], [
+        row("git log -p -M --reverse (floor)", log.seconds),
+        row("PyDriller before+after+diff", drill.seconds),
+        row("repofeed backfill", feed.backfill_seconds),
+        [f"repofeed init (tokenizer, vocab {feed.stats['vocab_size']:,})", init_s,
+         None, None, None],
+        row("repofeed init + backfill", init_s + feed.backfill_seconds),
+    ]))
+    ratio = drill.seconds / feed.backfill_seconds
+    print(f"repofeed / PyDriller: {ratio:.2f}x  (repofeed tokenized "
+          f"{feed.result.bytes_read / MB:,.1f} MB of distinct text into "
+          f"{feed.result.records:,} records)")
+    print_storage(repo, feed.stats)
+    if args.profile:
+        run_repofeed(repo, profile_top=args.profile)  # a separate run: profiling slows it
+    elif ratio < 1:
+        print("repofeed is slower than PyDriller here: run with --profile to see where.")
+
+
+def print_storage(repo: Path, stats: dict) -> None:
+    per_token = stats["bytes_per_stored_token"]
+    met = per_token is not None and per_token <= BYTES_PER_TOKEN_GOAL
+    print(f"store: {stats['store_bytes'] / MB:,.1f} MB for {stats['stored_tokens']:,} stored "
+          f"tokens ({stats['token_dtype']}) = {per_token} bytes/stored token "
+          f"(goal <= {BYTES_PER_TOKEN_GOAL:g}: {'met' if met else 'NOT met'}); "
+          f"{stats['documents']:,} documents, {stats['windows']:,} windows, "
+          f"{stats['evolution_records']:,} records")
+    with open_store(repo) as store:
+        model = len(store.tokenizer.model)
+    lock = (Path(stats["store_path"]) / "lock.mdb").stat().st_blocks * 512
+    if stats["stored_tokens"]:
+        rest = (stats["store_bytes"] - model - lock) / stats["stored_tokens"]
+        print(f"  fixed part: tokenizer model {model / 1e3:,.0f} kB, lock.mdb "
+              f"{lock / 1e3:,.0f} kB; without them {rest:.2f} bytes/stored token")
+
+
+def check_overlaps(repo: Path, overlaps: list[int], work: Path) -> None:
+    """Backfill ``repo`` once per overlap with one tokenizer; the store should not change."""
+    model = work / "tokenizer.model"
+    with open_store(repo) as store:
+        model.write_bytes(store.tokenizer.model)
+    rows = []
+    for overlap in overlaps:
+        run = run_repofeed(repo, tokenizer=model, overlap=overlap)
+        rows.append({"overlap": overlap, **{k: run.stats[k] for k in (
+            "windows", "stored_tokens", "store_bytes", "bytes_per_stored_token")}})
+    sizes = {r["store_bytes"] for r in rows}
+    print("\n== storage by overlap (same history, same tokenizer) ==")
+    print(table(["overlap", "windows", "stored tokens", "store bytes", "bytes/stored token"],
+                [list(r.values()) for r in rows]))
+    spread = (max(sizes) - min(sizes)) / min(sizes)
+    verdict = "the same" if spread == 0 else f"within {spread:.2%}"
+    print(f"store size across overlaps: {verdict} "
+          f"({'met' if spread <= 0.01 else 'NOT met'}: windows are views)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Backfill throughput of repofeed against PyDriller and git log -p.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--commits", type=int, default=2000,
+                        help="generated history length (0: skip it)")
+    parser.add_argument("--files", type=int, default=200, help="files in the generated tree")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed")
+    parser.add_argument("--own-repo", type=Path, default=PROJECT,
+                        help="repository whose history is cloned for the second run")
+    parser.add_argument("--skip-own", action="store_true", help="only the generated history")
+    parser.add_argument("--overlaps", default="0,512,768",
+                        help="overlaps for the storage check ('' to skip it)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool; best is kept")
+    parser.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="TOP",
+                        help="profile one more repofeed backfill (untimed) and print its TOP "
+                             "functions by own and by cumulative time")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where scratch data goes (default: the system temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    with workspace(args.workdir, args.keep) as work:
+        if args.commits > 0:
+            with Timer() as t:
+                synth = make_repo(work / "synthetic", args.commits, args.files, args.seed)
+            print(f"generated {args.commits:,} commits with git fast-import in "
+                  f"{t.seconds:.1f} s")
+            bench_history("generated history", synth, args)
+            if args.overlaps.strip():
+                check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
+        if not args.skip_own:
+            own = work / "own"
+            git(work, "clone", "-q", "--no-local", str(args.own_repo.resolve()), str(own))
+            bench_history(f"own history ({args.own_repo.resolve().name})", own, args)
+
+
+if __name__ == "__main__":
+    main()
