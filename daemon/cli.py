@@ -154,6 +154,30 @@ def stats(
     out.print(table)
 
 
+@app.command()
+def install(repo: RepoArg = None) -> None:
+    """Install the git hooks that nudge the daemon (post-commit, -merge, -rewrite, -checkout)."""
+    from repofeed.hooks.install import hooks_dir
+    from repofeed.hooks.install import install as install_hooks
+    from repofeed.store.locate import open_repository
+
+    directory, custom = hooks_dir(open_repository(repo))
+    for line in install_hooks(repo):
+        out.print(line, highlight=False)
+    where = f"{directory} (core.hooksPath)" if custom else str(directory)
+    out.print(f"Hooks in {where}. They only append to the spool; run `repofeed daemon` to act "
+              f"on it.", highlight=False)
+
+
+@app.command()
+def uninstall(repo: RepoArg = None) -> None:
+    """Remove repofeed's git hooks and put back the hooks they replaced."""
+    from repofeed.hooks.install import uninstall as uninstall_hooks
+
+    for line in uninstall_hooks(repo):
+        out.print(line, highlight=False)
+
+
 class ShowKind(StrEnum):
     window = "window"
     record = "record"

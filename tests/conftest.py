@@ -4,6 +4,7 @@ configuration (hooks, rename settings, identity) or repofeed setting leaks into 
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -47,3 +48,16 @@ def sample_repo(make_repo) -> GitRepo:
     repo.commit("Tweak a constant in the first file",
                 {first: files[first].replace("\n", "\n# tuned\n", 1)})
     return repo
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs: a real full disk. Needs the right to mount (root, as in CI)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)

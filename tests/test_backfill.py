@@ -309,19 +309,6 @@ def test_snapshot_follows_the_tip_after_new_commits(sample_repo):
     assert [p for p in before if before[p] != after[p]] == ["cmd/greet.go"]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs: a real full disk. Needs the right to mount (root, as in CI)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def test_full_disk_stops_cleanly_and_loses_nothing(make_repo, tiny_disk, tmp_path):
     repo = make_repo()
     repo.commit("Sources", sample_files())
