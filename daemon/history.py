@@ -6,7 +6,7 @@ explicitly, so it holds whatever the user's ``diff.renames`` setting is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pygit2
@@ -80,15 +80,21 @@ class BlobReader:
             return None, "not_utf8"
 
 
-def followed_ref(repo: pygit2.Repository, configured: str | None) -> str:
-    """The ref to follow: the configured one, else the branch checked out (HEAD if detached)."""
-    if configured:
-        if configured != "HEAD" and not configured.startswith("refs/"):
-            configured = f"refs/heads/{configured}"
-        return configured
+def followed_ref(configured: str | None) -> str:
+    """The ref to follow: a configured branch, else ``HEAD`` — whatever is checked out, so
+    that the snapshot follows branch switches and a detached HEAD."""
+    if configured and configured != "HEAD":
+        return configured if configured.startswith("refs/") else f"refs/heads/{configured}"
+    return "HEAD"
+
+
+def describe_ref(repo: pygit2.Repository, ref: str) -> str:
+    """``HEAD (main)``, ``HEAD (detached)`` or the ref itself, for messages."""
+    if ref != "HEAD":
+        return ref
     if repo.head_is_detached:
-        return "HEAD"
-    return repo.references["HEAD"].target  # symbolic target; also right for an unborn branch
+        return "HEAD (detached)"
+    return f"HEAD ({repo.references['HEAD'].target.removeprefix('refs/heads/')})"
 
 
 def tip_of(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
@@ -104,13 +110,50 @@ def tip_of(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
         raise RepoError(f"cannot resolve {ref} in {repo.path}: {exc}") from exc
 
 
-def commits_to_process(repo: pygit2.Repository, tip: pygit2.Commit | None,
-                       done: set[bytes]) -> list[pygit2.Commit]:
-    """Commits reachable from ``tip`` not yet processed, oldest first (parents first)."""
+def new_commits(repo: pygit2.Repository, tip: pygit2.Commit | None, old_tip: str | None
+                ) -> list[pygit2.Commit]:
+    """Commits reachable from ``tip`` but not from ``old_tip``, oldest first (parents first).
+
+    Everything reachable from the tip of the last completed run is processed, so hiding it
+    bounds the walk by what is new, whatever the length of the history. After a rewrite the
+    old tip may not be an ancestor: hiding it still hides only processed commits.
+    """
     if tip is None:
         return []
     walker = repo.walk(tip.id, SortMode.TOPOLOGICAL | SortMode.REVERSE)
-    return [c for c in walker if c.id.raw not in done]
+    if old_tip is not None and old_tip in repo:
+        walker.hide(pygit2.Oid(hex=old_tip))
+    return list(walker)
+
+
+def live_roots(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None
+               ) -> dict[str, str]:
+    """The tips that keep processed commits live: the followed ref and every local branch."""
+    roots = {follow: str(tip.id)} if tip is not None else {}
+    for name in repo.listall_references():
+        if name.startswith("refs/heads/"):
+            try:
+                roots[name] = str(repo.references[name].peel(pygit2.Commit).id)
+            except (KeyError, ValueError, pygit2.GitError):
+                continue  # a branch deleted meanwhile, or one that names no commit
+    return roots
+
+
+def reachable_only(repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str]
+                   ) -> Iterator[bytes]:
+    """Raw ids of the commits reachable from ``tips`` and not from ``hidden``."""
+    walker = repo.walk(None)
+    pushed = False
+    for tip in tips:
+        walker.push(pygit2.Oid(hex=tip))
+        pushed = True
+    if not pushed:
+        return
+    for oid in hidden:
+        if oid in repo:
+            walker.hide(pygit2.Oid(hex=oid))
+    for commit in walker:
+        yield commit.id.raw
 
 
 def _tree_diff(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree,

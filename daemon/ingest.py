@@ -18,21 +18,33 @@ import numpy as np
 import pygit2
 
 from repofeed.store.config import Config, load_config
-from repofeed.store.errors import TokenizerError
+from repofeed.store.errors import RepofeedError, TokenizerError
 from repofeed.store.languages import language_of, weight_of
-from repofeed.store.locate import CONFIG_KEY, open_repository, store_dir_of
-from repofeed.store.schema import K_FOLLOW, K_HEAD, content_key, content_key_of
+from repofeed.store.locate import CONFIG_KEY, common_dir, open_repository, store_dir_of
+from repofeed.store.schema import (
+    K_FOLLOW,
+    K_HEAD,
+    K_REPO,
+    K_ROOTS,
+    K_SUPERSEDED,
+    content_key,
+    content_key_of,
+)
 from repofeed.store.tokenizer import Tokenizer, train_tokenizer
-from repofeed.store.writer import CommitWrite, SnapshotChange, StoreWriter
+from repofeed.store.windows import window_count
+from repofeed.store.writer import CommitWrite, Liveness, SnapshotChange, StoreWriter
 
 from .history import (
     BlobReader,
     CommitChanges,
     author_of,
     commit_changes,
-    commits_to_process,
+    describe_ref,
     followed_ref,
+    live_roots,
     message_of,
+    new_commits,
+    reachable_only,
     tip_of,
     tree_changes,
 )
@@ -58,9 +70,13 @@ class BackfillResult:
     records: int = 0
     bytes_read: int = 0
     documents_changed: int = 0
+    windows_written: int = 0     # windows of the snapshot documents written
+    superseded: int = 0          # commits no longer reachable, marked superseded
+    restored: int = 0            # superseded commits reachable again
     seconds: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)
     head: str | None = None
+    last_commit: str | None = None  # the newest commit processed
 
 
 # -- init ---------------------------------------------------------------------------------------
@@ -87,7 +103,7 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
     workdir = Path(repo.workdir) if repo.workdir else None
     cfg = load_config(workdir, vocab_size=vocab_size, **overrides)
     store_dir = Path(store).resolve() if store else store_dir_of(repo)
-    follow = followed_ref(repo, cfg.follow)
+    follow = followed_ref(cfg.follow)
     notes: list[str] = []
 
     if tokenizer is not None:
@@ -136,7 +152,7 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
     writer.close()
     if store:
         repo.config[CONFIG_KEY] = str(store_dir)
-    return InitResult(store_dir, follow, source, tok.vocab_size, notes)
+    return InitResult(store_dir, describe_ref(repo, follow), source, tok.vocab_size, notes)
 
 
 # -- backfill -----------------------------------------------------------------------------------
@@ -322,12 +338,42 @@ class _Ingest:
         self.writer.sync()
         result.bytes_read += batch.bytes
 
-    def sync_snapshot(self, tip: pygit2.Commit | None) -> int:
-        """Bring the snapshot documents to ``tip``'s tree; returns the documents changed."""
+    def liveness(self, follow: str, tip: pygit2.Commit | None) -> Liveness:
+        """Which processed commits the roots no longer reach, or reach again.
+
+        Only the difference between the roots of the last run and now is walked, so the cost
+        follows the size of a rewrite, not of the history. If an old tip is gone from the
+        object database (pruned), every live commit is checked against the new roots instead.
+        """
+        writer, repo = self.writer, self.repo
+        old_head = writer.meta(K_HEAD)
+        old_roots = writer.meta(K_ROOTS) or ({follow: old_head} if old_head else {})
+        live = Liveness(live_roots(repo, follow, tip))
+        old_tips, new_tips = set(old_roots.values()), set(live.roots.values())
+        lost = old_tips - new_tips
+        if lost and all(t in repo for t in lost):
+            flags = writer.superseded_flags(reachable_only(repo, lost, new_tips))
+            live.superseded = [oid for oid, superseded in flags.items() if not superseded]
+        elif lost:
+            reachable = set(reachable_only(repo, new_tips, ()))
+            live.superseded = [oid for oid in writer.live_commits() if oid not in reachable]
+        gained = new_tips - old_tips
+        if gained and writer.meta(K_SUPERSEDED, 0) > 0:
+            flags = writer.superseded_flags(reachable_only(repo, gained, old_tips))
+            live.restored = [oid for oid, superseded in flags.items() if superseded]
+        return live
+
+    def sync_snapshot(self, tip: pygit2.Commit | None, liveness: Liveness | None = None
+                      ) -> tuple[int, int]:
+        """Bring the snapshot documents to ``tip``'s tree and apply ``liveness``, in one
+        transaction; returns (documents changed, windows written)."""
         old_head = self.writer.meta(K_HEAD)
         new_head = str(tip.id) if tip is not None else None
-        if old_head == new_head and old_head is not None:
-            return 0
+        unchanged_roots = liveness is None or (
+            not liveness.superseded and not liveness.restored
+            and liveness.roots == self.writer.meta(K_ROOTS))
+        if old_head == new_head and old_head is not None and unchanged_roots:
+            return 0, 0
         old_tree = None
         if old_head is not None:
             try:
@@ -355,38 +401,31 @@ class _Ingest:
             known = set(self.writer.documents())
             changes.extend(SnapshotChange(p) for p in sorted(known - seen))
         fresh = self.encode_missing(texts)
+        windows = 0
         for path, key, _text, oid in pending:
             n_tokens = len(fresh[key]) if key in fresh else len(self.writer.read_array(key))
             language = language_of(path)
+            windows += window_count(n_tokens, self.cfg.max_tokens, self.cfg.stride)
             changes.append(SnapshotChange(path, {
                 "path": path, "hash": key, "n_tokens": n_tokens, "language": language,
                 "weight": weight_of(path, language), "blob": str(oid), "commit": new_head,
                 "source": "commit",
             }))
-        self.writer.sync_snapshot(new_head, changes, fresh)
-        return len(changes)
+        self.writer.sync_snapshot(new_head, changes, fresh, liveness)
+        return len(changes), windows
 
-
-ProgressFn = Callable[[int, int], None]
-
-
-def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
-             progress: Callable[[int], ProgressFn] | None = None,
-             stop_after: int | None = None) -> BackfillResult:
-    """Process every commit of the followed ref not yet in the store, then the snapshot.
-
-    ``progress(total)`` returns a callback ``(done, bytes)`` called after each commit.
-    ``stop_after`` ends after that many commits (tests of interrupted runs use it).
-    """
-    repo = open_repository(repo_path)
-    store_dir = Path(store) if store else store_dir_of(repo)
-    started = time.perf_counter()
-    result = BackfillResult()
-    with StoreWriter(store_dir) as writer:
-        ingest = _Ingest(repo, writer)
+    def run(self, progress: Callable[[int], ProgressFn] | None = None,
+            stop_after: int | None = None) -> BackfillResult:
+        """Process every commit of the followed ref not yet in the store, then the snapshot
+        and which commits are superseded. Safe to stop at any point and to run again."""
+        started = time.perf_counter()
+        result = BackfillResult()
+        writer, repo = self.writer, self.repo
         follow = writer.meta(K_FOLLOW)
         tip = tip_of(repo, follow)
-        todo = commits_to_process(repo, tip, writer.processed_commits())
+        todo = new_commits(repo, tip, writer.meta(K_HEAD))
+        fresh_ids = set(writer.unprocessed(c.id.raw for c in todo))
+        todo = [c for c in todo if c.id.raw in fresh_ids]
         stopping_early = stop_after is not None and len(todo) > stop_after
         if stopping_early:
             todo = todo[:stop_after]
@@ -399,7 +438,7 @@ def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
 
         def finish(pending: tuple[_Batch, Future]) -> None:
             nonlocal done
-            ingest.write_batch(pending[0], pending[1].result(), result)
+            self.write_batch(pending[0], pending[1].result(), result)
             done += len(pending[0].items)
             if tick:
                 tick(done, result.bytes_read)
@@ -408,27 +447,73 @@ def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
             try:
                 batch, limit = _Batch(), FIRST_BATCH_COMMITS
                 for commit in todo:
-                    if len(commit.parents) > 1 and not ingest.cfg.include_merges:
+                    if len(commit.parents) > 1 and not self.cfg.include_merges:
                         changes = CommitChanges(commit, commit.parents[0], [], {})
                     else:
-                        changes = commit_changes(repo, commit, ingest.blobs)
+                        changes = commit_changes(repo, commit, self.blobs)
                     batch.add(changes)
                     if len(batch.items) >= limit or batch.bytes >= BATCH_BYTES:
                         if pending:
                             finish(pending)
-                        pending = (batch, pool.submit(ingest.encode_missing, batch.texts,
-                                                         batch.bases))
+                        pending = (batch, pool.submit(self.encode_missing, batch.texts,
+                                                      batch.bases))
                         batch, limit = _Batch(), min(limit * 2, BATCH_COMMITS)
                 if pending:
                     finish(pending)
                 if batch.items:
-                    finish((batch, pool.submit(ingest.encode_missing, batch.texts, batch.bases)))
+                    finish((batch, pool.submit(self.encode_missing, batch.texts, batch.bases)))
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+        if todo:
+            result.last_commit = str(todo[-1].id)
         if not stopping_early:
-            result.documents_changed = ingest.sync_snapshot(tip)
+            liveness = self.liveness(follow, tip)
+            result.superseded, result.restored = len(liveness.superseded), len(liveness.restored)
+            result.documents_changed, result.windows_written = self.sync_snapshot(tip, liveness)
         result.head = str(tip.id) if tip is not None else None
-    result.seconds = time.perf_counter() - started
-    return result
+        result.seconds = time.perf_counter() - started
+        return result
 
+
+ProgressFn = Callable[[int, int], None]
+
+
+def followed_repository(repo: pygit2.Repository, writer: StoreWriter) -> pygit2.Repository:
+    """The repository (worktree) whose refs the store follows: the one ``init`` ran in.
+
+    ``HEAD`` differs between worktrees, so a backfill started in another worktree of the same
+    repository still follows the HEAD the store was made for. A store whose repository has
+    moved follows the one it was opened from.
+    """
+    recorded = writer.meta(K_REPO)
+    here = str(Path(repo.workdir or repo.path).resolve())
+    if not recorded or str(Path(recorded).resolve()) == here or not Path(recorded).exists():
+        return repo
+    try:
+        other = open_repository(recorded)
+    except RepofeedError:
+        return repo
+    return other if common_dir(other) == common_dir(repo) else repo
+
+
+class Syncer(_Ingest):
+    """Keeps one store up to date with one repository: what ``backfill`` runs once and the
+    daemon on every nudge."""
+
+    def __init__(self, repo: pygit2.Repository, writer: StoreWriter):
+        super().__init__(followed_repository(repo, writer), writer)
+
+
+def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
+             progress: Callable[[int], ProgressFn] | None = None,
+             stop_after: int | None = None) -> BackfillResult:
+    """Process every commit of the followed ref not yet in the store, then the snapshot.
+
+    ``progress(total)`` returns a callback ``(done, bytes)`` called after each commit.
+    ``stop_after`` ends after that many commits (tests of interrupted runs use it).
+    """
+    repo = open_repository(repo_path)
+    store_dir = Path(store) if store else store_dir_of(repo)
+    with StoreWriter(store_dir) as writer:
+        return Syncer(repo, writer).run(progress, stop_after)

@@ -39,6 +39,8 @@ K_NEXT_ARRAY = b"next_array"
 K_COMMITS_DONE = b"commits_processed"
 K_STORED_TOKENS = b"stored_tokens"  # tokens over all distinct stored arrays
 K_RECORD_SKIPS = b"record_skips"    # reason -> count, over the files of processed commits
+K_ROOTS = b"roots"                # ref -> commit id: the tips that kept commits live last time
+K_SUPERSEDED = b"superseded_commits"  # how many processed commits are superseded now
 
 
 def pack(value: Any) -> bytes:

@@ -42,8 +42,10 @@ from .schema import (
     K_NEXT_SEQ,
     K_RECORD_SKIPS,
     K_REPO,
+    K_ROOTS,
     K_SCHEMA,
     K_STORED_TOKENS,
+    K_SUPERSEDED,
     K_TOKENIZER_INFO,
     K_TOKENIZER_MODEL,
     SCHEMA_VERSION,
@@ -67,6 +69,15 @@ class CommitWrite:
     records: list[dict[str, Any]] = field(default_factory=list)
     arrays: dict[bytes, list[int] | np.ndarray] = field(default_factory=dict)
     skips: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Liveness:
+    """Which processed commits stopped, or started again, being reachable from the roots."""
+
+    roots: dict[str, str]                       # ref -> commit id, as of this reconcile
+    superseded: list[bytes] = field(default_factory=list)   # raw commit ids
+    restored: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -234,6 +245,26 @@ class StoreWriter:
             raise StoreError(f"token array {content_hash.hex()} is missing from the store")
         return found
 
+    def unprocessed(self, oids: Iterable[bytes]) -> list[bytes]:
+        """The commits of ``oids`` (raw ids) that the store has not processed, in order."""
+        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+            return [oid for oid in oids if txn.get(oid) is None]
+
+    def superseded_flags(self, oids: Iterable[bytes]) -> dict[bytes, bool]:
+        """For each processed commit of ``oids``: whether it is marked superseded."""
+        out = {}
+        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+            for oid in oids:
+                raw = txn.get(oid)
+                if raw is not None:
+                    out[oid] = unpack(raw)["superseded"]
+        return out
+
+    def live_commits(self) -> list[bytes]:
+        """Every processed commit not marked superseded (a full scan; used after a gc)."""
+        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+            return [bytes(k) for k, v in txn.cursor() if not unpack(v)["superseded"]]
+
     def documents(self) -> dict[str, dict[str, Any]]:
         with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
             return {bytes(k).decode(): unpack(v) for k, v in txn.cursor()}
@@ -319,10 +350,12 @@ class StoreWriter:
         return self._write(body)
 
     def sync_snapshot(self, head: str | None, changes: list[SnapshotChange],
-                      arrays: dict[bytes, Any]) -> None:
-        """Apply snapshot changes and move the head, in one transaction."""
+                      arrays: dict[bytes, Any], liveness: Liveness | None = None) -> None:
+        """Apply snapshot changes, mark superseded commits and move the head, atomically."""
 
         def body(txn: lmdb.Transaction) -> None:
+            if liveness is not None:
+                self._set_liveness(txn, liveness)
             self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
             docs, skipped = self.db[DB_DOCS], self.db[DB_SKIPPED]
             for change in changes:
@@ -341,3 +374,20 @@ class StoreWriter:
 
         self._write(body)
         self.sync()
+
+    def _set_liveness(self, txn: lmdb.Transaction, liveness: Liveness) -> None:
+        commits, meta_db = self.db[DB_COMMITS], self.db[DB_META]
+        delta = 0
+        for oids, flag in ((liveness.superseded, True), (liveness.restored, False)):
+            for oid in oids:
+                raw = txn.get(oid, db=commits)
+                if raw is None:
+                    continue
+                entry = unpack(raw)
+                if entry["superseded"] != flag:
+                    entry["superseded"] = flag
+                    txn.put(oid, pack(entry), db=commits)
+                    delta += 1 if flag else -1
+        count = txn.get(K_SUPERSEDED, db=meta_db)
+        txn.put(K_SUPERSEDED, pack((unpack(count) if count else 0) + delta), db=meta_db)
+        txn.put(K_ROOTS, pack(liveness.roots), db=meta_db)

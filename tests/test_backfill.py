@@ -258,7 +258,7 @@ def test_detached_head_is_followed(make_repo):
     repo.commit("Later", {"later.py": "LATER = True\n"})
     repo.git("checkout", "-q", "--detach", kept)
     result = _init(repo)
-    assert result.follow == "HEAD"
+    assert result.follow == "HEAD (detached)"
     backfill(repo.path)
     with open_store(repo.path) as store:
         paths = {d["path"] for d in store.documents()}
