@@ -178,6 +178,64 @@ def uninstall(repo: RepoArg = None) -> None:
         out.print(line, highlight=False)
 
 
+@app.command()
+def daemon(
+    repo: RepoArg = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Also log every nudge and no-op.")] = False,
+    settle_ms: Annotated[int, typer.Option(
+        help="Quiet time after the last nudge before the store is updated.")] = 10,
+) -> None:
+    """Keep the store current, in the foreground: woken by the hooks and by ref changes."""
+    from .live import Daemon
+
+    _configure_logging(verbose)
+    server = Daemon(repo, settle=settle_ms / 1000)
+    raise typer.Exit(server.run())
+
+
+@app.command()
+def status(
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether the daemon runs, what it follows, and how far behind the store is."""
+    from .status import daemon_status
+
+    data = daemon_status(repo)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    if data["running"]:
+        out.print(f"daemon: running (pid {data['pid']}), {data['watches']} directory watches")
+    else:
+        out.print("daemon: not running — start it with `repofeed daemon`")
+    out.print(f"following: {data['checked_out']} at {str(data['tip'])[:12]}; store head "
+              f"{str(data['head'])[:12]}; lag {data['lag']} commit(s)", highlight=False)
+    last = data["last_ingest"]
+    if last:
+        out.print(f"last ingest: {last['commits']} commit(s) up to {str(last['commit'])[:12]}, "
+                  f"{last['files']} file(s), {last['windows']} window(s) in {last['ms']:.0f} ms",
+                  highlight=False)
+    hooks = data["hooks"]
+    missing = [name for name, state in hooks.items() if state != "installed"]
+    out.print("hooks: installed" if not missing else
+              f"hooks: {', '.join(f'{n} {hooks[n]}' for n in missing)} — run `repofeed install`",
+              highlight=False)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """One line per event on stderr, with its level (journald adds the time)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger("repofeed")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
 class ShowKind(StrEnum):
     window = "window"
     record = "record"

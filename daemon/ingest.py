@@ -408,8 +408,7 @@ class _Ingest:
             windows += window_count(n_tokens, self.cfg.max_tokens, self.cfg.stride)
             changes.append(SnapshotChange(path, {
                 "path": path, "hash": key, "n_tokens": n_tokens, "language": language,
-                "weight": weight_of(path, language), "blob": str(oid), "commit": new_head,
-                "source": "commit",
+                "weight": weight_of(path, language), "blob": str(oid), "source": "commit",
             }))
         self.writer.sync_snapshot(new_head, changes, fresh, liveness)
         return len(changes), windows
@@ -479,14 +478,13 @@ class _Ingest:
 ProgressFn = Callable[[int, int], None]
 
 
-def followed_repository(repo: pygit2.Repository, writer: StoreWriter) -> pygit2.Repository:
+def followed_repository(repo: pygit2.Repository, recorded: str | None) -> pygit2.Repository:
     """The repository (worktree) whose refs the store follows: the one ``init`` ran in.
 
     ``HEAD`` differs between worktrees, so a backfill started in another worktree of the same
     repository still follows the HEAD the store was made for. A store whose repository has
     moved follows the one it was opened from.
     """
-    recorded = writer.meta(K_REPO)
     here = str(Path(repo.workdir or repo.path).resolve())
     if not recorded or str(Path(recorded).resolve()) == here or not Path(recorded).exists():
         return repo
@@ -502,7 +500,7 @@ class Syncer(_Ingest):
     daemon on every nudge."""
 
     def __init__(self, repo: pygit2.Repository, writer: StoreWriter):
-        super().__init__(followed_repository(repo, writer), writer)
+        super().__init__(followed_repository(repo, writer.meta(K_REPO)), writer)
 
 
 def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,

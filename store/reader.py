@@ -202,6 +202,11 @@ class Store:
             entry = unpack(txn.get(record["commit"], db=handle.dbs[DB_COMMITS]))
         return {**record, **_commit_fields(entry), "commit": record["commit"].hex()}
 
+    def unprocessed(self, oids: list[bytes]) -> list[bytes]:
+        """The commits of ``oids`` (raw ids) not processed yet, in order."""
+        with self._txn(DB_COMMITS) as txn:
+            return [oid for oid in oids if txn.get(oid) is None]
+
     def windows(self, max_tokens: int | None = None, overlap: int | None = None
                 ) -> Iterator[dict[str, Any]]:
         """Every window's provenance: path, commit, token offsets."""
@@ -209,10 +214,11 @@ class Store:
         length = max_tokens or cfg.max_tokens
         stride = length - (cfg.overlap if overlap is None else overlap)
         index = 0
+        head = self.meta(K_HEAD)  # the commit the snapshot reflects
         for doc in self.documents():
             for j in range(window_count(doc["n_tokens"], length, stride)):
                 start = window_start(doc["n_tokens"], j, length, stride)
-                yield {"index": index, "path": doc["path"], "commit": doc["commit"],
+                yield {"index": index, "path": doc["path"], "commit": head,
                        "blob": doc["blob"], "array": doc["array"], "start": start,
                        "end": min(start + length, doc["n_tokens"])}
                 index += 1

@@ -140,3 +140,58 @@ def fast_history(repo: GitRepo, commits: int, files: int = 40, seed: int = 7) ->
         out.append(header + b"".join(ops) + b"\n")
     repo.git("fast-import", "--quiet", input=b"".join(out))
     repo.git("reset", "-q", "--hard", "main")
+
+
+def wait_for(condition, what: str, timeout: float = 30.0, interval: float = 0.01):
+    """Poll ``condition`` until it returns a truthy value; fail with ``what`` at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class DaemonProcess:
+    """A real `repofeed daemon` subprocess; its stderr (the log) is kept in a file."""
+
+    def __init__(self, repo: GitRepo, log: Path, *args: str):
+        self.repo = repo
+        self.log_path = log
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "repofeed.daemon", "daemon", str(repo.path), "-v", *args],
+            stdout=subprocess.DEVNULL, stderr=self._log, env={**os.environ})
+        wait_for(lambda: self.ready() or self.proc.poll() is not None,
+                 "the daemon to start", timeout=60)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
+
+    def ready(self) -> bool:
+        return "INFO start:" in self.log() or "DEBUG start: up to date" in self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = 15, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"the daemon ignored signal {sig}:\n{self.log()}") from None
+        self._log.close()
+        return self.proc.returncode
+
+
+def store_head(path) -> str | None:
+    from repofeed.store import open_store
+
+    with open_store(path) as store:
+        return store.stats()["head"]

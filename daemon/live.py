@@ -1,0 +1,200 @@
+"""The daemon: nudged by hooks and ref changes, it keeps the store equal to git.
+
+It holds the store's writer lock for its whole life (a second daemon, or a backfill, gets a
+clear error), reconciles once at start — so commits made while it was down are taken in — and
+again after every burst of nudges has settled. A reconcile is the same ``Syncer.run`` that a
+backfill does: new commits, one transaction each; then the snapshot, the superseded marks and
+the head, in one. A kill at any moment loses nothing committed, and the next reconcile finishes
+the job. Between nudges it sleeps on an event: no timer, no polling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from repofeed.hooks.install import spool_path
+from repofeed.store.errors import RepofeedError
+from repofeed.store.locate import common_dir, open_repository, store_dir_of
+from repofeed.store.schema import K_FOLLOW
+from repofeed.store.writer import StoreWriter
+
+from .ingest import BackfillResult, Syncer
+from .status import STATE_NAME, state_path
+from .watch import RefWatcher
+
+log = logging.getLogger("repofeed.daemon")
+
+SETTLE_SECONDS = 0.01     # quiet time after the last nudge before a reconcile
+MAX_SETTLE_SECONDS = 0.5  # a steady stream of nudges still gets a reconcile this often
+RETRY_SECONDS = (1, 2, 5, 10, 30, 60)  # after a failed reconcile (a full disk, a locked ref)
+
+
+class _Stopping(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT during a reconcile. Every transaction
+    either committed or was aborted, so the store stays whole."""
+
+
+def rebase_in_progress(git_dir: Path) -> bool:
+    return (git_dir / "rebase-merge").is_dir() or (git_dir / "rebase-apply").is_dir()
+
+
+class Daemon:
+    def __init__(self, repo_path: str | Path | None, *, settle: float = SETTLE_SECONDS,
+                 max_settle: float = MAX_SETTLE_SECONDS):
+        repo = open_repository(repo_path)
+        self.settle, self.max_settle = settle, max_settle
+        self.store_dir = store_dir_of(repo)
+        self.writer = StoreWriter(self.store_dir)  # the lock: one daemon per store
+        try:
+            self.syncer = Syncer(repo, self.writer)
+        except BaseException:
+            self.writer.close()
+            raise
+        self.repo = self.syncer.repo  # the worktree whose HEAD the store follows
+        self.git_dir = Path(self.repo.path)
+        self.state_file = state_path(repo)
+        self.spool = spool_path(repo)
+        self.watcher = RefWatcher([common_dir(repo), self.git_dir], self.spool, self.nudge)
+        self._wake = threading.Event()
+        self._last_nudge = 0.0
+        self._stop = False
+        self._in_reconcile = False
+        self._failures = 0
+        self.last_ingest: dict[str, Any] | None = None
+        self.state: dict[str, Any] = {
+            "pid": os.getpid(), "state": "starting", "started": time.time(),
+            "repo": str(self.repo.workdir or self.repo.path), "store": str(self.store_dir),
+        }
+
+    # -- events -------------------------------------------------------------------------------
+
+    def nudge(self, why: str) -> None:
+        """Called from the watcher's thread: something may have changed."""
+        self._last_nudge = time.monotonic()
+        log.debug("nudge: %s", why)
+        self._wake.set()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        self._stop = True
+        self._wake.set()
+        if self._in_reconcile:
+            raise _Stopping
+
+    def _settle_burst(self) -> None:
+        """Wait until nudges have been quiet for ``settle`` seconds, at most ``max_settle``."""
+        deadline = time.monotonic() + self.max_settle
+        while not self._stop:
+            now = time.monotonic()
+            remaining = min(self._last_nudge + self.settle, deadline) - now
+            if remaining <= 0:
+                return
+            time.sleep(remaining)
+
+    def _take_spool(self) -> None:
+        """Empty the spool; its lines are logged, never trusted (git is the truth)."""
+        taken = self.spool.with_name(self.spool.name + ".taken")
+        try:
+            os.replace(self.spool, taken)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("cannot take the spool %s: %s", self.spool, exc)
+            return
+        try:
+            for line in taken.read_text("utf-8", "replace").splitlines()[:1000]:
+                log.debug("hook: %s", line)
+            taken.unlink()
+        except OSError:
+            pass
+
+    # -- work ---------------------------------------------------------------------------------
+
+    def reconcile(self, why: str) -> BackfillResult | None:
+        started = time.perf_counter()
+        self._in_reconcile = True
+        try:
+            result = self.syncer.run()
+        except (RepofeedError, pygit2.GitError, OSError, KeyError, ValueError) as exc:
+            self._failures += 1
+            wait = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1]
+            log.error("reconcile failed (%s); retrying in %d s", exc, wait)
+            return None
+        finally:
+            self._in_reconcile = False
+        self._failures = 0
+        ms = (time.perf_counter() - started) * 1000
+        changed = result.commits or result.documents_changed or result.superseded or \
+            result.restored
+        if changed:
+            self.last_ingest = {
+                "commit": result.last_commit or result.head, "commits": result.commits,
+                "records": result.records, "files": result.documents_changed,
+                "windows": result.windows_written, "superseded": result.superseded,
+                "restored": result.restored, "ms": round(ms, 1), "at": time.time(),
+            }
+            log.info("%s: %d commit(s), %d record(s), %d document(s), %d window(s), "
+                     "%d superseded, %d restored in %.0f ms; head %s", why, result.commits,
+                     result.records, result.documents_changed, result.windows_written,
+                     result.superseded, result.restored, ms,
+                     (result.head or "none")[:12])
+        else:
+            log.debug("%s: up to date (%.1f ms)", why, ms)
+        self._write_state(head=result.head)
+        return result
+
+    def _retry_delay(self) -> float | None:
+        if not self._failures:
+            return None  # sleep until nudged
+        return RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1]
+
+    def _write_state(self, **updates: Any) -> None:
+        self.state.update(updates, last_ingest=self.last_ingest,
+                          watches=self.watcher.watches)
+        tmp = self.state_file.with_name(f".{STATE_NAME}.{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(self.state), "utf-8")
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.state_file, exc)
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT; returns the exit status (0 on a clean stop)."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.watcher.start()  # before the first reconcile, so nothing falls in between
+            log.info("watching %s (store %s, following %s)", self.state["repo"],
+                     self.store_dir, self.writer.meta(K_FOLLOW))
+            self._write_state(state="running")
+            self._take_spool()
+            self.reconcile("start")
+            while not self._stop:
+                self._wake.wait(self._retry_delay())
+                if self._stop:
+                    break
+                self._settle_burst()
+                self._wake.clear()
+                if rebase_in_progress(self.git_dir):
+                    log.debug("a rebase is in progress; waiting for it to end")
+                    continue
+                self._take_spool()
+                self.reconcile("nudge")
+        except _Stopping:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.watcher.stop()
+            self._write_state(state="stopped", stopped=time.time())
+            self.writer.close()
+            log.info("stopped")
+        return 0

@@ -1,0 +1,79 @@
+"""``repofeed status``: is a daemon running, what does the store follow, how far behind is it.
+
+Read-only and light: it opens the store for reading, git, and the daemon's state file
+(``<git common dir>/repofeed/daemon.json``), and takes no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from repofeed.hooks.install import hook_states
+from repofeed.store.locate import open_repository, repofeed_dir, store_dir_of
+from repofeed.store.reader import Store
+from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
+
+from .history import describe_ref, new_commits, tip_of
+from .ingest import followed_repository
+
+STATE_NAME = "daemon.json"
+
+
+def state_path(repo: pygit2.Repository) -> Path:
+    """Where the daemon says what it is doing: beside the spool, shared by all worktrees."""
+    return repofeed_dir(repo) / STATE_NAME
+
+
+def read_state(repo: pygit2.Repository) -> dict[str, Any]:
+    try:
+        return json.loads(state_path(repo).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid: Any) -> bool:
+    """Whether ``pid`` is a live repofeed process (not a reused pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return b"repofeed" in cmdline
+
+
+def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
+    repo = open_repository(repo_path)
+    state = read_state(repo)
+    running = state.get("state") == "running" and _alive(state.get("pid"))
+    with Store(store_dir_of(repo)) as store:
+        follow = store.meta(K_FOLLOW)
+        head = store.meta(K_HEAD)
+        followed = followed_repository(repo, store.meta(K_REPO))
+        tip = tip_of(followed, follow)
+        todo = new_commits(followed, tip, head)
+        lag = len(store.unprocessed([c.id.raw for c in todo]))
+        store_path = str(store.path)
+    return {
+        "running": running,
+        "pid": state.get("pid") if running else None,
+        "followed": [follow],
+        "checked_out": describe_ref(followed, follow),
+        "head": head,
+        "tip": str(tip.id) if tip is not None else None,
+        "lag": lag,
+        "up_to_date": lag == 0 and head == (str(tip.id) if tip is not None else None),
+        "last_ingest": state.get("last_ingest"),
+        "watches": state.get("watches", 0) if running else 0,
+        "store_path": store_path,
+        "hooks": {h.name: h.state for h in hook_states(repo_path)},
+    }

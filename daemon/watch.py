@@ -1,0 +1,104 @@
+"""What wakes the daemon: the hooks' spool, and (as a backstop) HEAD, refs and packed-refs.
+
+libgit2 and so many GUI clients run no hooks, and neither does ``git reset``, so the refs are
+watched too. Events are only nudges: the daemon never reads anything from them but the fact
+that something happened, and reconciles the refs against the store. Reads (opens, closes
+without writing) and ``*.lock`` files are ignored, so that git's — and the daemon's own —
+reading of refs wakes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+log = logging.getLogger("repofeed.daemon")
+
+# Names directly in a git directory whose change can move what the store follows. The rebase
+# directories go away when a rebase ends, which is when its result is ready to read.
+GIT_DIR_NAMES = frozenset({"HEAD", "packed-refs", "rebase-merge", "rebase-apply"})
+WRITE_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent,
+                FileClosedEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, relevant: Callable[[str], str | None], nudge: Callable[[str], None]):
+        self.relevant = relevant
+        self.nudge = nudge
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if not path:
+                continue
+            why = self.relevant(os.fsdecode(path), event.event_type)
+            if why is not None:
+                self.nudge(why)
+                return
+
+
+class RefWatcher:
+    """Watches the spool directory and the git directories; calls ``nudge(why)`` from its
+    own thread for every relevant change."""
+
+    def __init__(self, git_dirs: list[Path], spool: Path, nudge: Callable[[str], None]):
+        self.git_dirs = [d.resolve() for d in dict.fromkeys(git_dirs)]
+        self.common = self.git_dirs[0]
+        self.refs = self.common / "refs"
+        self.spool = spool.resolve()
+        self._dirs = {str(d) for d in self.git_dirs}
+        self._refs_prefix = str(self.refs) + os.sep
+        self._spool = str(self.spool)
+        self.observer = Observer()
+        handler = _Handler(self.relevant, nudge)
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        for directory in self.git_dirs:
+            self.observer.schedule(handler, str(directory), recursive=False,
+                                   event_filter=WRITE_EVENTS)
+        self.observer.schedule(handler, str(self.refs), recursive=True,
+                               event_filter=WRITE_EVENTS)
+        if str(self.spool.parent) not in self._dirs:
+            self.observer.schedule(handler, str(self.spool.parent), recursive=False,
+                                   event_filter=WRITE_EVENTS)
+
+    def relevant(self, path: str, kind: str = "modified") -> str | None:
+        """Why a change of ``path`` matters, or None."""
+        if path == self._spool:
+            # Hooks only append; a move or removal of the spool is the daemon taking it.
+            return "hook" if kind in ("created", "modified", "closed") else None
+        if path.endswith(".lock"):
+            return None
+        if path.startswith(self._refs_prefix):
+            return "refs"
+        head, name = os.path.split(path)
+        if name in GIT_DIR_NAMES and head in self._dirs:
+            return name
+        return None
+
+    @property
+    def watches(self) -> int:
+        """Directory watches held: one per git directory, the spool's, and each under refs/."""
+        count = len(self.git_dirs) + (0 if str(self.spool.parent) in self._dirs else 1)
+        return count + sum(1 for _ in os.walk(self.refs))
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)

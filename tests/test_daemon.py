@@ -1,0 +1,249 @@
+"""`repofeed daemon`: a real subprocess, woken by real hooks and ref changes, keeps the store
+equal to git through commits, rewrites, bursts, signals and kill -9."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import threading
+
+import pygit2
+import pytest
+
+from helpers import (
+    DaemonProcess,
+    fast_history,
+    run_cli,
+    sample_files,
+    store_dump,
+    store_head,
+    wait_for,
+)
+from repofeed.daemon.ingest import backfill, init_store
+from repofeed.store import WindowDataset, open_store
+
+
+@pytest.fixture
+def live_repo(make_repo):
+    """A repository with a store, its hooks installed, backfilled."""
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    init_store(repo.path)
+    backfill(repo.path)
+    run_cli("install", str(repo.path))
+    return repo
+
+
+@pytest.fixture
+def daemon(live_repo, tmp_path):
+    procs = []
+
+    def start(*args: str) -> DaemonProcess:
+        proc = DaemonProcess(live_repo, tmp_path / f"daemon{len(procs)}.log", *args)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop(signal.SIGKILL)
+
+
+def _at_head(repo) -> bool:
+    return store_head(repo.path) == repo.head()
+
+
+def test_commits_reach_the_store_and_status_says_so(live_repo, daemon):
+    proc = daemon()
+    with open_store(live_repo.path) as store:  # opened before the commits
+        before = store.stats()["evolution_records"]
+        live_repo.commit("Add two", {"two/a.py": "A = 1\n", "two/b.py": "B = 2\n"})
+        wait_for(lambda: store.stats()["evolution_records"] == before + 2,
+                 "the commit's two records")
+        assert _at_head(live_repo)
+        assert {"two/a.py", "two/b.py"} <= {d["path"] for d in store.documents()}
+
+    data = json.loads(run_cli("status", str(live_repo.path), "--json").stdout)
+    assert data["running"] is True and data["pid"] == proc.proc.pid
+    assert data["followed"] == ["HEAD"] and data["head"] == live_repo.head()
+    assert data["lag"] == 0 and data["watches"] >= 4
+    last = data["last_ingest"]
+    assert last["commit"] == live_repo.head()
+    assert (last["files"], last["windows"]) == (2, 2) and last["ms"] >= 0
+    assert data["hooks"] == {name: "installed" for name in data["hooks"]}
+
+    assert proc.stop(signal.SIGTERM) == 0
+    assert "INFO stopped" in proc.log()
+    data = json.loads(run_cli("status", str(live_repo.path), "--json").stdout)
+    assert data["running"] is False and data["pid"] is None
+
+
+def test_a_second_daemon_or_a_backfill_gets_a_clear_error(live_repo, daemon):
+    proc = daemon()
+    for args in (["daemon", str(live_repo.path)], ["backfill", str(live_repo.path)]):
+        done = run_cli(*args, check=False, timeout=60)
+        assert done.returncode == 1
+        assert f"pid {proc.proc.pid}" in done.stderr and "only one writer" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_ref_changes_without_hooks_are_seen(live_repo, daemon):
+    daemon()
+    # libgit2 runs no hooks: a commit made through pygit2
+    repo = pygit2.Repository(str(live_repo.path))
+    blob = repo.create_blob(b"MADE_BY_LIBGIT2 = True\n")
+    builder = repo.TreeBuilder(repo.head.peel(pygit2.Commit).tree)
+    builder.insert("libgit2.py", blob, pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature("Ada Tester", "ada@example.com", live_repo.EPOCH + 999, 0)
+    repo.create_commit("HEAD", sig, sig, "Made without hooks\n", builder.write(),
+                       [repo.head.target])
+    wait_for(lambda: _at_head(live_repo), "the libgit2 commit")
+    with open_store(live_repo.path) as store:
+        assert "libgit2.py" in {d["path"] for d in store.documents()}
+
+    # `git reset` runs no hook either; the commit it drops is superseded
+    live_repo.git("reset", "-q", "--hard", "HEAD~1")
+    wait_for(lambda: _at_head(live_repo), "the reset")
+    with open_store(live_repo.path) as store:
+        assert "libgit2.py" not in {d["path"] for d in store.documents()}
+        assert store.stats()["superseded_records"] == 1
+
+
+def test_amend_and_branch_switch_reach_the_store(live_repo, daemon):
+    daemon()
+    old = live_repo.commit("Add x", {"x.py": "X = 1\n"})
+    wait_for(lambda: _at_head(live_repo), "the commit")
+    live_repo.write("x.py", "X = 2\n")
+    live_repo.git("add", "x.py")
+    live_repo.tick += 1
+    live_repo.git("commit", "-q", "--amend", "-m", "Add x, fixed")
+    wait_for(lambda: _at_head(live_repo), "the amended commit")
+    with open_store(live_repo.path) as store:
+        commits = {r["commit"] for r in store.evolution_records()}
+        assert old not in commits and live_repo.head() in commits
+
+    live_repo.git("checkout", "-q", "-b", "side", "HEAD~1")
+    wait_for(lambda: _at_head(live_repo), "the branch switch")
+    with open_store(live_repo.path) as store:
+        assert "x.py" not in {d["path"] for d in store.documents()}
+
+
+def test_a_long_rebase_is_settled_into_few_updates(live_repo, daemon):
+    base = live_repo.head()
+    fast_history(live_repo, 200, files=20)  # 200 commits on main, then moved to topic
+    live_repo.git("branch", "-q", "topic")
+    live_repo.git("reset", "-q", "--hard", base)
+    live_repo.commit("Main moves", {"moves.py": "MOVES = 1\n"})
+    live_repo.git("checkout", "-q", "topic")
+    backfill(live_repo.path)
+    proc = daemon()
+    before = proc.log().count("INFO nudge:")
+    live_repo.tick += 1
+    live_repo.git("rebase", "-q", "main")  # runs post-commit and moves HEAD 200 times
+    wait_for(lambda: _at_head(live_repo), "the rebased branch", timeout=60)
+    with open_store(live_repo.path) as store:
+        assert store.stats()["superseded_records"] > 0
+        assert "moves.py" in {d["path"] for d in store.documents()}
+    updates = proc.log().count("INFO nudge:") - before
+    assert 1 <= updates <= 5, proc.log()
+
+
+def test_commits_made_while_it_was_down_are_taken_in_at_start(live_repo, daemon):
+    live_repo.commit("While down", {"down.py": "DOWN = 1\n"})
+    proc = daemon()
+    assert "INFO start: 1 commit(s)" in proc.log()
+    assert _at_head(live_repo)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_it_cleanly(live_repo, daemon, sig):
+    proc = daemon()
+    assert proc.stop(sig) == 0
+    assert f"{signal.Signals(sig).name} received" in proc.log()
+    run_cli("backfill", str(live_repo.path))  # the lock is free again
+
+
+def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    fast_history(repo, 300, files=30)
+    init_store(repo.path)
+    clean = tmp_path / "clean-store"
+    shutil.copytree(repo.path / ".git" / "repofeed" / "store", clean)  # same tokenizer
+    backfill(repo.path, stop_after=100)
+    run_cli("install", str(repo.path))
+
+    proc = DaemonProcess(repo, tmp_path / "first.log")
+    stop = threading.Event()
+
+    def stream() -> None:
+        n = 0
+        while not stop.is_set() and n < 400:
+            repo.commit(f"Stream {n}", {f"stream/s{n % 7}.py": f"S = {n}\n"})
+            n += 1
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    wait_for(lambda: "nudge:" in proc.log() and proc.log().count("INFO nudge:") >= 3,
+             "the daemon to ingest streamed commits", timeout=60)
+    proc.stop(signal.SIGKILL)
+    assert proc.proc.returncode == -signal.SIGKILL
+    stop.set()
+    writer.join()
+    repo.commit("After the kill", {"after.py": "AFTER = 1\n"})
+
+    again = DaemonProcess(repo, tmp_path / "second.log")
+    wait_for(lambda: _at_head(repo), "the restarted daemon to catch up", timeout=60)
+    assert again.stop() == 0
+
+    backfill(repo.path, store=clean)
+    assert store_dump(repo.path) == store_dump(clean)
+
+
+def test_a_commit_rewrites_only_its_files(live_repo, daemon):
+    daemon()
+    with open_store(live_repo.path) as store:
+        before = {d["path"]: d for d in store.documents()}
+    live_repo.commit("One file", {"cmd/greet.go": "package main\n\nfunc main() {}\n"})
+    wait_for(lambda: _at_head(live_repo), "the commit")
+    with open_store(live_repo.path) as store:
+        after = {d["path"]: d for d in store.documents()}
+    assert set(after) == set(before)
+    assert [p for p in after if after[p] != before[p]] == ["cmd/greet.go"]
+
+
+def test_datasets_take_in_new_windows_on_refresh(live_repo, daemon):
+    daemon()
+    windows = WindowDataset(live_repo.path)
+    n = len(windows)
+    live_repo.commit("New file", {"fresh.py": "FRESH = 1\n"})
+    wait_for(lambda: _at_head(live_repo), "the commit")
+    assert len(windows) == n  # an index is stable until refreshed
+    assert len(windows.refresh()) == n + 1
+    assert "fresh.py" in windows.paths
+
+
+def test_status_without_a_daemon_reports_the_lag(live_repo):
+    live_repo.commit("One", {"one.py": "ONE = 1\n"})
+    live_repo.commit("Two", {"two.py": "TWO = 2\n"})
+    data = json.loads(run_cli("status", str(live_repo.path), "--json").stdout)
+    assert (data["running"], data["lag"], data["up_to_date"]) == (False, 2, False)
+    human = run_cli("status", str(live_repo.path)).stdout
+    assert "not running" in human and "lag 2 commit(s)" in human
+
+
+def test_hooks_nudge_the_daemon_from_a_linked_worktree(live_repo, daemon, tmp_path):
+    proc = daemon()
+    linked = tmp_path / "linked"
+    live_repo.git("worktree", "add", "-q", "-b", "feature", str(linked))
+    (linked / "feature.py").write_text("FEATURE = 1\n")
+    subprocess.run(["git", "add", "-A"], cwd=linked, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "In the linked tree"], cwd=linked,
+                   env=live_repo.env(), check=True)
+    wait_for(lambda: "hook: post-commit" in proc.log(), "the worktree's hook to nudge")
+    live_repo.tick += 1
+    live_repo.git("merge", "-q", "--no-edit", "feature")  # fast-forward main to it
+    wait_for(lambda: _at_head(live_repo), "the merge")
+    with open_store(live_repo.path) as store:
+        assert any(r["path"] == "feature.py" for r in store.evolution_records())
