@@ -166,12 +166,15 @@ def edit_lines(rng: random.Random, lang: type, lines: list[str]) -> list[str]:
 class _Tree:
     files: dict[str, list[str]]
     serial: int = 0
+    fanout: int | None = None  # about this many files a directory; None: 24 directories
 
     def fresh_path(self, rng: random.Random) -> tuple[str, type]:
         lang = _Python if rng.random() < 0.6 else _Rust
         self.serial += 1
         top = "src" if lang is _Rust else "pkg"
         sub = rng.choice(WORDS[:12])
+        if self.fanout:  # one more level: groups of directories that fill up in turn
+            sub = f"{sub}/part{self.serial // (self.fanout * 24)}"
         return f"{top}/{sub}/{rng.choice(WORDS)}_{self.serial}{lang.suffix}", lang
 
 
@@ -198,10 +201,10 @@ def _content(lines: list[str]) -> str:
 
 
 def fast_import_stream(commits: int, files: int, seed: int, min_lines: int = 50,
-                       max_lines: int = 400, branch: str = "main"):
+                       max_lines: int = 400, branch: str = "main", fanout: int | None = None):
     """Yield the fast-import stream, one commit at a time (bytes)."""
     rng = random.Random(seed)
-    tree = _Tree({})
+    tree = _Tree({}, fanout=fanout)
     when = EPOCH
     for n in range(commits):
         ops: list[bytes] = []
@@ -253,7 +256,7 @@ def _evolve(rng: random.Random, tree: _Tree, ops: list[bytes], min_lines: int,
 
 
 def make_repo(path: Path, commits: int = 2000, files: int = 200, seed: int = 1,
-              min_lines: int = 50, max_lines: int = 400) -> Path:
+              min_lines: int = 50, max_lines: int = 400, fanout: int | None = None) -> Path:
     """Create a non-bare repository at ``path`` holding the synthetic history, checked out."""
     path.mkdir(parents=True, exist_ok=True)
 
@@ -264,7 +267,7 @@ def make_repo(path: Path, commits: int = 2000, files: int = 200, seed: int = 1,
     git("config", "gc.auto", "0")
     proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=path,
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    for chunk in fast_import_stream(commits, files, seed, min_lines, max_lines):
+    for chunk in fast_import_stream(commits, files, seed, min_lines, max_lines, fanout=fanout):
         proc.stdin.write(chunk)
     proc.stdin.close()
     if proc.wait() != 0:
