@@ -21,7 +21,7 @@ from typing import Any
 
 import pygit2
 
-from repofeed.hooks.install import spool_path
+from repofeed.hooks.install import hook_states, spool_path
 from repofeed.store.errors import RepofeedError
 from repofeed.store.locate import common_dir, open_repository, store_dir_of
 from repofeed.store.schema import K_FOLLOW
@@ -174,6 +174,11 @@ class Daemon:
             self.watcher.start()  # before the first reconcile, so nothing falls in between
             log.info("watching %s (store %s, following %s)", self.state["repo"],
                      self.store_dir, self.writer.meta(K_FOLLOW))
+            missing = [h.name for h in hook_states(self.repo.workdir or self.repo.path)
+                       if h.state != "installed"]
+            if missing:
+                log.info("hooks not installed (%s): watching refs only; `repofeed install` "
+                         "adds them", ", ".join(missing))
             self._write_state(state="running")
             self._take_spool()
             self.reconcile("start")

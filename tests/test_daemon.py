@@ -174,26 +174,30 @@ def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
     backfill(repo.path, stop_after=100)
     run_cli("install", str(repo.path))
 
-    proc = DaemonProcess(repo, tmp_path / "first.log")
     stop = threading.Event()
 
     def stream() -> None:
         n = 0
-        while not stop.is_set() and n < 400:
+        while not stop.is_set() and n < 600:
             repo.commit(f"Stream {n}", {f"stream/s{n % 7}.py": f"S = {n}\n"})
             n += 1
 
     writer = threading.Thread(target=stream)
     writer.start()
-    wait_for(lambda: "nudge:" in proc.log() and proc.log().count("INFO nudge:") >= 3,
-             "the daemon to ingest streamed commits", timeout=60)
-    proc.stop(signal.SIGKILL)
-    assert proc.proc.returncode == -signal.SIGKILL
-    stop.set()
-    writer.join()
-    repo.commit("After the kill", {"after.py": "AFTER = 1\n"})
+    try:
+        for round_ in range(3):  # killed three times, at different points of its work
+            proc = DaemonProcess(repo, tmp_path / f"run{round_}.log")
+            updates = 2 + 3 * round_
+            wait_for(lambda proc=proc, updates=updates: proc.log().count("INFO nudge:")
+                     >= updates, "the daemon to ingest streamed commits", timeout=60)
+            proc.stop(signal.SIGKILL)
+            assert proc.proc.returncode == -signal.SIGKILL
+    finally:
+        stop.set()
+        writer.join()
+    repo.commit("After the kills", {"after.py": "AFTER = 1\n"})
 
-    again = DaemonProcess(repo, tmp_path / "second.log")
+    again = DaemonProcess(repo, tmp_path / "last.log")
     wait_for(lambda: _at_head(repo), "the restarted daemon to catch up", timeout=60)
     assert again.stop() == 0
 
