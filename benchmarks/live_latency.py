@@ -158,7 +158,10 @@ def bench_incremental(work: Path, commits: int, fanout: int | None) -> None:
         repos[files] = repo
     writers = {f: StoreWriter(store_dir_of(open_repository(r))) for f, r in repos.items()}
     syncers = {f: Syncer(open_repository(r), writers[f]) for f, r in repos.items()}
-    firsts = {f: sorted(p.relative_to(r).as_posix() for p in r.rglob("*.py"))[f // 2]
+    # The same kind of edit in both: a file of about 2 kB (the sizes are random), so that the
+    # ratio measures the repository's size, not the file's.
+    firsts = {f: min(sorted(p.relative_to(r).as_posix() for p in r.rglob("*.py")),
+                     key=lambda rel, r=r: abs((r / rel).stat().st_size - 2000))
               for f, r in repos.items()}
     times: dict[int, list[float]] = {f: [] for f in sizes}
     try:

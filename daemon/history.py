@@ -163,19 +163,29 @@ MODE_TREE = 0o40000
 Entry = tuple[int, bytes]  # (mode, raw 20-byte id) of a tree entry
 
 
-def _entries(repo: pygit2.Repository, tree_id: bytes | None) -> list[tuple[bytes, ...]]:
+_parsed: dict[bytes, frozenset[tuple[bytes, ...]]] = {}
+PARSED_TREES = 256  # a tree object never changes: a commit's new trees are the next one's old
+
+
+def _entries(repo: pygit2.Repository, tree_id: bytes | None) -> frozenset[tuple[bytes, ...]]:
+    """The entries of a tree: {(mode in octal digits, name, raw id)}."""
     if tree_id is None:
-        return []
-    _kind, data = repo.odb.read(pygit2.Oid(raw=tree_id))[:2]
-    return _TREE_ENTRY.findall(data)  # [(mode in octal digits, name, raw id)], sorted by name
+        return frozenset()
+    found = _parsed.get(tree_id)
+    if found is None:
+        _kind, data = repo.odb.read(pygit2.Oid(raw=tree_id))[:2]
+        found = frozenset(_TREE_ENTRY.findall(data))
+        if len(_parsed) >= PARSED_TREES:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[tree_id] = found
+    return found
 
 
-def _changed(old: list[tuple[bytes, ...]], new: list[tuple[bytes, ...]]
+def _changed(old: frozenset[tuple[bytes, ...]], new: frozenset[tuple[bytes, ...]]
              ) -> dict[bytes, list[Entry | None]]:
     """Name -> [old entry, new entry] for the entries that differ (a set difference in C)."""
     out: dict[bytes, list[Entry | None]] = {}
-    old_set, new_set = set(old), set(new)
-    for side, entries in ((0, old_set - new_set), (1, new_set - old_set)):
+    for side, entries in ((0, old - new), (1, new - old)):
         for mode, name, oid in entries:
             out.setdefault(name, [None, None])[side] = (int(mode, 8), oid)
     return out
