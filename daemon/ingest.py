@@ -24,6 +24,7 @@ from repofeed.store.locate import CONFIG_KEY, common_dir, open_repository, store
 from repofeed.store.schema import (
     K_FOLLOW,
     K_HEAD,
+    K_PENDING,
     K_REPO,
     K_ROOTS,
     K_SUPERSEDED,
@@ -349,7 +350,8 @@ class _Ingest:
         old_head = writer.meta(K_HEAD)
         old_roots = writer.meta(K_ROOTS) or ({follow: old_head} if old_head else {})
         live = Liveness(live_roots(repo, follow, tip))
-        old_tips, new_tips = set(old_roots.values()), set(live.roots.values())
+        old_tips = set(old_roots.values()) | set(writer.meta(K_PENDING) or [])
+        new_tips = set(live.roots.values())
         lost = old_tips - new_tips
         if lost and all(t in repo for t in lost):
             flags = writer.superseded_flags(reachable_only(repo, lost, new_tips))
@@ -371,7 +373,8 @@ class _Ingest:
         new_head = str(tip.id) if tip is not None else None
         unchanged_roots = liveness is None or (
             not liveness.superseded and not liveness.restored
-            and liveness.roots == self.writer.meta(K_ROOTS))
+            and liveness.roots == self.writer.meta(K_ROOTS)
+            and not self.writer.meta(K_PENDING))
         if old_head == new_head and old_head is not None and unchanged_roots:
             return 0, 0
         old_tree = None
@@ -428,6 +431,8 @@ class _Ingest:
         stopping_early = stop_after is not None and len(todo) > stop_after
         if stopping_early:
             todo = todo[:stop_after]
+        if todo:
+            writer.note_pending_tip(str(tip.id))
         tick = progress(len(todo)) if progress else None
         # A pipeline of two stages: while SentencePiece encodes one batch (in a worker thread,
         # without the GIL), the main thread reads the next batch from git. A batch is encoded

@@ -41,6 +41,7 @@ K_STORED_TOKENS = b"stored_tokens"  # tokens over all distinct stored arrays
 K_RECORD_SKIPS = b"record_skips"    # reason -> count, over the files of processed commits
 K_ROOTS = b"roots"                # ref -> commit id: the tips that kept commits live last time
 K_SUPERSEDED = b"superseded_commits"  # how many processed commits are superseded now
+K_PENDING = b"pending_tips"       # tips a run began ingesting from; cleared when it completes
 
 
 def pack(value: Any) -> bytes:

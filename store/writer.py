@@ -40,6 +40,7 @@ from .schema import (
     K_HEAD,
     K_NEXT_ARRAY,
     K_NEXT_SEQ,
+    K_PENDING,
     K_RECORD_SKIPS,
     K_REPO,
     K_ROOTS,
@@ -320,6 +321,22 @@ class StoreWriter:
             current += delta
         txn.put(key, pack(current), db=meta_db)
 
+    def note_pending_tip(self, tip: str) -> None:
+        """Remember, before a run writes its first commit, the tip it ingests from.
+
+        Commits land one transaction each, but the roots move only when the run completes; if
+        it is cut short and the tip is then rewritten away, this is what tells the next run
+        that those commits were reachable, so that they can be superseded.
+        """
+
+        def body(txn: lmdb.Transaction) -> None:
+            raw = txn.get(K_PENDING, db=self.db[DB_META])
+            tips = unpack(raw) if raw else []
+            if tip not in tips:
+                txn.put(K_PENDING, pack([*tips, tip]), db=self.db[DB_META])
+
+        self._write(body)
+
     def write_commit(self, write: CommitWrite) -> bool:
         """Store one processed commit atomically; False if it was already there."""
 
@@ -391,3 +408,4 @@ class StoreWriter:
         count = txn.get(K_SUPERSEDED, db=meta_db)
         txn.put(K_SUPERSEDED, pack((unpack(count) if count else 0) + delta), db=meta_db)
         txn.put(K_ROOTS, pack(liveness.roots), db=meta_db)
+        txn.delete(K_PENDING, db=meta_db)

@@ -144,3 +144,18 @@ def test_backfill_from_a_linked_worktree_follows_the_store_s_worktree(make_repo,
     done = run_cli("backfill", str(linked))
     assert "Backfilled 0 commits" in done.stdout
     assert "only_there.py" not in _docs(repo)  # the main worktree's HEAD did not move
+
+
+def test_commits_of_an_interrupted_run_are_superseded_when_rewritten_away(make_repo):
+    repo = _started(make_repo)
+    base = repo.head()
+    b = repo.commit("Add b", {"b.py": "B = 1\n"})
+    c = repo.commit("Add c", {"c.py": "C = 1\n"})
+    repo.commit("Add d", {"d.py": "D = 1\n"})
+    assert backfill(repo.path, stop_after=2).commits == 2  # cut short after b and c
+    repo.git("reset", "-q", "--hard", base)
+    e = repo.commit("Add e", {"e.py": "E = 1\n"})
+    result = backfill(repo.path)
+    assert (result.commits, result.superseded) == (1, 2)
+    live = {commit for commit, _ in _live(repo)}
+    assert b not in live and c not in live and e in live
