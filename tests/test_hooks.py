@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from helpers import GitRepo, run_cli
-from repofeed.hooks.install import HOOKS
+from repofeed.hooks.install import HOOKS, VERSION, hook_states
 
 LEGACY = """#!/bin/sh
 echo "legacy $(basename "$0") $*" >> "{log}"
@@ -110,11 +110,11 @@ def test_an_existing_hook_is_chained_once_and_restored_byte_for_byte(make_repo, 
         (hooks / name).chmod(0o751)
         originals[name] = ((hooks / name).read_bytes(), (hooks / name).stat().st_mode)
     out = run_cli("install", str(repo.path)).stdout
-    assert "the existing hook now runs from post-commit.legacy" in out
+    assert "the existing hook now runs from repofeed-chained/post-commit" in out
     run_cli("install", str(repo.path))  # twice: still chained once
 
     repo.commit("Second", {"a.py": "A = 2\n"})
-    assert log.read_text().splitlines() == ["legacy post-commit.legacy "]
+    assert log.read_text().splitlines() == ["legacy post-commit "]  # under its own name
     assert spool(repo).splitlines() == ["post-commit "]
     log.write_text("")
     old = repo.head()
@@ -122,16 +122,16 @@ def test_an_existing_hook_is_chained_once_and_restored_byte_for_byte(make_repo, 
     repo.git("commit", "-q", "--amend", "-m", "Second, amended")
     # the chained post-rewrite gets the same arguments and the same input
     lines = log.read_text().splitlines()
-    at = lines.index("legacy post-rewrite.legacy amend")
+    at = lines.index("legacy post-rewrite amend")
     assert lines[at + 1] == f"{old} {repo.head()}"
-    assert lines.count("legacy post-commit.legacy ") == 1
+    assert lines.count("legacy post-commit ") == 1
 
     run_cli("uninstall", str(repo.path))
     for name, (data, mode) in originals.items():
         assert (hooks / name).read_bytes() == data and (hooks / name).stat().st_mode == mode
-        assert not (hooks / f"{name}.legacy").exists()
     for name in ("post-merge", "post-checkout"):
         assert not (hooks / name).exists()
+    assert not (hooks / "repofeed-chained").exists()
 
 
 def test_the_chained_hook_keeps_its_exit_status(make_repo, tmp_path):
@@ -175,21 +175,58 @@ def test_an_older_repofeed_hook_is_upgraded(make_repo):
     hook.write_text("#!/bin/sh\n# repofeed-hook version 0\nexit 0\n")
     out = run_cli("install", str(repo.path)).stdout
     assert "post-commit: upgraded" in out
-    assert "version 1" in hook.read_text()
-    assert not hook.with_name("post-commit.legacy").exists()  # never chained to itself
+    assert f"version {VERSION}" in hook.read_text()
+    assert not (hook.parent / "repofeed-chained").exists()  # never chained to itself
 
 
-def test_refuses_when_a_hook_and_its_legacy_both_exist(make_repo):
+# A dispatcher as the pre-commit framework writes one: it finds its own older hook as
+# "$HERE/<its name>.legacy" and reads its hook type from its file name.
+DISPATCHER = """#!/bin/sh
+HERE="$(cd "$(dirname "$0")" && pwd)"
+NAME="$(basename "$0")"
+echo "dispatch $NAME" >> "{log}"
+if [ -x "$HERE/$NAME.legacy" ]; then "$HERE/$NAME.legacy" "$@" || exit $?; fi
+exit 0
+"""
+
+
+def test_a_dispatcher_with_its_own_legacy_hook_keeps_working(make_repo, tmp_path):
     repo = make_repo()
-    repo.commit("First", {"a.py": "A = 1\n"})
+    first = repo.commit("First", {"a.py": "A = 1\n"})
+    log = tmp_path / "log"
     hooks = repo.path / ".git" / "hooks"
-    (hooks / "post-merge").write_text("#!/bin/sh\necho mine\n")
-    (hooks / "post-merge.legacy").write_text("#!/bin/sh\necho older\n")
-    done = run_cli("install", str(repo.path), check=False)
-    assert done.returncode == 1
-    assert "post-merge.legacy exists too" in done.stderr and "Traceback" not in done.stderr
-    assert not (hooks / "post-commit").exists()  # nothing half-installed
-    assert (hooks / "post-merge").read_text() == "#!/bin/sh\necho mine\n"
+    (hooks / "post-checkout").write_text(DISPATCHER.format(log=log))
+    (hooks / "post-checkout.legacy").write_text(LEGACY.format(log=log, status=0))
+    originals = {}
+    for name in ("post-checkout", "post-checkout.legacy"):
+        (hooks / name).chmod(0o755)
+        originals[name] = (hooks / name).read_bytes()
+    run_cli("install", str(repo.path))
+    done = subprocess.run(["git", "checkout", "-q", "-b", "other", first], cwd=repo.path,
+                          env=repo.env(), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert log.read_text().splitlines() == ["dispatch post-checkout",
+                                            f"legacy post-checkout.legacy {first} {first} 1"]
+    assert spool(repo).startswith("post-checkout ")
+    run_cli("uninstall", str(repo.path))
+    assert {n: (hooks / n).read_bytes() for n in originals} == originals
+
+
+def test_ours_chained_by_another_tool_counts_as_installed(make_repo, tmp_path):
+    repo = installed(make_repo())
+    hooks = repo.path / ".git" / "hooks"
+    # another tool installs after repofeed and keeps ours as its .legacy
+    os.rename(hooks / "post-commit", hooks / "post-commit.legacy")
+    (hooks / "post-commit").write_text(DISPATCHER.format(log=tmp_path / "log"))
+    (hooks / "post-commit").chmod(0o755)
+    assert "post-commit: already installed (run by post-commit" in \
+        run_cli("install", str(repo.path)).stdout
+    repo.commit("Second", {"a.py": "A = 2\n"})
+    assert spool(repo).splitlines() == ["post-commit "]
+    assert {h.name: h.state for h in hook_states(repo.path)}["post-commit"] == "installed"
+    run_cli("uninstall", str(repo.path))
+    assert not (hooks / "post-commit.legacy").exists()
+    assert (hooks / "post-commit").read_text().startswith("#!/bin/sh\nHERE=")
 
 
 def test_worktrees_feed_one_spool(make_repo, tmp_path):
@@ -229,3 +266,49 @@ def test_uninstall_leaves_foreign_hooks_alone(make_repo):
     out = run_cli("uninstall", str(repo.path)).stdout
     assert "post-commit: not repofeed's, left alone" in out
     assert hook.read_text() == "#!/bin/sh\necho someone else's\n"
+
+
+def test_a_missing_spool_keeps_the_checkout_status(make_repo, tmp_path):
+    repo = make_repo()
+    first = repo.commit("First", {"a.py": "A = 1\n"})
+    hook = repo.path / ".git" / "hooks" / "post-checkout"
+    hook.write_text(LEGACY.format(log=tmp_path / "log", status=0))
+    hook.chmod(0o755)
+    run_cli("install", str(repo.path))
+    shutil.rmtree(repo.path / ".git" / "repofeed")
+    done = subprocess.run(["git", "checkout", "-q", "-b", "other", first], cwd=repo.path,
+                          env=repo.env(), capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "log").read_text().startswith("legacy post-checkout ")
+
+
+def test_a_moved_repository_nudges_its_own_spool(make_repo, tmp_path):
+    repo = installed(make_repo())
+    moved = tmp_path / "moved"
+    shutil.move(repo.path, moved)
+    repo.path = moved
+    (moved / ".git" / "repofeed").mkdir(exist_ok=True)
+    repo.commit("After the move", {"a.py": "A = 2\n"})
+    assert spool(repo).splitlines() == ["post-commit "]
+
+
+def test_relative_hooks_path_reaches_linked_worktrees(make_repo, tmp_path):
+    repo = make_repo()
+    repo.commit("First", {"a.py": "A = 1\n"})
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "-b", "feature", str(linked))
+    repo.git("config", "core.hooksPath", ".githooks")  # read from each worktree's root
+    run_cli("install", str(repo.path))
+    assert (linked / ".githooks" / "post-commit").exists()
+    done = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "linked"],
+                          cwd=linked, env=repo.env(), capture_output=True, text=True)
+    assert done.returncode == 0
+    assert spool(repo).splitlines() == ["post-commit "]
+
+
+def test_uninstall_finds_hooks_where_they_were_installed(make_repo, tmp_path):
+    repo = installed(make_repo())
+    repo.git("config", "core.hooksPath", str(tmp_path / "elsewhere"))  # changed since
+    out = run_cli("uninstall", str(repo.path)).stdout
+    assert "post-commit: removed" in out
+    assert not (repo.path / ".git" / "hooks" / "post-commit").exists()
