@@ -131,12 +131,12 @@ def live_roots(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None
                ) -> dict[str, str]:
     """The tips that keep processed commits live: the followed ref and every local branch."""
     roots = {follow: str(tip.id)} if tip is not None else {}
-    for name in repo.listall_references():
-        if name.startswith("refs/heads/"):
-            try:
-                roots[name] = str(repo.references[name].peel(pygit2.Commit).id)
-            except (KeyError, ValueError, pygit2.GitError):
-                continue  # a branch deleted meanwhile, or one that names no commit
+    for name in repo.branches.local:  # local branches only: tags and remotes are not read
+        ref = f"refs/heads/{name}"
+        try:
+            roots[ref] = str(repo.references[ref].peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue  # a branch deleted meanwhile, or one that names no commit
     return roots
 
 

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pygit2
-
 from repofeed.hooks.install import hook_states, spool_path
 from repofeed.store.errors import RepofeedError
 from repofeed.store.locate import common_dir, open_repository, store_dir_of
@@ -28,7 +26,7 @@ from repofeed.store.schema import K_FOLLOW
 from repofeed.store.writer import StoreWriter
 
 from .ingest import BackfillResult, Syncer
-from .status import STATE_NAME, state_path
+from .status import STATE_NAME, read_state, state_path
 from .watch import RefWatcher
 
 log = logging.getLogger("repofeed.daemon")
@@ -43,8 +41,18 @@ class _Stopping(BaseException):
     either committed or was aborted, so the store stays whole."""
 
 
-def rebase_in_progress(git_dir: Path) -> bool:
-    return (git_dir / "rebase-merge").is_dir() or (git_dir / "rebase-apply").is_dir()
+# While git replays many commits (rebase, am, a cherry-pick or revert of a range), HEAD moves
+# once per commit; the store waits for the end, when these directories go away. A sequence
+# stopped on a conflict is not waited out for ever.
+SEQUENCE_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
+SEQUENCE_WAIT_SECONDS = 30.0
+
+
+def sequence_in_progress(git_dir: Path) -> str | None:
+    for name in SEQUENCE_DIRS:
+        if (git_dir / name).is_dir():
+            return name
+    return None
 
 
 class Daemon:
@@ -69,7 +77,10 @@ class Daemon:
         self._stop = False
         self._in_reconcile = False
         self._failures = 0
-        self.last_ingest: dict[str, Any] | None = None
+        self._busy_since: float | None = None
+        self._busy_overdue = False
+        previous = read_state(repo)
+        self.last_ingest: dict[str, Any] | None = previous.get("last_ingest")
         self.state: dict[str, Any] = {
             "pid": os.getpid(), "state": "starting", "started": time.time(),
             "repo": str(self.repo.workdir or self.repo.path), "store": str(self.store_dir),
@@ -124,14 +135,16 @@ class Daemon:
         self._in_reconcile = True
         try:
             result = self.syncer.run()
-        except (RepofeedError, pygit2.GitError, OSError, KeyError, ValueError) as exc:
+        except Exception as exc:  # a service retries; the message says why
             self._failures += 1
             wait = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1]
-            log.error("reconcile failed (%s); retrying in %d s", exc, wait)
+            kind = "" if isinstance(exc, RepofeedError) else f"{type(exc).__name__}: "
+            log.error("updating the store failed (%s%s); retrying in %d s", kind, exc, wait)
             return None
         finally:
             self._in_reconcile = False
         self._failures = 0
+        self.state["reconciles"] = self.state.get("reconciles", 0) + 1
         ms = (time.perf_counter() - started) * 1000
         changed = result.commits or result.documents_changed or result.superseded or \
             result.restored
@@ -152,10 +165,35 @@ class Daemon:
         self._write_state(head=result.head)
         return result
 
-    def _retry_delay(self) -> float | None:
-        if not self._failures:
-            return None  # sleep until nudged
-        return RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1]
+    def _timeout(self) -> float | None:
+        """How long to sleep without a nudge: until a retry or the end of a sequence's grace,
+        else for ever (no polling)."""
+        waits = []
+        if self._failures:
+            waits.append(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1])
+        if self._busy_since is not None:
+            waits.append(max(0.0, self._busy_since + SEQUENCE_WAIT_SECONDS - time.monotonic()))
+        return min(waits) if waits else None
+
+    def _git_busy(self) -> bool:
+        """Whether to wait for a rebase, am or multi-commit cherry-pick to end."""
+        name = sequence_in_progress(self.git_dir)
+        if name is None:
+            self._busy_since, self._busy_overdue = None, False
+            return False
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+            log.info("git is replaying commits (%s); the store waits for the end, at most "
+                     "%.0f s", name, SEQUENCE_WAIT_SECONDS)
+            return True
+        if now - self._busy_since < SEQUENCE_WAIT_SECONDS:
+            return True
+        if not self._busy_overdue:
+            self._busy_overdue = True
+            log.info("%s still in progress after %.0f s (stopped on a conflict?); updating the "
+                     "store anyway", name, SEQUENCE_WAIT_SECONDS)
+        return False
 
     def _write_state(self, **updates: Any) -> None:
         self.state.update(updates, last_ingest=self.last_ingest,
@@ -183,13 +221,12 @@ class Daemon:
             self._take_spool()
             self.reconcile("start")
             while not self._stop:
-                self._wake.wait(self._retry_delay())
+                self._wake.wait(self._timeout())
                 if self._stop:
                     break
                 self._settle_burst()
                 self._wake.clear()
-                if rebase_in_progress(self.git_dir):
-                    log.debug("a rebase is in progress; waiting for it to end")
+                if self._git_busy():
                     continue
                 self._take_spool()
                 self.reconcile("nudge")

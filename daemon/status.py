@@ -17,6 +17,7 @@ from repofeed.hooks.install import hook_states
 from repofeed.store.locate import open_repository, repofeed_dir, store_dir_of
 from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
+from repofeed.store.writer import lock_path
 
 from .history import describe_ref, new_commits, tip_of
 from .ingest import followed_repository
@@ -36,26 +37,53 @@ def read_state(repo: pygit2.Repository) -> dict[str, Any]:
         return {}
 
 
+def lock_holder(lock: Path) -> int | None:
+    """The pid holding the flock on ``lock``, read from /proc/locks: no lock is taken, so a
+    daemon starting meanwhile never finds the store busy because of ``status``."""
+    try:
+        st = os.stat(lock)
+        with open("/proc/locks", encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
+
+
 def _alive(pid: Any) -> bool:
-    """Whether ``pid`` is a live repofeed process (not a reused pid)."""
+    """Whether ``pid`` is a live process (only used where /proc/locks cannot say)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
-    return b"repofeed" in cmdline
+    return True
 
 
 def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
     repo = open_repository(repo_path)
     state = read_state(repo)
-    running = state.get("state") == "running" and _alive(state.get("pid"))
-    with Store(store_dir_of(repo)) as store:
+    store_dir = store_dir_of(repo)
+    holder = lock_holder(lock_path(store_dir))
+    if Path("/proc/locks").exists():
+        running = holder is not None and holder == state.get("pid") and \
+            state.get("state") == "running"
+    else:
+        running = state.get("state") == "running" and _alive(state.get("pid"))
+    with Store(store_dir) as store:
         follow = store.meta(K_FOLLOW)
         head = store.meta(K_HEAD)
         followed = followed_repository(repo, store.meta(K_REPO))
@@ -74,6 +102,8 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
         "up_to_date": lag == 0 and head == (str(tip.id) if tip is not None else None),
         "last_ingest": state.get("last_ingest"),
         "watches": state.get("watches", 0) if running else 0,
+        "reconciles": state.get("reconciles", 0) if running else 0,
+        "writer_pid": holder,  # the daemon's, or a backfill's
         "store_path": store_path,
         "hooks": {h.name: h.state for h in hook_states(repo_path)},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+
+from repofeed.store.errors import RepofeedError
 
 log = logging.getLogger("repofeed.daemon")
 
@@ -64,6 +67,8 @@ class RefWatcher:
         self._dirs = {str(d) for d in self.git_dirs}
         self._refs_prefix = str(self.refs) + os.sep
         self._spool = str(self.spool)
+        self._refs_dirs: int | None = None
+        self._counted = 0.0
         self.observer = Observer()
         handler = _Handler(self.relevant, nudge)
         self.spool.parent.mkdir(parents=True, exist_ok=True)
@@ -92,13 +97,26 @@ class RefWatcher:
 
     @property
     def watches(self) -> int:
-        """Directory watches held: one per git directory, the spool's, and each under refs/."""
-        count = len(self.git_dirs) + (0 if str(self.spool.parent) in self._dirs else 1)
-        return count + sum(1 for _ in os.walk(self.refs))
+        """Directory watches held: one per git directory, the spool's, and each under refs/
+        (counted again at most once a minute: refs/tags may hold many files)."""
+        now = time.monotonic()
+        if self._refs_dirs is None or now - self._counted > 60:
+            self._refs_dirs = sum(1 for _ in os.walk(self.refs))
+            self._counted = now
+        fixed = len(self.git_dirs) + (0 if str(self.spool.parent) in self._dirs else 1)
+        return fixed + self._refs_dirs
 
     def start(self) -> None:
-        self.observer.start()
+        try:
+            self.observer.start()
+        except OSError as exc:
+            raise RepofeedError(
+                f"cannot watch {self.common} for changes ({exc}). The kernel's inotify limits "
+                f"may be reached: raise fs.inotify.max_user_watches or "
+                f"fs.inotify.max_user_instances (sysctl), or stop other watchers."
+            ) from exc
 
     def stop(self) -> None:
-        self.observer.stop()
-        self.observer.join(timeout=5)
+        if self.observer.is_alive():
+            self.observer.stop()
+            self.observer.join(timeout=5)

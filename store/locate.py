@@ -20,7 +20,10 @@ def open_repository(path: str | Path | None) -> pygit2.Repository:
     found = pygit2.discover_repository(str(start))
     if found is None:
         raise RepoError(f"{start} is not inside a git repository.")
-    return pygit2.Repository(found)
+    try:
+        return pygit2.Repository(found)
+    except pygit2.GitError as exc:  # e.g. a SHA-256 repository, which libgit2 cannot read
+        raise RepoError(f"cannot read the git repository at {found}: {exc}") from exc
 
 
 def common_dir(repo: pygit2.Repository) -> Path:
