@@ -4,10 +4,13 @@ equal to git through commits, rewrites, bursts, signals and kill -9."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 
 import pygit2
 import pytest
@@ -275,3 +278,55 @@ def test_hooks_nudge_the_daemon_from_a_linked_worktree(live_repo, daemon, tmp_pa
     wait_for(lambda: _at_head(live_repo), "the merge")
     with open_store(live_repo.path) as store:
         assert any(r["path"] == "feature.py" for r in store.evolution_records())
+
+
+def _live_view(path) -> tuple:
+    """What training reads: live records (texts) and documents, and the head."""
+    with open_store(path) as store:
+        records = sorted((r["commit"], r["path"], r["change"], r["message"], r["before"] or "",
+                          r["after"] or "") for r in store.evolution_records())
+        docs = {d["path"]: store.tokenizer.decode(store.tokens(d["array"]))
+                for d in store.documents()}
+        return records, docs, store.stats()["head"]
+
+
+def test_kill_9_at_random_moments_across_rewrites_keeps_what_training_reads(make_repo,
+                                                                           tmp_path):
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    fast_history(repo, 400, files=30)
+    init_store(repo.path)
+    clean = tmp_path / "clean-store"
+    shutil.copytree(repo.path / ".git" / "repofeed" / "store", clean)  # same tokenizer
+    run_cli("install", str(repo.path))
+    rng = random.Random(11)
+    rewrites = [
+        lambda: repo.git("commit", "-q", "--amend", "-m", "Amended"),
+        lambda: repo.git("reset", "-q", "--hard", "HEAD~3"),
+        lambda: repo.git("checkout", "-q", "-b", "elsewhere", "HEAD~5"),
+        # Back, and the side branch deleted: its commits were ingested while it was checked
+        # out, and only now, reachable from no branch, are they superseded. (Kept, they would
+        # stay live, which a backfill of main alone cannot show.)
+        lambda: (repo.git("checkout", "-q", "main"), repo.git("branch", "-q", "-D", "elsewhere")),
+    ]
+    for n, rewrite in enumerate(rewrites):
+        log = open(tmp_path / f"run{n}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "repofeed.daemon", "daemon",
+                                 str(repo.path)], stderr=log, stdout=subprocess.DEVNULL)
+        wait_for(lambda n=n: b"watching" in (tmp_path / f"run{n}.log").read_bytes(),
+                 "the daemon to start watching", timeout=60)
+        for k in range(5):
+            repo.commit(f"Round {n} commit {k}", {f"r{n}.py": f"K = {k}\n"})
+        # A random moment, not a wait for a condition: the first round falls in the catch-up
+        # of 400 commits, later ones anywhere in the handling of the commits above.
+        time.sleep(rng.uniform(0.0, 0.15))
+        proc.kill()
+        proc.wait()
+        log.close()
+        repo.tick += 1
+        rewrite()
+    last = DaemonProcess(repo, tmp_path / "last.log")
+    wait_for(lambda: _at_head(repo), "the restarted daemon to catch up", timeout=60)
+    assert last.stop() == 0
+    backfill(repo.path, store=clean)
+    assert _live_view(repo.path) == _live_view(clean)
