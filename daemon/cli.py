@@ -185,12 +185,21 @@ def daemon(
                                           help="Also log every nudge and no-op.")] = False,
     settle_ms: Annotated[int, typer.Option(
         help="Quiet time after the last nudge before the store is updated.")] = 10,
+    watch: Annotated[bool | None, typer.Option(
+        "--watch/--no-watch",
+        help="Also take in uncommitted edits of the worktree (default: the store's "
+             "watch_worktree setting, on).", show_default=False)] = None,
+    rescan_seconds: Annotated[float | None, typer.Option(
+        help="How often to compare the whole worktree by content, for events the kernel lost "
+             "(default 600; 30 when the inotify watch limit is reached).",
+        show_default=False)] = None,
 ) -> None:
-    """Keep the store current, in the foreground: woken by the hooks and by ref changes."""
+    """Keep the store current, in the foreground: woken by the hooks, ref changes and edits."""
     from .live import Daemon
 
     _configure_logging(verbose)
-    server = Daemon(repo, settle=settle_ms / 1000)
+    server = Daemon(repo, settle=settle_ms / 1000, watch_worktree=watch,
+                    rescan_seconds=rescan_seconds)
     raise typer.Exit(server.run())
 
 

@@ -72,6 +72,8 @@ class BackfillResult:
     bytes_read: int = 0
     documents_changed: int = 0
     windows_written: int = 0     # windows of the snapshot documents written
+    changed_paths: list[str] = field(default_factory=list)  # snapshot paths written
+    rebuilt: bool = False        # the snapshot was rebuilt whole (no earlier tree to diff)
     superseded: int = 0          # commits no longer reachable, marked superseded
     restored: int = 0            # superseded commits reachable again
     seconds: float = 0.0
@@ -365,8 +367,8 @@ class _Ingest:
             live.restored = [oid for oid, superseded in flags.items() if superseded]
         return live
 
-    def sync_snapshot(self, tip: pygit2.Commit | None, liveness: Liveness | None = None
-                      ) -> tuple[int, int]:
+    def sync_snapshot(self, tip: pygit2.Commit | None, liveness: Liveness | None = None,
+                      result: BackfillResult | None = None) -> tuple[int, int]:
         """Bring the snapshot documents to ``tip``'s tree and apply ``liveness``, in one
         transaction; returns (documents changed, windows written)."""
         old_head = self.writer.meta(K_HEAD)
@@ -414,6 +416,9 @@ class _Ingest:
                 "weight": weight_of(path, language), "blob": str(oid), "source": "commit",
             }))
         self.writer.sync_snapshot(new_head, changes, fresh, liveness)
+        if result is not None:
+            result.changed_paths = [c.path for c in changes]
+            result.rebuilt = old_tree is None
         return len(changes), windows
 
     def run(self, progress: Callable[[int], ProgressFn] | None = None,
@@ -474,7 +479,8 @@ class _Ingest:
         if not stopping_early:
             liveness = self.liveness(follow, tip)
             result.superseded, result.restored = len(liveness.superseded), len(liveness.restored)
-            result.documents_changed, result.windows_written = self.sync_snapshot(tip, liveness)
+            result.documents_changed, result.windows_written = self.sync_snapshot(
+                tip, liveness, result)
         result.head = str(tip.id) if tip is not None else None
         result.seconds = time.perf_counter() - started
         return result

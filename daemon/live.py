@@ -28,6 +28,12 @@ from repofeed.store.writer import StoreWriter
 from .ingest import BackfillResult, Syncer
 from .status import STATE_NAME, read_state, state_path
 from .watch import RefWatcher
+from .worktree import (
+    FALLBACK_RESCAN_SECONDS,
+    RESCAN_SECONDS,
+    WorktreeOverlay,
+    WorktreeWatcher,
+)
 
 log = logging.getLogger("repofeed.daemon")
 
@@ -57,7 +63,8 @@ def sequence_in_progress(git_dir: Path) -> str | None:
 
 class Daemon:
     def __init__(self, repo_path: str | Path | None, *, settle: float = SETTLE_SECONDS,
-                 max_settle: float = MAX_SETTLE_SECONDS):
+                 max_settle: float = MAX_SETTLE_SECONDS, watch_worktree: bool | None = None,
+                 rescan_seconds: float | None = None):
         repo = open_repository(repo_path)
         self.settle, self.max_settle = settle, max_settle
         self.store_dir = store_dir_of(repo)
@@ -72,6 +79,16 @@ class Daemon:
         self.state_file = state_path(repo)
         self.spool = spool_path(repo)
         self.watcher = RefWatcher([common_dir(repo), self.git_dir], self.spool, self.nudge)
+        if watch_worktree is None:
+            watch_worktree = self.syncer.cfg.watch_worktree
+        self.worktree: WorktreeWatcher | None = None
+        self.overlay: WorktreeOverlay | None = None
+        if watch_worktree and self.repo.workdir:
+            root = Path(self.repo.workdir)
+            self.overlay = WorktreeOverlay(self.repo, self.syncer, root)
+            self.worktree = WorktreeWatcher(root, self.nudge)
+        self.rescan_seconds = rescan_seconds
+        self._next_rescan = 0.0
         self._wake = threading.Event()
         self._last_nudge = 0.0
         self._stop = False
@@ -130,11 +147,43 @@ class Daemon:
 
     # -- work ---------------------------------------------------------------------------------
 
+    def _rescan_interval(self) -> float:
+        if self.rescan_seconds is not None:
+            return self.rescan_seconds
+        limited = self.worktree is not None and self.worktree.limit_reached
+        return FALLBACK_RESCAN_SECONDS if limited else RESCAN_SECONDS
+
+    def _apply_worktree(self, result: BackfillResult) -> tuple[int, int]:
+        """Bring the worktree's documents up to date after the commits; (docs, windows)."""
+        watcher, overlay = self.worktree, self.overlay
+        if watcher is None or overlay is None:
+            return 0, 0
+        dirty, new_dirs, rescan = watcher.take()
+        dirty |= set(result.changed_paths)
+        rescan = rescan or result.rebuilt
+        if (self.git_dir / "index.lock").exists():  # git is writing the index: read nothing
+            watcher.put_back(dirty, new_dirs, rescan)
+            log.debug("git holds the index lock; the worktree waits for it")
+            return 0, 0
+        overlay.refresh_index()
+        for directory in sorted(new_dirs):
+            if not overlay.is_ignored(directory + "/"):
+                dirty.update(watcher.watch_tree(directory, overlay.is_ignored))
+        now = time.monotonic()
+        if now >= self._next_rescan:
+            rescan = True
+        if rescan:
+            self._next_rescan = now + self._rescan_interval()
+        if not dirty and not rescan:
+            return 0, 0
+        return overlay.apply(dirty, full=rescan)
+
     def reconcile(self, why: str) -> BackfillResult | None:
         started = time.perf_counter()
         self._in_reconcile = True
         try:
             result = self.syncer.run()
+            worktree_docs, worktree_windows = self._apply_worktree(result)
         except Exception as exc:  # a service retries; the message says why
             self._failures += 1
             wait = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1]
@@ -147,19 +196,20 @@ class Daemon:
         self.state["reconciles"] = self.state.get("reconciles", 0) + 1
         ms = (time.perf_counter() - started) * 1000
         changed = result.commits or result.documents_changed or result.superseded or \
-            result.restored
+            result.restored or worktree_docs
         if changed:
             self.last_ingest = {
                 "commit": result.last_commit or result.head, "commits": result.commits,
-                "records": result.records, "files": result.documents_changed,
-                "windows": result.windows_written, "superseded": result.superseded,
+                "records": result.records, "files": result.documents_changed + worktree_docs,
+                "windows": result.windows_written + worktree_windows,
+                "worktree_files": worktree_docs, "superseded": result.superseded,
                 "restored": result.restored, "ms": round(ms, 1), "at": time.time(),
             }
             log.info("%s: %d commit(s), %d record(s), %d document(s), %d window(s), "
-                     "%d superseded, %d restored in %.0f ms; head %s", why, result.commits,
-                     result.records, result.documents_changed, result.windows_written,
-                     result.superseded, result.restored, ms,
-                     (result.head or "none")[:12])
+                     "%d superseded, %d restored, %d worktree document(s) in %.0f ms; head %s",
+                     why, result.commits, result.records, result.documents_changed,
+                     result.windows_written, result.superseded, result.restored,
+                     worktree_docs, ms, (result.head or "none")[:12])
         else:
             log.debug("%s: up to date (%.1f ms)", why, ms)
         self._write_state(head=result.head)
@@ -173,6 +223,8 @@ class Daemon:
             waits.append(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1])
         if self._busy_since is not None:
             waits.append(max(0.0, self._busy_since + SEQUENCE_WAIT_SECONDS - time.monotonic()))
+        if self.worktree is not None:
+            waits.append(max(0.0, self._next_rescan - time.monotonic()))
         return min(waits) if waits else None
 
     def _git_busy(self) -> bool:
@@ -196,8 +248,10 @@ class Daemon:
         return False
 
     def _write_state(self, **updates: Any) -> None:
+        worktree = self.worktree.watches if self.worktree is not None else 0
         self.state.update(updates, last_ingest=self.last_ingest,
-                          watches=self.watcher.watches)
+                          watches=self.watcher.watches + worktree, worktree_watches=worktree,
+                          watch_limit_reached=bool(self.worktree and self.worktree.limit_reached))
         tmp = self.state_file.with_name(f".{STATE_NAME}.{os.getpid()}")
         try:
             tmp.write_text(json.dumps(self.state), "utf-8")
@@ -217,9 +271,13 @@ class Daemon:
             if missing:
                 log.info("hooks not installed (%s): watching refs only; `repofeed install` "
                          "adds them", ", ".join(missing))
+            if self.worktree is not None and self.overlay is not None:
+                self.worktree.start(self.overlay.is_ignored)
+                log.info("watching the worktree: %d directories (ignored ones left out)",
+                         self.worktree.watches)
             self._write_state(state="running")
             self._take_spool()
-            self.reconcile("start")
+            self.reconcile("start")  # with a full comparison of the worktree: _next_rescan is 0
             while not self._stop:
                 self._wake.wait(self._timeout())
                 if self._stop:
@@ -236,6 +294,8 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.watcher.stop()
+            if self.worktree is not None:
+                self.worktree.stop()
             self._write_state(state="stopped", stopped=time.time())
             self.writer.close()
             log.info("stopped")

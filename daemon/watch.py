@@ -87,6 +87,10 @@ class RefWatcher:
             # Hooks only append; a move or removal of the spool is the daemon taking it.
             return "hook" if kind in ("created", "modified", "closed") else None
         if path.endswith(".lock"):
+            head, name = os.path.split(path)
+            # git let go of the index: worktree files may be read again
+            if name == "index.lock" and kind in ("deleted", "moved") and head in self._dirs:
+                return "index"
             return None
         if path.startswith(self._refs_prefix):
             return "refs"

@@ -27,6 +27,7 @@ class Config:
     include_merges: bool = False    # merge commits give evolution records (vs first parent)
     follow: str | None = None       # ref to follow; None: the branch checked out at init
     map_size: int = 1 << 36         # LMDB address space reserved up front (grown on demand)
+    watch_worktree: bool = True     # the daemon also takes in uncommitted edits
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

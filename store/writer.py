@@ -366,8 +366,13 @@ class StoreWriter:
 
         return self._write(body)
 
+    def put_documents(self, changes: list[SnapshotChange], arrays: dict[bytes, Any]) -> None:
+        """Apply document changes alone (the worktree's), in one transaction."""
+        self.sync_snapshot(None, changes, arrays, move_head=False)
+
     def sync_snapshot(self, head: str | None, changes: list[SnapshotChange],
-                      arrays: dict[bytes, Any], liveness: Liveness | None = None) -> None:
+                      arrays: dict[bytes, Any], liveness: Liveness | None = None,
+                      move_head: bool = True) -> None:
         """Apply snapshot changes, mark superseded commits and move the head, atomically."""
 
         def body(txn: lmdb.Transaction) -> None:
@@ -387,7 +392,8 @@ class StoreWriter:
                     txn.put(key, change.skip_reason.encode(), db=skipped)
                 else:
                     txn.delete(key, db=skipped)
-            txn.put(K_HEAD, pack(head), db=self.db[DB_META])
+            if move_head:
+                txn.put(K_HEAD, pack(head), db=self.db[DB_META])
 
         self._write(body)
         self.sync()

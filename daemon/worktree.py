@@ -1,0 +1,347 @@
+"""The worktree: uncommitted edits, new untracked files and deletions reach the snapshot.
+
+``WorktreeWatcher`` holds one inotify instance (watchdog's ``InotifyFD``, read by one thread
+that blocks on it: no polling) with one watch per directory that git does not ignore, so
+``node_modules/``, ``.venv/``, build trees and ``.git`` are never watched, and never read. Its
+callbacks only note paths and nudge the daemon; everything that reads files or asks git runs in
+the daemon's thread (a pygit2 repository is not shared between threads).
+
+``WorktreeOverlay`` turns noted paths into documents: a text file whose content equals the
+followed tip's blob is the committed document (``source`` ``commit``); one that differs, or
+that git does not track, is a ``worktree`` document; a file gone from disk has no document.
+When a commit lands, the committed version replaces a worktree document of the same content.
+A full rescan (at start, after a lost-event overflow, and every ``RESCAN_SECONDS``) compares
+every file by content hash, reading only files whose size or mtime changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from watchdog.observers.inotify_c import InotifyConstants as IN
+from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
+
+from repofeed.store.languages import language_of, weight_of
+from repofeed.store.schema import K_HEAD, content_key_of
+from repofeed.store.windows import window_count
+from repofeed.store.writer import SnapshotChange
+
+from .history import LFS_MAGIC
+
+log = logging.getLogger("repofeed.daemon")
+
+MASK = (IN.IN_CREATE | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_CLOSE_WRITE | IN.IN_MOVED_FROM
+        | IN.IN_MOVED_TO | IN.IN_DELETE_SELF | IN.IN_MOVE_SELF | IN.IN_ONLYDIR
+        | IN.IN_DONT_FOLLOW | IN.IN_EXCL_UNLINK)
+RESCAN_SECONDS = 600.0          # a full comparison by content hash, for events the kernel lost
+FALLBACK_RESCAN_SECONDS = 30.0  # ... and how often when the watch limit left some unwatched
+LIMIT_HINT = ("raise it with `sysctl fs.inotify.max_user_watches=524288` (and a file in "
+              "/etc/sysctl.d/ to keep it)")
+
+
+class WorktreeWatcher:
+    """Watches the directories of a worktree that git does not ignore."""
+
+    def __init__(self, root: Path, nudge: Callable[[str], None]):
+        self.root = root.resolve()
+        self.nudge = nudge
+        self._fd = InotifyFD()  # an instance of our own, apart from the refs watcher's
+        self._lock = threading.Lock()
+        self._dirs: dict[int, str] = {}   # watch descriptor -> directory, relative ("" = root)
+        self._dirty: set[str] = set()     # files (relative) that changed
+        self._new_dirs: set[str] = set()  # directories created or moved in: to watch and scan
+        self._rescan = False
+        self.limit_reached = False
+
+    # -- the inotify thread's side: note, nudge, nothing else ---------------------------------
+
+    def on_event(self, event: InotifyEvent) -> None:
+        with self._lock:
+            directory = self._dirs.get(event.wd)
+            if directory is None:
+                return
+            name = os.fsdecode(event.name)
+            rel = f"{directory}/{name}" if directory and name else (name or directory)
+            if not name:  # the watched directory itself went away or moved
+                if event.is_delete_self or event.is_move_self:
+                    self._rescan = True
+                else:
+                    return
+            elif event.is_directory:
+                if event.is_create or event.is_moved_to:
+                    self._new_dirs.add(rel)
+                elif event.is_moved_from or event.is_delete:
+                    self._rescan = True  # what was under it is gone from here
+                else:
+                    return
+            else:
+                self._dirty.add(rel)
+        self.nudge("worktree")
+
+    def on_watch_deleted(self, wd: int) -> None:
+        with self._lock:
+            self._dirs.pop(wd, None)
+
+    def on_queue_overflow(self) -> None:
+        with self._lock:
+            self._rescan = True
+        log.warning("the kernel dropped file events (inotify queue overflow); rescanning the "
+                    "worktree")
+        self.nudge("overflow")
+
+    # -- the daemon's side -------------------------------------------------------------------
+
+    def start(self, is_ignored: Callable[[str], bool]) -> None:
+        self._fd.start()
+        self.watch_tree("", is_ignored)
+
+    def stop(self) -> None:
+        self._fd.stop()
+        self._fd.join(timeout=5)
+
+    @property
+    def watches(self) -> int:
+        with self._lock:
+            return len(self._dirs)
+
+    def watch_tree(self, rel: str, is_ignored: Callable[[str], bool]) -> list[str]:
+        """Watch ``rel`` and every directory under it that is not ignored; returns the files
+        found there (relative), which may have been written before their watch existed."""
+        files: list[str] = []
+        for directory, names in walk(self.root, rel, is_ignored):
+            files.extend(names)
+            if self.limit_reached:
+                continue
+            try:
+                wd = self._fd.add_callback(os.fsencode(self.root / directory) if directory
+                                           else os.fsencode(self.root), MASK, self, id(self))
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    self.limit_reached = True
+                    log.warning(
+                        "the kernel's inotify watch limit (fs.inotify.max_user_watches) is "
+                        "reached: %d directories of %s are watched and the rest are rescanned "
+                        "every %.0f s; %s", len(self._dirs), self.root,
+                        FALLBACK_RESCAN_SECONDS, LIMIT_HINT)
+                    continue
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue  # gone meanwhile
+                raise
+            with self._lock:
+                self._dirs[wd] = directory
+        return files
+
+    def take(self) -> tuple[set[str], set[str], bool]:
+        """The changed files, new directories and whether a full rescan is due; then clear."""
+        with self._lock:
+            dirty, new_dirs, rescan = self._dirty, self._new_dirs, self._rescan
+            self._dirty, self._new_dirs, self._rescan = set(), set(), False
+        return dirty, new_dirs, rescan
+
+    def put_back(self, dirty: set[str], new_dirs: set[str], rescan: bool) -> None:
+        """Keep what could not be handled yet (git holds the index lock)."""
+        with self._lock:
+            self._dirty |= dirty
+            self._new_dirs |= new_dirs
+            self._rescan |= rescan
+
+
+def walk(root: Path, start: str, is_ignored: Callable[[str], bool]
+         ) -> Iterator[tuple[str, list[str]]]:
+    """(directory, its files) for ``start`` and every directory under it that git does not
+    ignore, relative to ``root``; ``.git`` and nested repositories (submodules) left out."""
+    stack = [start]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(root / directory if directory else root))
+        except OSError:
+            continue
+        if directory and any(e.name == ".git" for e in entries):
+            continue  # a submodule or a nested repository: its own business
+        files: list[str] = []
+        for entry in entries:
+            if entry.name == ".git":
+                continue
+            rel = f"{directory}/{entry.name}" if directory else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                if not is_ignored(rel + "/"):
+                    stack.append(rel)
+            else:
+                files.append(rel)
+        yield directory, files
+
+
+@dataclass
+class _Seen:
+    """A file's size, mtime and inode when its document was last decided."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+class WorktreeOverlay:
+    """Decides and writes the worktree's documents; runs in the daemon's thread."""
+
+    def __init__(self, repo: pygit2.Repository, ingest, root: Path):
+        self.repo = repo
+        self.ingest = ingest  # the daemon's Syncer: its writer, tokenizer and config
+        self.root = root.resolve()
+        self.max_bytes = ingest.cfg.max_file_bytes
+        self._seen: dict[str, _Seen] = {}
+        self._index: pygit2.Index | set[str] = set()
+        store = Path(ingest.writer.path).resolve()
+        self.excluded = [store.relative_to(self.root).as_posix()] \
+            if store.is_relative_to(self.root) else []
+        self.refresh_index()
+
+    def is_ignored(self, rel: str) -> bool:
+        """Ignored by git and not tracked (git ignores only untracked files), inside ``.git``,
+        or inside the store (when a store lives in the worktree)."""
+        if rel == ".git" or rel.startswith(".git/") or \
+                any(rel == e or rel.startswith(e + "/") for e in self.excluded):
+            return True
+        try:
+            if not self.repo.path_is_ignored(rel):
+                return False
+        except pygit2.GitError:
+            return False
+        return rel.rstrip("/") not in self._index
+
+    def refresh_index(self) -> None:
+        """Re-read git's index (only if it changed), to know which files are tracked."""
+        try:
+            self.repo.index.read(False)
+            self._index = self.repo.index
+        except (pygit2.GitError, OSError):
+            self._index = set()
+
+    def all_files(self) -> set[str]:
+        return {f for _d, files in walk(self.root, "", self.is_ignored) for f in files}
+
+    def _head_blobs(self) -> pygit2.Tree | None:
+        head = self.ingest.writer.meta(K_HEAD)
+        if head is None:
+            return None
+        try:
+            return self.repo[head].peel(pygit2.Tree)
+        except (KeyError, ValueError):
+            return None
+
+    def _read(self, rel: str) -> tuple[bytes | None, str | None, os.stat_result | None]:
+        """(data, None, stat) for a regular file, (None, reason, stat) for one left out, and
+        (None, None, None) for one that is gone (or ignored)."""
+        path = self.root / rel
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None, None, None
+        if not stat.S_ISREG(st.st_mode):
+            return None, "symlink" if stat.S_ISLNK(st.st_mode) else "not_a_file", st
+        if st.st_size > self.max_bytes:
+            return None, "too_large", st
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(self.max_bytes + 1)
+        except OSError:
+            return None, None, None
+        return data, None, st
+
+    def apply(self, paths: set[str], full: bool = False) -> tuple[int, int]:
+        """Bring the documents of ``paths`` (or of every file, with ``full``) to the worktree;
+        returns (documents changed, windows written). A full pass reads only files whose
+        size, mtime or inode changed since it last looked."""
+        writer = self.ingest.writer
+        self.refresh_index()
+        docs = writer.documents()
+        if full:
+            paths = set(paths) | self.all_files() | set(docs)
+        tree = self._head_blobs()
+        changes: list[SnapshotChange] = []
+        texts: dict[bytes, str] = {}
+        pending: list[tuple[str, bytes, str, str]] = []
+        for rel in sorted(paths):
+            current = docs.get(rel)
+            if self.is_ignored(rel):
+                if current is not None and current.get("source") == "worktree":
+                    changes.append(SnapshotChange(rel))  # newly ignored: out of the snapshot
+                continue
+            try:
+                st = os.lstat(self.root / rel)
+            except OSError:
+                st = None
+            seen = self._seen.get(rel)
+            if full and st is not None and seen is not None and \
+                    (seen.size, seen.mtime_ns, seen.inode) == \
+                    (st.st_size, st.st_mtime_ns, st.st_ino):
+                continue  # unchanged since it was last decided
+            data, reason, st = self._read(rel)
+            if st is None:  # gone from the worktree
+                self._seen.pop(rel, None)
+                if current is not None:
+                    changes.append(SnapshotChange(rel))
+                continue
+            text, reason = _text_of(data) if data is not None else (None, reason)
+            self._seen[rel] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino)
+            if text is None:
+                if current is not None:
+                    changes.append(SnapshotChange(rel, None, reason))
+                continue
+            blob = pygit2.hash(data)
+            source = "commit" if _blob_at(tree, rel) == blob else "worktree"
+            if current is not None and current.get("source", "commit") == source and \
+                    current.get("blob") == str(blob):
+                continue
+            key = content_key_of(data)
+            texts[key] = text
+            pending.append((rel, key, source, str(blob)))
+        fresh = self.ingest.encode_missing(texts) if texts else {}
+        windows = 0
+        cfg = self.ingest.cfg
+        for rel, key, source, blob in pending:
+            n_tokens = len(fresh[key]) if key in fresh else len(writer.read_array(key))
+            language = language_of(rel)
+            windows += window_count(n_tokens, cfg.max_tokens, cfg.stride)
+            changes.append(SnapshotChange(rel, {
+                "path": rel, "hash": key, "n_tokens": n_tokens, "language": language,
+                "weight": weight_of(rel, language), "blob": blob, "source": source,
+            }))
+        if changes:
+            writer.put_documents(changes, fresh)
+        return len(changes), windows
+
+
+def _blob_at(tree: pygit2.Tree | None, rel: str) -> pygit2.Oid | None:
+    if tree is None:
+        return None
+    try:
+        entry = tree[rel]
+    except KeyError:
+        return None
+    return entry.id
+
+
+def _text_of(data: bytes) -> tuple[str | None, str | None]:
+    """As git would see a file's bytes: binary (a NUL in the first 8,000), an LFS pointer,
+    text that is not UTF-8, or text."""
+    if b"\0" in data[:8000]:
+        return None, "binary"
+    if data.startswith(LFS_MAGIC) and len(data) < 1024:
+        return None, "lfs_pointer"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "not_utf8"
