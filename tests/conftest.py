@@ -4,11 +4,13 @@ configuration (hooks, rename settings, identity) or repofeed setting leaks into 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import pytest
 
-from helpers import GitRepo, sample_files
+from helpers import DaemonProcess, GitRepo, run_cli, sample_files
+from repofeed.daemon.ingest import backfill, init_store
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +63,35 @@ def tiny_disk(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def live_repo(make_repo):
+    """A repository with a store, its hooks installed, backfilled."""
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    init_store(repo.path)
+    backfill(repo.path)
+    run_cli("install", str(repo.path))
+    return repo
+
+
+@pytest.fixture
+def daemon_for(tmp_path):
+    """Start real `repofeed daemon` subprocesses; each is killed at the end of the test."""
+    procs = []
+
+    def start(repo, *args: str) -> DaemonProcess:
+        proc = DaemonProcess(repo, tmp_path / f"daemon{len(procs)}.log", *args)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(live_repo, daemon_for):
+    """``daemon(*args)`` starts one on ``live_repo``."""
+    return lambda *args: daemon_for(live_repo, *args)

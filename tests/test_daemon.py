@@ -28,31 +28,6 @@ from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import WindowDataset, open_store
 
 
-@pytest.fixture
-def live_repo(make_repo):
-    """A repository with a store, its hooks installed, backfilled."""
-    repo = make_repo()
-    repo.commit("Sources", sample_files())
-    init_store(repo.path)
-    backfill(repo.path)
-    run_cli("install", str(repo.path))
-    return repo
-
-
-@pytest.fixture
-def daemon(live_repo, tmp_path):
-    procs = []
-
-    def start(*args: str) -> DaemonProcess:
-        proc = DaemonProcess(live_repo, tmp_path / f"daemon{len(procs)}.log", *args)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.stop(signal.SIGKILL)
-
-
 def _at_head(repo) -> bool:
     return store_head(repo.path) == repo.head()
 
