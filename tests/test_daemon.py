@@ -115,6 +115,12 @@ def _reconciles(repo) -> int:
     return state.get("reconciles", 0)
 
 
+def _state_at_head(repo) -> bool:
+    """The daemon's state file, written after each update, names the repository's head."""
+    state = json.loads((repo.path / ".git" / "repofeed" / "daemon.json").read_text())
+    return state.get("head") == repo.head()
+
+
 def _two_branches(repo, commits: int) -> None:
     """main gains one commit; topic, from main's old tip, has ``commits`` of its own."""
     base = repo.head()
@@ -132,7 +138,7 @@ def test_a_long_rebase_is_settled_into_few_updates(live_repo, daemon):
     before = _reconciles(live_repo)
     live_repo.tick += 1
     live_repo.git("rebase", "-q", "main")  # runs post-commit and moves HEAD 200 times
-    wait_for(lambda: _at_head(live_repo), "the rebased branch", timeout=60)
+    wait_for(lambda: _state_at_head(live_repo), "the rebased branch", timeout=60)
     with open_store(live_repo.path) as store:
         assert store.stats()["superseded_records"] > 0
         assert "moves.py" in {d["path"] for d in store.documents()}
@@ -146,7 +152,7 @@ def test_a_cherry_picked_range_is_settled_into_few_updates(live_repo, daemon):
     before = _reconciles(live_repo)
     live_repo.tick += 1
     live_repo.git("cherry-pick", "main..topic")  # 100 commits, one after another
-    wait_for(lambda: _at_head(live_repo), "the picked commits", timeout=60)
+    wait_for(lambda: _state_at_head(live_repo), "the picked commits", timeout=60)
     assert 1 <= _reconciles(live_repo) - before <= 5
     with open_store(live_repo.path) as store:
         picked = set(live_repo.git("rev-list", "HEAD~100..HEAD").split())

@@ -99,6 +99,7 @@ def test_a_checkout_of_a_thousand_files_is_one_batch(live_repo, daemon):
     daemon()
     before = _state(live_repo)["reconciles"]
     live_repo.git("checkout", "-q", "big")
+    wait_for(lambda: _state(live_repo).get("head") == live_repo.head(), "the checkout")
     wait_for(lambda: _doc(live_repo, "gen/m9/f999.py") is not None, "the checked-out files")
     with open_store(live_repo.path) as store:
         docs = {d["path"]: d for d in store.documents()}
