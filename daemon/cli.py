@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -233,12 +234,87 @@ def status(
               highlight=False)
 
 
+service_app = typer.Typer(help="Run the daemon as a systemd user service, one per repository.",
+                          no_args_is_help=True)
+app.add_typer(service_app, name="service")
+
+
+@service_app.command("install")
+def service_install(repo: RepoArg = None) -> None:
+    """Write the user unit and start it (or say how, where no user manager runs)."""
+    from . import service
+
+    report = service.install(repo)
+    _print_service_report(report, "installed")
+
+
+@service_app.command("uninstall")
+def service_uninstall(repo: RepoArg = None) -> None:
+    """Stop and disable the repository's service and remove what `install` wrote."""
+    from . import service
+
+    report = service.uninstall(repo)
+    _print_service_report(report, "removed")
+
+
+@service_app.command("status")
+def service_status(
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The unit's name, whether it is installed, and what systemd says of it."""
+    from . import service
+
+    data = service.status(repo)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/] {value}", highlight=False)
+
+
+def _print_service_report(report, verb: str) -> None:
+    out.print(f"{report.unit}: {verb}", highlight=False)
+    for path in report.files:
+        out.print(f"  {path}", highlight=False)
+    for line in report.ran:
+        out.print(f"  ran {line}", highlight=False)
+    if report.todo:
+        out.print("Then run:" if not report.ran else "Also:", highlight=False)
+        for line in report.todo:
+            out.print(f"  {line}", highlight=False)
+
+
+class _JournalFormatter:
+    """``<priority>LEVEL message``: journald reads the syslog priority from the prefix."""
+
+    PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def format(self, record) -> str:
+        return f"<{self.PRIORITY.get(record.levelname, 6)}>{self.inner.format(record)}"
+
+
+def _stderr_is_journal() -> bool:
+    """Whether stderr is journald's stream (systemd sets JOURNAL_STREAM to its dev:inode)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
 def _configure_logging(verbose: bool) -> None:
-    """One line per event on stderr, with its level (journald adds the time)."""
+    """One line per event on stderr, with its level; under journald with its priority prefix
+    (journald adds the time)."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    formatter = logging.Formatter("%(levelname)s %(message)s")
+    handler.setFormatter(_JournalFormatter(formatter) if _stderr_is_journal() else formatter)
     root = logging.getLogger("repofeed")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

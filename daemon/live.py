@@ -26,6 +26,7 @@ from repofeed.store.schema import K_FOLLOW
 from repofeed.store.writer import StoreWriter
 
 from .ingest import BackfillResult, Syncer
+from .notify import Notifier
 from .status import STATE_NAME, read_state, state_path
 from .watch import RefWatcher
 from .worktree import (
@@ -89,6 +90,7 @@ class Daemon:
             self.worktree = WorktreeWatcher(root, self.nudge)
         self.rescan_seconds = rescan_seconds
         self._next_rescan = 0.0
+        self.notifier = Notifier()
         self._wake = threading.Event()
         self._last_nudge = 0.0
         self._stop = False
@@ -182,7 +184,7 @@ class Daemon:
         started = time.perf_counter()
         self._in_reconcile = True
         try:
-            result = self.syncer.run()
+            result = self.syncer.run(self._progress)
             worktree_docs, worktree_windows = self._apply_worktree(result)
         except Exception as exc:  # a service retries; the message says why
             self._failures += 1
@@ -213,7 +215,23 @@ class Daemon:
         else:
             log.debug("%s: up to date (%.1f ms)", why, ms)
         self._write_state(head=result.head)
+        self.notifier.status(f"up to date at {(result.head or 'no commit')[:12]}; "
+                             f"{self.state['watches']} directories watched")
         return result
+
+    def _progress(self, total: int):
+        """Syncer progress: keeps systemd's watchdog fed and its status told during a long
+        catch-up, when the main loop is busy."""
+        last = [0.0]
+
+        def tick(done: int, _bytes: int) -> None:
+            self.notifier.ping_if_due()
+            now = time.monotonic()
+            if total > 1 and now - last[0] > 1.0:
+                last[0] = now
+                self.notifier.status(f"catching up: {done:,} of {total:,} commits")
+
+        return tick
 
     def _timeout(self) -> float | None:
         """How long to sleep without a nudge: until a retry or the end of a sequence's grace,
@@ -225,6 +243,9 @@ class Daemon:
             waits.append(max(0.0, self._busy_since + SEQUENCE_WAIT_SECONDS - time.monotonic()))
         if self.worktree is not None:
             waits.append(max(0.0, self._next_rescan - time.monotonic()))
+        ping = self.notifier.seconds_to_ping()
+        if ping is not None:
+            waits.append(ping)
         return min(waits) if waits else None
 
     def _git_busy(self) -> bool:
@@ -276,12 +297,18 @@ class Daemon:
                 log.info("watching the worktree: %d directories (ignored ones left out)",
                          self.worktree.watches)
             self._write_state(state="running")
+            self.notifier.ready("store open; catching up")
             self._take_spool()
             self.reconcile("start")  # with a full comparison of the worktree: _next_rescan is 0
             while not self._stop:
-                self._wake.wait(self._timeout())
+                nudged = self._wake.wait(self._timeout())
+                self.notifier.ping_if_due()
                 if self._stop:
                     break
+                if not (nudged or self._failures or self._busy_since is not None
+                        or (self.worktree is not None
+                            and time.monotonic() >= self._next_rescan)):
+                    continue  # woken only to feed systemd's watchdog
                 self._settle_burst()
                 self._wake.clear()
                 if self._git_busy():
@@ -291,6 +318,7 @@ class Daemon:
         except _Stopping:
             pass
         finally:
+            self.notifier.stopping()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.watcher.stop()
@@ -298,5 +326,6 @@ class Daemon:
                 self.worktree.stop()
             self._write_state(state="stopped", stopped=time.time())
             self.writer.close()
+            self.notifier.close()
             log.info("stopped")
         return 0
