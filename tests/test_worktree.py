@@ -200,3 +200,22 @@ def test_the_daemon_never_loads_torch(live_repo, daemon):
                          "repofeed.daemon.status; print('torch' in sys.modules)"],
         capture_output=True, text=True, env={**os.environ})
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_an_editor_save_dance_is_one_update(live_repo, daemon):
+    daemon()
+    before = _state(live_repo)["reconciles"]
+    target = live_repo.path / "src" / "inventory.py"
+    new_text = target.read_text() + "# saved\n"
+    # what vim does on :w — a probe file, a backup by rename, the new file, the backup gone
+    probe = target.parent / "4913"
+    probe.write_text("")
+    probe.unlink()
+    backup = target.parent / "inventory.py~"
+    os.rename(target, backup)
+    target.write_text(new_text)
+    backup.unlink()
+    wait_for(lambda: _doc(live_repo, "src/inventory.py") == ("worktree", new_text), "the save")
+    wait_for(lambda: _state(live_repo)["reconciles"] > before, "the update to be counted")
+    assert _state(live_repo)["reconciles"] - before == 1
+    assert _doc(live_repo, "src/inventory.py~") is None and _doc(live_repo, "src/4913") is None
