@@ -203,6 +203,7 @@ class WorktreeOverlay:
         self.max_bytes = ingest.cfg.max_file_bytes
         self._seen: dict[str, _Seen] = {}
         self._index: pygit2.Index | set[str] = set()
+        self._index_stale = True
         store = Path(ingest.writer.path).resolve()
         self.excluded = [store.relative_to(self.root).as_posix()] \
             if store.is_relative_to(self.root) else []
@@ -219,15 +220,18 @@ class WorktreeOverlay:
                 return False
         except pygit2.GitError:
             return False
+        if self._index_stale:  # read git's index only when an ignored path needs it
+            self._index_stale = False
+            try:
+                self.repo.index.read(False)  # re-parsed only if the file changed
+                self._index = self.repo.index
+            except (pygit2.GitError, OSError):
+                self._index = set()
         return rel.rstrip("/") not in self._index
 
     def refresh_index(self) -> None:
-        """Re-read git's index (only if it changed), to know which files are tracked."""
-        try:
-            self.repo.index.read(False)
-            self._index = self.repo.index
-        except (pygit2.GitError, OSError):
-            self._index = set()
+        """Forget which files are tracked; the index is read again when next needed."""
+        self._index_stale = True
 
     def all_files(self) -> set[str]:
         return {f for _d, files in walk(self.root, "", self.is_ignored) for f in files}
@@ -266,9 +270,11 @@ class WorktreeOverlay:
         size, mtime or inode changed since it last looked."""
         writer = self.ingest.writer
         self.refresh_index()
-        docs = writer.documents()
         if full:
+            docs = writer.documents()
             paths = set(paths) | self.all_files() | set(docs)
+        else:  # only the documents of these paths: the cost follows the change
+            docs = writer.documents_of(paths)
         tree = self._head_blobs()
         changes: list[SnapshotChange] = []
         texts: dict[bytes, str] = {}

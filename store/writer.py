@@ -266,6 +266,16 @@ class StoreWriter:
         with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
             return [bytes(k) for k, v in txn.cursor() if not unpack(v)["superseded"]]
 
+    def documents_of(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The snapshot documents of ``paths`` that exist."""
+        out = {}
+        with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
+            for path in paths:
+                raw = txn.get(path.encode("utf-8", "surrogateescape"))
+                if raw is not None:
+                    out[path] = unpack(raw)
+        return out
+
     def documents(self) -> dict[str, dict[str, Any]]:
         with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
             return {bytes(k).decode(): unpack(v) for k, v in txn.cursor()}
