@@ -103,6 +103,7 @@ class Daemon:
         self.state: dict[str, Any] = {
             "pid": os.getpid(), "state": "starting", "started": time.time(),
             "repo": str(self.repo.workdir or self.repo.path), "store": str(self.store_dir),
+            "reconciles": 0,
         }
 
     # -- events -------------------------------------------------------------------------------

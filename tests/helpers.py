@@ -172,7 +172,15 @@ class DaemonProcess:
             raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.log()}")
 
     def ready(self) -> bool:
-        return "INFO start:" in self.log() or "DEBUG start: up to date" in self.log()
+        """The state file, written after each update, says this process did its first."""
+        import json
+
+        try:
+            state = json.loads((self.repo.path / ".git" / "repofeed" / "daemon.json")
+                               .read_text())
+        except (OSError, ValueError):
+            return False
+        return state.get("pid") == self.proc.pid and state.get("reconciles", 0) >= 1
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
