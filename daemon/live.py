@@ -150,6 +150,17 @@ class Daemon:
 
     # -- work ---------------------------------------------------------------------------------
 
+    def _check_watchers(self) -> None:
+        """A watcher thread that died would leave the store silently stale: stop instead, with
+        an error, so that systemd (Restart=on-failure) or the user starts a fresh daemon."""
+        dead = [name for name, alive in (
+            ("refs", self.watcher.alive),
+            ("worktree", self.worktree is None or self.worktree.alive),
+        ) if not alive]
+        if dead:
+            raise RepofeedError(f"the {' and '.join(dead)} watcher stopped unexpectedly; the "
+                                f"daemon exits so that it can be started afresh")
+
     def _rescan_interval(self) -> float:
         if self.rescan_seconds is not None:
             return self.rescan_seconds
@@ -306,6 +317,7 @@ class Daemon:
                 self.notifier.ping_if_due()
                 if self._stop:
                     break
+                self._check_watchers()
                 if not (nudged or self._failures or self._busy_since is not None
                         or (self.worktree is not None
                             and time.monotonic() >= self._next_rescan)):

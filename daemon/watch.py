@@ -120,6 +120,10 @@ class RefWatcher:
                 f"fs.inotify.max_user_instances (sysctl), or stop other watchers."
             ) from exc
 
+    @property
+    def alive(self) -> bool:
+        return self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
+
     def stop(self) -> None:
         if self.observer.is_alive():
             self.observer.stop()

@@ -108,6 +108,10 @@ class WorktreeWatcher:
         self._fd.join(timeout=5)
 
     @property
+    def alive(self) -> bool:
+        return self._fd.is_alive()
+
+    @property
     def watches(self) -> int:
         with self._lock:
             return len(self._dirs)
