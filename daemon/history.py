@@ -70,15 +70,20 @@ class BlobReader:
     def _classify(self, blob: pygit2.Blob) -> tuple[str | None, str | None]:
         if blob.size > self.max_bytes:
             return None, "too_large"
-        if blob.is_binary:
-            return None, "binary"
-        data = blob.data
-        if data.startswith(LFS_MAGIC) and len(data) < 1024:
-            return None, "lfs_pointer"
-        try:
-            return data.decode("utf-8"), None
-        except UnicodeDecodeError:
-            return None, "not_utf8"
+        return text_of(blob.data, binary=blob.is_binary)
+
+
+def text_of(data: bytes, binary: bool | None = None) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why not): binary (libgit2's verdict for a blob; for bytes from
+    disk, a NUL in the first 8,000, git's own test), a Git LFS pointer, or not UTF-8."""
+    if binary if binary is not None else b"\0" in data[:8000]:
+        return None, "binary"
+    if data.startswith(LFS_MAGIC) and len(data) < 1024:
+        return None, "lfs_pointer"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "not_utf8"
 
 
 def followed_ref(configured: str | None) -> str:

@@ -34,7 +34,7 @@ from repofeed.store.schema import K_HEAD, content_key_of
 from repofeed.store.windows import window_count
 from repofeed.store.writer import SnapshotChange
 
-from .history import LFS_MAGIC
+from .history import text_of
 
 log = logging.getLogger("repofeed.daemon")
 
@@ -304,7 +304,7 @@ class WorktreeOverlay:
                 if current is not None:
                     changes.append(SnapshotChange(rel))
                 continue
-            text, reason = _text_of(data) if data is not None else (None, reason)
+            text, reason = text_of(data) if data is not None else (None, reason)
             self._seen[rel] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino)
             if text is None:
                 if current is not None:
@@ -342,16 +342,3 @@ def _blob_at(tree: pygit2.Tree | None, rel: str) -> pygit2.Oid | None:
     except KeyError:
         return None
     return entry.id
-
-
-def _text_of(data: bytes) -> tuple[str | None, str | None]:
-    """As git would see a file's bytes: binary (a NUL in the first 8,000), an LFS pointer,
-    text that is not UTF-8, or text."""
-    if b"\0" in data[:8000]:
-        return None, "binary"
-    if data.startswith(LFS_MAGIC) and len(data) < 1024:
-        return None, "lfs_pointer"
-    try:
-        return data.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return None, "not_utf8"
