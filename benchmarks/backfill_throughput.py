@@ -33,7 +33,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import PROJECT, Timer, git, table, workspace
+from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import BackfillResult, backfill, init_store
@@ -214,9 +214,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="TOP",
                         help="profile one more repofeed backfill (untimed) and print its TOP "
                              "functions by own and by cumulative time")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where scratch data goes (default: the system temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    add_scratch_options(parser)
     return parser.parse_args()
 
 

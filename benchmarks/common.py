@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import subprocess
@@ -27,6 +28,13 @@ def workspace(root: Path | None, keep: bool) -> Iterator[Path]:
             print(f"\nscratch data kept in {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def add_scratch_options(parser: argparse.ArgumentParser) -> None:
+    """``--workdir`` and ``--keep``, which every benchmark takes for its scratch data."""
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where scratch data goes (default: the system temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
 
 
 def git(repo: Path, *args: str) -> str:

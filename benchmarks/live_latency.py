@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Timer, git, table, workspace
+from common import Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import Syncer, backfill, init_store
@@ -189,8 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commits", type=int, default=40, help="commits per measurement")
     parser.add_argument("--only", choices=("hooks", "visible", "incremental"))
-    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    add_scratch_options(parser)
     args = parser.parse_args()
     with workspace(args.workdir, args.keep) as work:
         if args.only in (None, "hooks"):

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import table, workspace
+from common import add_scratch_options, table, workspace
 from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import backfill, init_store
@@ -170,8 +170,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--edits", type=int, default=40)
     parser.add_argument("--only", choices=("idle", "watches"))
-    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    add_scratch_options(parser)
     args = parser.parse_args()
     with workspace(args.workdir, args.keep) as work:
         if args.only in (None, "idle"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Timer, table, workspace
+from common import Timer, add_scratch_options, table, workspace
 from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import backfill, init_store
@@ -174,9 +174,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="TOP",
                         help="also profile WindowDataset[i] and print its TOP functions")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where scratch data goes (default: the system temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch data")
+    add_scratch_options(parser)
     return parser.parse_args()
 
 

@@ -35,10 +35,6 @@ class Notifier:
         if self.address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
-    @property
-    def active(self) -> bool:
-        return self._sock is not None
-
     def send(self, *fields: str) -> None:
         if self._sock is None or self.address is None:
             return

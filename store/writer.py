@@ -224,14 +224,6 @@ class StoreWriter:
             self._dtype = token_dtype(self.tokenizer.vocab_size)
         return self._dtype
 
-    def has_commit(self, oid: bytes) -> bool:
-        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
-            return txn.get(oid) is not None
-
-    def processed_commits(self) -> set[bytes]:
-        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
-            return {bytes(k) for k in txn.cursor().iternext(keys=True, values=False)}
-
     def missing_arrays(self, hashes: Iterable[bytes]) -> set[bytes]:
         """The content hashes that have no token array yet."""
         with self.handle.env.begin(db=self.db[DB_HASHES]) as txn:

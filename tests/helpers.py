@@ -59,6 +59,14 @@ class GitRepo:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.head()
 
+    def commit_in(self, worktree: Path, message: str, files: dict[str, str]) -> None:
+        """Write ``files`` in a linked worktree and commit them there, with this clock."""
+        for rel, content in files.items():
+            (worktree / rel).write_text(content)
+        for args in (["add", "-A"], ["commit", "-q", "-m", message]):
+            subprocess.run(["git", *args], cwd=worktree, env=self.env(), check=True,
+                           capture_output=True)
+
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
 

@@ -174,15 +174,22 @@ def test_signals_stop_it_cleanly(live_repo, daemon, sig):
     run_cli("backfill", str(live_repo.path))  # the lock is free again
 
 
-def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
+def _history_with_clean_copy(make_repo, tmp_path, commits: int):
+    """A repository with ``commits`` commits, its store made (not filled) and its hooks
+    installed, and a copy of that empty store (same tokenizer) for a clean backfill later."""
     repo = make_repo()
     repo.commit("Sources", sample_files())
-    fast_history(repo, 300, files=30)
+    fast_history(repo, commits, files=30)
     init_store(repo.path)
     clean = tmp_path / "clean-store"
-    shutil.copytree(repo.path / ".git" / "repofeed" / "store", clean)  # same tokenizer
-    backfill(repo.path, stop_after=100)
+    shutil.copytree(repo.path / ".git" / "repofeed" / "store", clean)
     run_cli("install", str(repo.path))
+    return repo, clean
+
+
+def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
+    repo, clean = _history_with_clean_copy(make_repo, tmp_path, 300)
+    backfill(repo.path, stop_after=100)
 
     stop = threading.Event()
 
@@ -253,10 +260,7 @@ def test_hooks_nudge_the_daemon_from_a_linked_worktree(live_repo, daemon, tmp_pa
     proc = daemon()
     linked = tmp_path / "linked"
     live_repo.git("worktree", "add", "-q", "-b", "feature", str(linked))
-    (linked / "feature.py").write_text("FEATURE = 1\n")
-    subprocess.run(["git", "add", "-A"], cwd=linked, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "In the linked tree"], cwd=linked,
-                   env=live_repo.env(), check=True)
+    live_repo.commit_in(linked, "In the linked tree", {"feature.py": "FEATURE = 1\n"})
     wait_for(lambda: "hook: post-commit" in proc.log(), "the worktree's hook to nudge")
     live_repo.tick += 1
     live_repo.git("merge", "-q", "--no-edit", "feature")  # fast-forward main to it
@@ -277,13 +281,7 @@ def _live_view(path) -> tuple:
 
 def test_kill_9_at_random_moments_across_rewrites_keeps_what_training_reads(make_repo,
                                                                            tmp_path):
-    repo = make_repo()
-    repo.commit("Sources", sample_files())
-    fast_history(repo, 400, files=30)
-    init_store(repo.path)
-    clean = tmp_path / "clean-store"
-    shutil.copytree(repo.path / ".git" / "repofeed" / "store", clean)  # same tokenizer
-    run_cli("install", str(repo.path))
+    repo, clean = _history_with_clean_copy(make_repo, tmp_path, 400)
     rng = random.Random(11)
     rewrites = [
         lambda: repo.git("commit", "-q", "--amend", "-m", "Amended"),

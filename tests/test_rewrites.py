@@ -137,10 +137,7 @@ def test_backfill_from_a_linked_worktree_follows_the_store_s_worktree(make_repo,
     repo = _started(make_repo)
     linked = tmp_path / "linked"
     repo.git("worktree", "add", "-q", "-b", "elsewhere", str(linked))
-    (linked / "only_there.py").write_text("X = 1\n")
-    subprocess.run(["git", "add", "-A"], cwd=linked, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "In the linked tree"], cwd=linked,
-                   env=repo.env(), check=True)
+    repo.commit_in(linked, "In the linked tree", {"only_there.py": "X = 1\n"})
     done = run_cli("backfill", str(linked))
     assert "Backfilled 0 commits" in done.stdout
     assert "only_there.py" not in _docs(repo)  # the main worktree's HEAD did not move
