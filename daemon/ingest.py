@@ -428,6 +428,7 @@ class _Ingest:
         started = time.perf_counter()
         result = BackfillResult()
         writer, repo = self.writer, self.repo
+        writer.check_readers()  # slots of readers that died: a full table stops every reader
         follow = writer.meta(K_FOLLOW)
         tip = tip_of(repo, follow)
         todo = new_commits(repo, tip, writer.meta(K_HEAD))

@@ -15,6 +15,7 @@ import pygit2
 
 from repofeed.hooks.install import hook_states
 from repofeed.store.locate import open_repository, repofeed_dir, store_dir_of
+from repofeed.store.proclocks import lock_holders
 from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
 from repofeed.store.writer import lock_path
@@ -38,26 +39,10 @@ def read_state(repo: pygit2.Repository) -> dict[str, Any]:
 
 
 def lock_holder(lock: Path) -> int | None:
-    """The pid holding the flock on ``lock``, read from /proc/locks: no lock is taken, so a
-    daemon starting meanwhile never finds the store busy because of ``status``."""
-    try:
-        st = os.stat(lock)
-        with open("/proc/locks", encoding="ascii") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
-            continue
-        try:
-            major, minor, inode = fields[5].split(":")
-            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
-                return int(fields[4])
-        except ValueError:
-            continue
-    return None
+    """The pid holding the flock on ``lock``: no lock is taken, so a daemon starting meanwhile
+    never finds the store busy because of ``status``."""
+    holders = lock_holders(lock, "FLOCK")
+    return holders[0] if holders else None
 
 
 def _alive(pid: Any) -> bool:

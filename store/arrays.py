@@ -1,11 +1,16 @@
-"""Token arrays in LMDB, cut into chunks that fill whole pages.
+"""Token arrays in LMDB, cut into checksummed chunks that fill whole pages.
 
 LMDB gives any value over about 2 KB overflow pages of its own and rounds it up to whole
 4 KiB pages: one value per array wasted a quarter of a store of real code. So an array is
-stored as chunks of ``CHUNK_BYTES`` — exactly one overflow page each, nothing wasted — under
-keys (array id, chunk number), appended in order; only the last, partial chunk can leave part
-of a page unused, and a short one sits packed in a leaf page. A 1,024-token window of uint16
-tokens spans at most two chunks. Every array has at least one chunk, empty arrays too.
+stored as chunks of at most ``CHUNK_BYTES`` — exactly one overflow page each, nothing wasted —
+under keys (array id, chunk number), appended in order; only the last, partial chunk can leave
+part of a page unused, and a short one sits packed in a leaf page. A 1,024-token window of
+uint16 tokens spans at most two chunks. Every array has at least one chunk, empty arrays too.
+
+Each chunk starts with the xxh3-64 of its tokens, checked on every read: token pages are most
+of a store, and a flipped byte there would otherwise train a model on wrong tokens without
+any error. It costs 8 bytes of each 4,080 (0.2 %) and well under a microsecond a read
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -13,59 +18,95 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import xxhash
+
+from .errors import StoreCorrupt
 
 PAGE_HEADER = 16                # LMDB's page header; a chunk plus it fills one 4 KiB page
 CHUNK_BYTES = 4096 - PAGE_HEADER
-
+SUM_BYTES = 8
+PAYLOAD_BYTES = CHUNK_BYTES - SUM_BYTES
 
 _KEY = struct.Struct(">QI")
+_SUM = struct.Struct("<Q")
+_digest = xxhash.xxh3_64_intdigest
+
+
+class ChunkMissing(LookupError):
+    """A chunk an index names is not in the store (the array is gone, or never was)."""
 
 
 def chunk_key(array_id: int, chunk: int) -> bytes:
     return _KEY.pack(array_id, chunk)
 
 
+def tokens_per_chunk(dtype: np.dtype) -> int:
+    return PAYLOAD_BYTES // np.dtype(dtype).itemsize
+
+
 def chunks_of(data: bytes) -> list[bytes]:
-    return [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+    """The stored chunks of an array's raw bytes: checksum, then up to PAYLOAD_BYTES."""
+    parts = [data[i:i + PAYLOAD_BYTES] for i in range(0, len(data), PAYLOAD_BYTES)] or [b""]
+    return [_SUM.pack(_digest(part)) + part for part in parts]
 
 
-def read_slice(txn, db, array_id: int, start: int, stop: int, dtype: np.dtype
-               ) -> np.ndarray | None:
-    """Tokens ``start:stop`` of an array as a new int64 array; None if the array is absent."""
+def _payload(raw, array_id: int, chunk: int) -> memoryview:
+    view = memoryview(raw)
+    body = view[SUM_BYTES:]
+    if len(view) < SUM_BYTES or _SUM.unpack_from(view)[0] != _digest(body):
+        raise StoreCorrupt(f"token array {array_id}, chunk {chunk}, fails its checksum: the "
+                           f"store is corrupt. Rebuild it with `repofeed init --force` and "
+                           f"`repofeed backfill`.")
+    return body
+
+
+def _chunk(txn, db, array_id: int, chunk: int) -> memoryview:
+    raw = txn.get(_KEY.pack(array_id, chunk), None, db)
+    if raw is None:
+        raise ChunkMissing(array_id)
+    return _payload(raw, array_id, chunk)
+
+
+def read_slice(txn, db, array_id: int, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
+    """Tokens ``start:stop`` of an array as a new int64 array (empty when ``stop <= start``).
+
+    Raises ``ChunkMissing`` when the array is absent and ``StoreCorrupt`` when a chunk fails
+    its checksum. The cases of a training window — within one chunk, or across two — come
+    first: this is the hot path of every training step.
+    """
+    if stop <= start:
+        return np.zeros(0, dtype=np.int64)
     item = dtype.itemsize
-    per_chunk = CHUNK_BYTES // item
+    per_chunk = PAYLOAD_BYTES // item
     first = start // per_chunk
-    last = (stop - 1) // per_chunk if stop > start else first
-    if first == last:  # the common case: one lookup
-        raw = txn.get(_KEY.pack(array_id, first), None, db)
-        if raw is None:
-            return None
-        return np.frombuffer(raw, dtype=dtype, count=stop - start,
-                             offset=(start - first * per_chunk) * item).astype(np.int64)
+    split = (first + 1) * per_chunk
+    offset = (start - first * per_chunk) * item
+    if stop <= split:
+        return np.frombuffer(_chunk(txn, db, array_id, first), dtype, stop - start,
+                             offset).astype(np.int64)
     out = np.empty(stop - start, dtype=np.int64)
-    pos = 0
-    for chunk in range(first, last + 1):
-        raw = txn.get(_KEY.pack(array_id, chunk), None, db)
-        if raw is None:
-            return None
-        base = chunk * per_chunk
-        lo, hi = max(start - base, 0), min(stop - base, per_chunk)
-        out[pos:pos + hi - lo] = np.frombuffer(raw, dtype=dtype, count=hi - lo, offset=lo * item)
-        pos += hi - lo
+    out[:split - start] = np.frombuffer(_chunk(txn, db, array_id, first), dtype,
+                                        split - start, offset)
+    pos, chunk = split - start, first + 1
+    while pos < len(out):
+        take = min(per_chunk, len(out) - pos)
+        out[pos:pos + take] = np.frombuffer(_chunk(txn, db, array_id, chunk), dtype, take)
+        pos += take
+        chunk += 1
     return out
 
 
-def read_all(txn, db, array_id: int, dtype: np.dtype) -> np.ndarray | None:
-    """A whole array, copied out of the transaction; None if absent."""
+def read_all(txn, db, array_id: int, dtype: np.dtype) -> np.ndarray:
+    """A whole array, copied out of the transaction; ``ChunkMissing`` if absent."""
     cursor = txn.cursor(db=db)
     prefix = struct.pack(">Q", array_id)
     if not cursor.set_range(chunk_key(array_id, 0)):
-        return None
+        raise ChunkMissing(array_id)
     parts = []
-    for key, value in cursor:
+    for n, (key, value) in enumerate(cursor):
         if bytes(key[:8]) != prefix:
             break
-        parts.append(np.frombuffer(value, dtype=dtype))
+        parts.append(np.frombuffer(_payload(value, array_id, n), dtype=dtype))
     if not parts:
-        return None
+        raise ChunkMissing(array_id)
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()

@@ -13,8 +13,6 @@ lazily in each process, so ``DataLoader`` workers open their own after fork.
 
 from __future__ import annotations
 
-import os
-import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -22,60 +20,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arrays import CHUNK_BYTES, chunk_key, read_slice
-from .errors import StoreError
 from .evolution import plan_views
 from .locate import resolve_store_dir
-from .reader import Store
-from .schema import DB_TOKENS
-from .windows import window_counts
+from .reader import Store, TokenReader
+from .windows import window_spans
 
 IGNORE_INDEX = -100
 
 
-class _Reader:
-    """A read transaction reused for a few items, then renewed.
-
-    Beginning a transaction per item cost as much as reading the item. A snapshot is kept for
-    at most ``RENEW_EVERY`` items or ``RENEW_SECONDS``, so it never pins old pages for long
-    while training reads; a refresh drops it, since the new index may name newer arrays.
-    """
-
-    RENEW_EVERY = 64
-    RENEW_SECONDS = 1.0
-
-    def __init__(self, env, db) -> None:
-        self.pid = os.getpid()
-        self.env, self.db = env, db
-        self.txn = env.begin(db=db, buffers=True)
-        self.uses = 0
-        self.since = time.monotonic()
-
-    def __enter__(self):
-        self.uses += 1
-        if self.uses > self.RENEW_EVERY or time.monotonic() - self.since > self.RENEW_SECONDS:
-            self.txn.abort()
-            self.txn = self.env.begin(db=self.db, buffers=True)
-            self.uses, self.since = 1, time.monotonic()
-        return self.txn
-
-    def __exit__(self, *exc: object) -> None:
-        pass  # buffers were copied out; the snapshot stays open for the next item
-
-    def close(self) -> None:
-        self.txn.abort()
-
-
 class _StoreDataset(torch.utils.data.Dataset):
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, max_tokens: int | None):
+        if max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens < 16):
+            raise ValueError(f"max_tokens must be at least 16, got {max_tokens!r} "
+                             f"(None takes the store's own)")
         self.store_dir = resolve_store_dir(path)
         self._store: Store | None = None
+        self._reader: TokenReader | None = None
         store = self.store
+        self.max_tokens = max_tokens or store.config.max_tokens
         self.tokenizer = store.tokenizer
         self.pad_id = self.tokenizer.pad_id
-        self._dtype = np.dtype(store.dtype)
-        self._per_chunk = CHUNK_BYTES // self._dtype.itemsize
-        self._reader: _Reader | None = None
 
     @property
     def store(self) -> Store:
@@ -83,45 +47,39 @@ class _StoreDataset(torch.utils.data.Dataset):
             self._store = Store(self.store_dir)
         return self._store
 
+    @property
+    def _tokens(self) -> TokenReader:
+        if self._reader is None:
+            self._reader = self.store.token_reader()
+        return self._reader
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_store"] = None  # an LMDB handle never crosses a process boundary
         state["_reader"] = None
         return state
 
-    def _tokens_txn(self) -> _Reader:
-        reader = self._reader
-        if reader is None or reader.pid != os.getpid():
-            handle = self.store._env()
-            reader = self._reader = _Reader(handle.env, handle.dbs[DB_TOKENS])
-        return reader
+    def _check(self, index: int) -> None:
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range: {type(self).__name__} has "
+                             f"{len(self)} items (call refresh() to take in new data)")
 
-    def _array(self, txn, array: int, start: int, stop: int) -> np.ndarray:
-        # The two cases of a window (within one chunk, or across two) inlined: this is the
-        # hot path of every training step.
-        per_chunk, dtype = self._per_chunk, self._dtype
-        first = start // per_chunk
-        split = (first + 1) * per_chunk
-        found = None
-        if stop <= split:
-            raw = txn.get(chunk_key(array, first))
-            if raw is not None:
-                return np.frombuffer(raw, dtype, stop - start,
-                                     (start - first * per_chunk) * dtype.itemsize
-                                     ).astype(np.int64)
-        elif stop <= split + per_chunk:
-            head, tail = txn.get(chunk_key(array, first)), txn.get(chunk_key(array, first + 1))
-            if head is not None and tail is not None:
-                out = np.empty(stop - start, dtype=np.int64)
-                out[:split - start] = np.frombuffer(head, dtype, split - start,
-                                                    (start - first * per_chunk) * dtype.itemsize)
-                out[split - start:] = np.frombuffer(tail, dtype, stop - split)
-                return out
-        else:
-            found = read_slice(txn, None, array, start, stop, dtype)
-        if found is None:
-            raise StoreError(f"token array {array} is missing from {self.store_dir}")
-        return found
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self._check(index)
+        with self._tokens as read:
+            return self._get(read, index)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        for index in indices:
+            self._check(index)
+        with self._tokens as read:
+            return [self._get(read, i) for i in indices]
+
+    def _renew(self) -> None:
+        """A rebuilt index may name arrays newer than the snapshot being read: take a new
+        snapshot, at least as new as the index."""
+        if self._reader is not None:
+            self._reader.renew()
 
     def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None
               ) -> dict[str, torch.Tensor]:
@@ -142,13 +100,10 @@ class _StoreDataset(torch.utils.data.Dataset):
                 "attention_mask": torch.from_numpy(mask),
                 "labels": torch.from_numpy(labels)}
 
-    def _drop_reader(self) -> None:
-        if self._reader is not None and self._reader.pid == os.getpid():
-            self._reader.close()
-        self._reader = None
-
     def close(self) -> None:
-        self._drop_reader()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -162,9 +117,8 @@ class WindowDataset(_StoreDataset):
 
     def __init__(self, path: str | Path | None = None, max_tokens: int | None = None,
                  overlap: int | None = None):
-        super().__init__(path)
+        super().__init__(path, max_tokens)
         cfg = self.store.config
-        self.max_tokens = max_tokens or cfg.max_tokens
         self.overlap = cfg.overlap if overlap is None else overlap
         if not 0 <= self.overlap < self.max_tokens:
             raise ValueError(f"overlap must be in [0, {self.max_tokens}), got {self.overlap}")
@@ -175,16 +129,11 @@ class WindowDataset(_StoreDataset):
         docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
         self._arrays = [d["array"] for d in docs]
-        n = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
-        counts = window_counts(n, self.max_tokens, self.stride)
         # One entry per window, computed once: (document, start, stop). 24 bytes a window in
         # compact arrays whose items come out as plain ints, so an access does no search.
-        doc = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        j = np.arange(len(doc), dtype=np.int64) - first
-        start = np.maximum(0, np.minimum(j * self.stride, n[doc] - self.max_tokens))
-        stop = np.minimum(start + self.max_tokens, n[doc])
-        self._doc, self._start, self._stop = (array("q", a.tobytes()) for a in (doc, start, stop))
+        spans = window_spans([d["n_tokens"] for d in docs], self.max_tokens, self.stride)
+        self._doc, self._start, self._stop = (array("q", a.tobytes()) for a in spans)
+        self._renew()
         return self
 
     def __len__(self) -> int:
@@ -192,23 +141,12 @@ class WindowDataset(_StoreDataset):
 
     def locate(self, index: int) -> tuple[int, int]:
         """(document number, token offset) of window ``index``."""
-        if not 0 <= index < len(self._doc):
-            raise IndexError(f"window {index} out of range ({len(self)} windows)")
+        self._check(index)
         return self._doc[index], self._start[index]
 
-    def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self._doc):
-            raise IndexError(f"window {index} out of range ({len(self)} windows)")
-        return self._item(self._array(txn, self._arrays[self._doc[index]], self._start[index],
-                                      self._stop[index]))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        with self._tokens_txn() as txn:
-            return self._get(txn, index)
-
-    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
-        with self._tokens_txn() as txn:
-            return [self._get(txn, i) for i in indices]
+    def _get(self, read, index: int) -> dict[str, torch.Tensor]:
+        return self._item(read(self._arrays[self._doc[index]], self._start[index],
+                               self._stop[index]))
 
 
 class EvolutionDataset(_StoreDataset):
@@ -220,10 +158,9 @@ class EvolutionDataset(_StoreDataset):
 
     def __init__(self, path: str | Path | None = None, max_tokens: int | None = None,
                  labels_on: str = "all", include_superseded: bool = False):
-        super().__init__(path)
         if labels_on not in ("all", "after"):
             raise ValueError(f'labels_on must be "all" or "after", got {labels_on!r}')
-        self.max_tokens = max_tokens or self.store.config.max_tokens
+        super().__init__(path, max_tokens)
         self.labels_on = labels_on
         self.include_superseded = include_superseded
         tok = self.tokenizer
@@ -242,6 +179,7 @@ class EvolutionDataset(_StoreDataset):
             for view in plan_views(record["n_before"], record["n_after"], record["n_msg"],
                                    record["hunks"], self.max_tokens):
                 self._views.append((number, view))
+        self._renew()
         return self
 
     def __len__(self) -> int:
@@ -251,14 +189,13 @@ class EvolutionDataset(_StoreDataset):
         """The stored record (array ids, not text) behind item ``index``."""
         return self._records[self._views[index][0]]
 
-    def _get(self, txn, index: int) -> dict[str, torch.Tensor]:
+    def _get(self, read, index: int) -> dict[str, torch.Tensor]:
         number, view = self._views[index]
         rec = self._records[number]
         empty = np.zeros(0, dtype=np.int64)
-        has_before, has_after = rec["before"] is not None, rec["after"] is not None
-        before = self._array(txn, rec["before"], *view.before) if has_before else empty
-        message = self._array(txn, rec["message"], 0, view.message) if view.message else empty
-        after = self._array(txn, rec["after"], *view.after) if has_after else empty
+        before = read(rec["before"], *view.before) if rec["before"] is not None else empty
+        message = read(rec["message"], 0, view.message) if view.message else empty
+        after = read(rec["after"], *view.after) if rec["after"] is not None else empty
         tail = [self._eos] if view.after[1] == rec["n_after"] and self._eos >= 0 else []
         parts = [np.array([self._before]), before, np.array([self._msg]), message,
                  np.array([self._after]), after, np.array(tail, dtype=np.int64)]
@@ -268,13 +205,3 @@ class EvolutionDataset(_StoreDataset):
             mask = np.zeros(len(ids), dtype=bool)
             mask[len(ids) - len(after) - len(tail):] = True
         return self._item(ids, mask)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"item {index} out of range ({len(self)} items)")
-        with self._tokens_txn() as txn:
-            return self._get(txn, index)
-
-    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
-        with self._tokens_txn() as txn:
-            return [self._get(txn, i) for i in indices]

@@ -15,6 +15,10 @@ class StoreMissing(StoreError):
     pass
 
 
+class StoreCorrupt(StoreError):
+    """The store's files are damaged; it is a cache of git, to be rebuilt."""
+
+
 class WriterBusy(StoreError):
     """Another process holds the store's writer lock."""
 

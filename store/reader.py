@@ -8,16 +8,16 @@ reuse.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import lmdbenv
-from .arrays import read_all
+from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
-from .errors import StoreError
+from .errors import StoreCorrupt, StoreError
 from .evolution import View, plan_views
 from .locate import resolve_store_dir
 from .schema import (
@@ -43,7 +43,7 @@ from .schema import (
     unpack,
 )
 from .tokenizer import Tokenizer
-from .windows import window_count, window_counts, window_start
+from .windows import window_counts, window_spans
 
 
 def _disk_bytes(path: Path) -> int:
@@ -54,8 +54,49 @@ def _disk_bytes(path: Path) -> int:
     return total
 
 
+class TokenReader:
+    """Reads token slices through one reused read snapshot: the datasets' hot path.
+
+    ``with reader as read:`` holds the snapshot for a batch of reads; ``read(array, start,
+    stop)`` returns tokens as int64. The snapshot is renewed every few reads (so it never pins
+    old pages for long), on ``renew()`` (after an index is rebuilt, so that the snapshot is at
+    least as new as the index), before a fork and whenever the environment is reopened.
+    """
+
+    def __init__(self, store: Store):
+        self.path = store.path
+        self.dtype = np.dtype(store.dtype)
+        self._snapshot = store._handle.snapshot(DB_TOKENS)
+        self._txn = None
+
+    def __enter__(self) -> Callable[[int, int, int], np.ndarray]:
+        self._txn = self._snapshot.__enter__()
+        return self.read
+
+    def __exit__(self, *exc: object) -> None:
+        self._txn = None
+        self._snapshot.__exit__(*exc)
+
+    def read(self, array: int, start: int, stop: int) -> np.ndarray:
+        try:
+            return read_slice(self._txn, None, array, start, stop, self.dtype)
+        except ChunkMissing:
+            raise StoreError(f"token array {array} is missing from the store at {self.path}: "
+                             f"the index that names it is older than the store's last "
+                             f"garbage collection; call refresh().") from None
+        except ValueError as exc:  # fewer tokens stored than the index says
+            raise StoreCorrupt(f"token array {array} is shorter than its index says ({exc}); "
+                               f"the store at {self.path} is corrupt. Rebuild it with "
+                               f"`repofeed init --force` and `repofeed backfill`.") from exc
+
+    def renew(self) -> None:
+        self._snapshot.renew()
+
+    close = renew
+
+
 class Store:
-    """A read view of a store. Safe to keep open while a writer works."""
+    """A read view of a store. Safe to keep open while a writer works, and across fork."""
 
     def __init__(self, store_dir: Path):
         self.path = Path(store_dir)
@@ -65,27 +106,33 @@ class Store:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _env(self):
+    def _txn(self, db: bytes | None = None, buffers: bool = False):
         if self._closed:
             raise StoreError("this Store is closed")
-        if self._handle.pid != os.getpid():  # used after fork: take this process's own handle
-            self._handle = lmdbenv.get_handle(self.path)
-        return self._handle
-
-    def _txn(self, db: bytes, buffers: bool = False):
-        handle = self._env()
-        return handle.env.begin(db=handle.dbs[db], buffers=buffers)
+        return self._handle.begin(db, buffers=buffers)
 
     def meta(self, key: bytes, default: Any = None) -> Any:
         with self._txn(DB_META) as txn:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
 
+    def token_reader(self) -> TokenReader:
+        """A reader of token slices for many small reads (see ``TokenReader``)."""
+        return TokenReader(self)
+
+    def check_readers(self) -> int:
+        """Free the reader slots that processes which died while reading left taken."""
+        return self._handle.check_readers()
+
+    def readers(self) -> list[dict[str, Any]]:
+        """The reader table: a slot per open read transaction of any process, with its
+        ``pid`` and ``txnid`` (None for a slot kept between transactions)."""
+        return self._handle.readers()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._handle.pid == os.getpid():
-                lmdbenv.release(self.path)
+            lmdbenv.release(self._handle)
 
     def __enter__(self) -> Store:
         return self
@@ -114,10 +161,11 @@ class Store:
     def tokens(self, array: int) -> np.ndarray:
         """Token array ``array`` (a document's ``array``, a record's ``before``...), copied."""
         with self._txn(DB_TOKENS, buffers=True) as txn:
-            found = read_all(txn, None, array, np.dtype(self.dtype))
-        if found is None:
-            raise StoreError(f"token array {array} is missing from the store")
-        return found
+            try:
+                return read_all(txn, None, array, np.dtype(self.dtype))
+            except ChunkMissing:
+                raise StoreError(f"token array {array} is missing from the store at "
+                                 f"{self.path}") from None
 
     def documents(self) -> list[dict[str, Any]]:
         """Snapshot documents, sorted by path."""
@@ -136,12 +184,12 @@ class Store:
 
         Each chunk is one short read transaction, so a slow consumer never pins old pages.
         """
-        handle = self._env()
         start = 0
         while True:
             rows: list[tuple[int, dict[str, Any]]] = []
-            with handle.env.begin() as txn:
-                cursor = txn.cursor(db=handle.dbs[DB_RECORDS])
+            with self._txn() as txn:
+                dbs = self._handle.dbs  # the environment may have been reopened meanwhile
+                cursor = txn.cursor(db=dbs[DB_RECORDS])
                 if not cursor.set_range(seq_key(start)):
                     return
                 last_oid, info = None, {}
@@ -149,7 +197,7 @@ class Store:
                     record = unpack(value)
                     if record["commit"] != last_oid:  # a commit's records are contiguous
                         last_oid = record["commit"]
-                        entry = unpack(txn.get(last_oid, db=handle.dbs[DB_COMMITS]))
+                        entry = unpack(txn.get(last_oid, db=dbs[DB_COMMITS]))
                         info = _commit_fields(entry)
                     if include_superseded or not info["superseded"]:
                         rows.append((seq_of(key), {**record, **info, "commit": last_oid.hex()}))
@@ -192,14 +240,14 @@ class Store:
                           max_tokens or self.config.max_tokens)
 
     def record_raw(self, index: int) -> dict[str, Any]:
-        handle = self._env()
-        with handle.env.begin() as txn:
-            raw = txn.get(seq_key(index), db=handle.dbs[DB_RECORDS]) if index >= 0 else None
+        with self._txn() as txn:
+            dbs = self._handle.dbs
+            raw = txn.get(seq_key(index), db=dbs[DB_RECORDS]) if 0 <= index < 1 << 64 else None
             if raw is None:
                 raise StoreError(f"there is no record {index} (the store holds "
                                  f"{self.meta(K_NEXT_SEQ, 0)} evolution records).")
             record = unpack(raw)
-            entry = unpack(txn.get(record["commit"], db=handle.dbs[DB_COMMITS]))
+            entry = unpack(txn.get(record["commit"], db=dbs[DB_COMMITS]))
         return {**record, **_commit_fields(entry), "commit": record["commit"].hex()}
 
     def unprocessed(self, oids: list[bytes]) -> list[bytes]:
@@ -213,15 +261,13 @@ class Store:
         cfg = self.config
         length = max_tokens or cfg.max_tokens
         stride = length - (cfg.overlap if overlap is None else overlap)
-        index = 0
         head = self.meta(K_HEAD)  # the commit the snapshot reflects
-        for doc in self.documents():
-            for j in range(window_count(doc["n_tokens"], length, stride)):
-                start = window_start(doc["n_tokens"], j, length, stride)
-                yield {"index": index, "path": doc["path"], "commit": head,
-                       "blob": doc["blob"], "array": doc["array"], "start": start,
-                       "end": min(start + length, doc["n_tokens"])}
-                index += 1
+        docs = [d for d in self.documents() if d["n_tokens"] > 0]
+        spans = window_spans([d["n_tokens"] for d in docs], length, stride)
+        for index, (number, start, stop) in enumerate(zip(*(a.tolist() for a in spans))):
+            doc = docs[number]
+            yield {"index": index, "path": doc["path"], "commit": head, "blob": doc["blob"],
+                   "array": doc["array"], "start": start, "end": stop}
 
     def window(self, index: int) -> dict[str, Any]:
         """Window ``index`` (the order of ``WindowDataset``) with its decoded text."""

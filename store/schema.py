@@ -12,6 +12,8 @@ from typing import Any
 import msgpack
 import xxhash
 
+from .errors import StoreCorrupt
+
 SCHEMA_VERSION = 1
 FORMAT_NAME = "repofeed-store"
 
@@ -49,7 +51,13 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(raw: bytes | memoryview) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several kinds for bytes that do not parse
+        raise StoreCorrupt(
+            f"a value in the store does not parse ({type(exc).__name__}: {exc}): the store is "
+            f"corrupt. Rebuild it with `repofeed init --force` and `repofeed backfill`."
+        ) from exc
 
 
 def content_key(text: str) -> bytes:

@@ -21,7 +21,7 @@ import lmdb
 import numpy as np
 
 from . import lmdbenv
-from .arrays import chunk_key, chunks_of, read_all
+from .arrays import ChunkMissing, chunk_key, chunks_of, read_all
 from .config import Config
 from .errors import StoreError, WriterBusy
 from .schema import (
@@ -122,15 +122,19 @@ class StoreWriter:
         self._lock_fd = _lock_fd if _lock_fd is not None else acquire_lock(self.path)
         try:
             self.handle = lmdbenv.get_handle(
-                self.path, create=_create, check=not _create,
+                self.path, write=True, create=_create, check=not _create,
                 map_size=map_size or lmdbenv.DEFAULT_MAP_SIZE,
             )
         except BaseException:
             self._release_lock()
             raise
-        self.db = self.handle.dbs
         self._tokenizer: Tokenizer | None = None
         self._dtype: str | None = None
+
+    @property
+    def db(self) -> dict[bytes, Any]:
+        """The named databases of the current environment (it is reopened after a fork)."""
+        return self.handle.dbs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -143,13 +147,18 @@ class StoreWriter:
         """Flush committed transactions to disk (transactions themselves do not fsync)."""
         self.handle.env.sync(True)
 
+    def check_readers(self) -> int:
+        """Free reader slots left taken by processes that died while reading (a DataLoader
+        worker ends with ``os._exit``); run at open and on every reconcile."""
+        return self.handle.check_readers()
+
     def close(self) -> None:
         if getattr(self, "handle", None) is not None:
             try:
                 self.sync()
             except lmdb.Error:
                 pass  # the disk failed; the error that led here has been raised already
-            lmdbenv.release(self.path)
+            lmdbenv.release(self.handle, write=True)
             self.handle = None
         self._release_lock()
 
@@ -202,7 +211,7 @@ class StoreWriter:
     # -- reading what the writer needs --------------------------------------------------------
 
     def meta(self, key: bytes, default: Any = None) -> Any:
-        with self.handle.env.begin(db=self.db[DB_META]) as txn:
+        with self.handle.begin(DB_META) as txn:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
 
@@ -226,27 +235,29 @@ class StoreWriter:
 
     def missing_arrays(self, hashes: Iterable[bytes]) -> set[bytes]:
         """The content hashes that have no token array yet."""
-        with self.handle.env.begin(db=self.db[DB_HASHES]) as txn:
+        with self.handle.begin(DB_HASHES) as txn:
             return {h for h in hashes if txn.get(h) is None}
 
     def read_array(self, content_hash: bytes) -> np.ndarray:
-        with self.handle.env.begin(buffers=True) as txn:
+        with self.handle.begin(buffers=True) as txn:
             array_id = txn.get(content_hash, db=self.db[DB_HASHES])
-            found = None if array_id is None else \
-                read_all(txn, self.db[DB_TOKENS], seq_of(array_id), np.dtype(self.dtype))
-        if found is None:
-            raise StoreError(f"token array {content_hash.hex()} is missing from the store")
-        return found
+            try:
+                if array_id is not None:
+                    return read_all(txn, self.db[DB_TOKENS], seq_of(array_id),
+                                    np.dtype(self.dtype))
+            except ChunkMissing:
+                pass
+        raise StoreError(f"token array {content_hash.hex()} is missing from the store")
 
     def unprocessed(self, oids: Iterable[bytes]) -> list[bytes]:
         """The commits of ``oids`` (raw ids) that the store has not processed, in order."""
-        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+        with self.handle.begin(DB_COMMITS) as txn:
             return [oid for oid in oids if txn.get(oid) is None]
 
     def superseded_flags(self, oids: Iterable[bytes]) -> dict[bytes, bool]:
         """For each processed commit of ``oids``: whether it is marked superseded."""
         out = {}
-        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+        with self.handle.begin(DB_COMMITS) as txn:
             for oid in oids:
                 raw = txn.get(oid)
                 if raw is not None:
@@ -255,13 +266,13 @@ class StoreWriter:
 
     def live_commits(self) -> list[bytes]:
         """Every processed commit not marked superseded (a full scan; used after a gc)."""
-        with self.handle.env.begin(db=self.db[DB_COMMITS]) as txn:
+        with self.handle.begin(DB_COMMITS) as txn:
             return [bytes(k) for k, v in txn.cursor() if not unpack(v)["superseded"]]
 
     def documents_of(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The snapshot documents of ``paths`` that exist."""
         out = {}
-        with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
+        with self.handle.begin(DB_DOCS) as txn:
             for path in paths:
                 raw = txn.get(path.encode("utf-8", "surrogateescape"))
                 if raw is not None:
@@ -269,7 +280,7 @@ class StoreWriter:
         return out
 
     def documents(self) -> dict[str, dict[str, Any]]:
-        with self.handle.env.begin(db=self.db[DB_DOCS]) as txn:
+        with self.handle.begin(DB_DOCS) as txn:
             return {bytes(k).decode(): unpack(v) for k, v in txn.cursor()}
 
     # -- writing ------------------------------------------------------------------------------
@@ -278,10 +289,10 @@ class StoreWriter:
         """Run ``body`` in one write transaction, growing the map when it is full."""
         while True:
             try:
-                with self.handle.env.begin(write=True) as txn:
+                with self.handle.begin(write=True) as txn:
                     return body(txn)
             except lmdb.MapFullError:
-                lmdbenv.grow(self.handle)
+                self.handle.grow()
             except lmdb.Error as exc:
                 # A full disk surfaces as ENOSPC or, when LMDB's page write fails part-way, as
                 # EIO; either way the transaction is aborted and the last commit is intact.

@@ -105,12 +105,11 @@ def store_dump(path) -> dict:
     )
 
     with open_store(path) as store:
-        handle = store._env()
         dump = {}
-        with handle.env.begin() as txn:
+        with store._handle.begin() as txn:
             for name in (DB_META, DB_TOKENS, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED):
                 dump[name.decode()] = {bytes(k): bytes(v)
-                                       for k, v in txn.cursor(db=handle.dbs[name])}
+                                       for k, v in txn.cursor(db=store._handle.dbs[name])}
         return dump
 
 

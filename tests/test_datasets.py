@@ -13,14 +13,16 @@ from torch.utils.data import DataLoader
 from helpers import fast_history, sample_files
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import WindowDataset, open_store
-from repofeed.store.windows import window_count, window_start
+from repofeed.store.windows import window_count, window_spans
 
 
 @pytest.mark.parametrize("n", [1, 100, 1024, 1025, 1280, 1281, 5000])
 def test_window_arithmetic(n):
     length, stride = 1024, 256
     count = window_count(n, length, stride)
-    starts = [window_start(n, j, length, stride) for j in range(count)]
+    docs, starts, stops = (a.tolist() for a in window_spans([n], length, stride))
+    assert len(starts) == count and docs == [0] * count
+    assert stops == [min(s + length, n) for s in starts]
     assert starts[0] == 0
     assert min(starts[-1] + length, n) == n                    # the last window ends at the end
     assert all(b - a <= stride for a, b in zip(starts, starts[1:]))  # nothing skipped
