@@ -68,6 +68,7 @@ class TokenReader:
         self.dtype = np.dtype(store.dtype)
         self._snapshot = store._handle.snapshot(DB_TOKENS)
         self._txn = None
+        self._verified: set[int] = set()  # chunks whose checksum this reader has checked
 
     def __enter__(self) -> Callable[[int, int, int], np.ndarray]:
         self._txn = self._snapshot.__enter__()
@@ -79,7 +80,7 @@ class TokenReader:
 
     def read(self, array: int, start: int, stop: int) -> np.ndarray:
         try:
-            return read_slice(self._txn, None, array, start, stop, self.dtype)
+            return read_slice(self._txn, None, array, start, stop, self.dtype, self._verified)
         except ChunkMissing:
             raise StoreError(f"token array {array} is missing from the store at {self.path}: "
                              f"the index that names it is older than the store's last "
