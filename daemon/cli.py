@@ -155,6 +155,44 @@ def stats(
     out.print(table)
 
 
+@app.command("gc")
+def gc_command(
+    repo: RepoArg = None,
+    grace: Annotated[float | None, typer.Option(
+        min=0, help="Seconds garbage is kept for readers whose index is older (default: the "
+                    "store's gc_grace_seconds, 3600). Skipped when no other process has the "
+                    "store open.", show_default=False)] = None,
+    compact: Annotated[bool, typer.Option(
+        help="Then write a compacted copy and swap it in, giving free pages back to the "
+             "disk.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove superseded records and token arrays that nothing live references."""
+    from repofeed.store.gc import collect
+    from repofeed.store.gc import compact as compact_store
+    from repofeed.store.locate import resolve_store_dir
+    from repofeed.store.writer import StoreWriter
+
+    with StoreWriter(resolve_store_dir(repo)) as writer:
+        done = collect(writer, grace)
+        sizes = compact_store(writer) if compact else None
+    report = {**done.as_dict(), "compacted": None if sizes is None else
+              {"bytes_before": sizes[0], "bytes_after": sizes[1]}}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"Removed {done.commits:,} superseded commit(s) ({done.records:,} records) and "
+              f"{done.arrays:,} token array(s) ({done.bytes_freed / 1e6:,.1f} MB) in "
+              f"{done.seconds * 1000:,.0f} ms.", highlight=False)
+    if done.marked or done.waiting_commits:
+        out.print(f"{done.marked:,} array(s) and {done.waiting_commits:,} commit(s) wait out "
+                  f"the grace period: {done.readers} other process(es) have the store open.",
+                  highlight=False)
+    if sizes is not None:
+        out.print(f"Compacted: {sizes[0] / 1e6:,.1f} MB → {sizes[1] / 1e6:,.1f} MB.",
+                  highlight=False)
+
+
 @app.command()
 def install(repo: RepoArg = None) -> None:
     """Install the git hooks that nudge the daemon (post-commit, -merge, -rewrite, -checkout)."""
@@ -194,13 +232,16 @@ def daemon(
         help="How often to compare the whole worktree by content, for events the kernel lost "
              "(default 600; 30 when the inotify watch limit is reached).",
         show_default=False)] = None,
+    gc_seconds: Annotated[float, typer.Option(
+        min=1, help="How often, at most, to look for garbage after an update and collect it "
+                    "when it passes 10% of the store.")] = 600,
 ) -> None:
     """Keep the store current, in the foreground: woken by the hooks, ref changes and edits."""
     from .live import Daemon
 
     _configure_logging(verbose)
     server = Daemon(repo, settle=settle_ms / 1000, watch_worktree=watch,
-                    rescan_seconds=rescan_seconds)
+                    rescan_seconds=rescan_seconds, gc_seconds=gc_seconds)
     raise typer.Exit(server.run())
 
 

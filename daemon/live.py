@@ -21,6 +21,7 @@ from typing import Any
 
 from repofeed.hooks.install import hook_states, spool_path
 from repofeed.store.errors import RepofeedError
+from repofeed.store.gc import AUTO_FRACTION, AUTO_INTERVAL, collect, survey
 from repofeed.store.locate import common_dir, open_repository, store_dir_of
 from repofeed.store.schema import K_FOLLOW
 from repofeed.store.writer import StoreWriter
@@ -65,7 +66,7 @@ def sequence_in_progress(git_dir: Path) -> str | None:
 class Daemon:
     def __init__(self, repo_path: str | Path | None, *, settle: float = SETTLE_SECONDS,
                  max_settle: float = MAX_SETTLE_SECONDS, watch_worktree: bool | None = None,
-                 rescan_seconds: float | None = None):
+                 rescan_seconds: float | None = None, gc_seconds: float = AUTO_INTERVAL):
         repo = open_repository(repo_path)
         self.settle, self.max_settle = settle, max_settle
         self.store_dir = store_dir_of(repo)
@@ -89,6 +90,10 @@ class Daemon:
             self.overlay = WorktreeOverlay(self.repo, self.syncer, root)
             self.worktree = WorktreeWatcher(root, self.nudge)
         self.rescan_seconds = rescan_seconds
+        self.gc_seconds = gc_seconds
+        self._next_gc = 0.0
+        self._gc_due = True  # the store changed since garbage was last looked for
+        self._gc_waiting = False  # garbage waits out its grace period
         self._next_rescan = 0.0
         self.notifier = Notifier()
         self._wake = threading.Event()
@@ -226,10 +231,40 @@ class Daemon:
                      worktree_docs, ms, (result.head or "none")[:12])
         else:
             log.debug("%s: up to date (%.1f ms)", why, ms)
+        self._gc_due = self._gc_due or bool(changed)
+        self._maybe_collect()
         self._write_state(head=result.head)
         self.notifier.status(f"up to date at {(result.head or 'no commit')[:12]}; "
                              f"{self.state['watches']} directories watched")
         return result
+
+    def _maybe_collect(self) -> None:
+        """Collect garbage when it passes AUTO_FRACTION of the store's used pages, looking at
+        most every ``gc_seconds``, and only after the store changed (an idle store makes no
+        new garbage), or while garbage waits out its grace period."""
+        now = time.monotonic()
+        if not self._gc_due or now < self._next_gc:
+            return
+        self._next_gc = now + self.gc_seconds
+        self._gc_due = False
+        try:
+            if not self._gc_waiting:  # garbage marked earlier is swept whatever its share
+                garbage = survey(self.writer.handle)
+                if garbage.garbage_bytes < AUTO_FRACTION * max(garbage.used_bytes, 1) and \
+                        not garbage.superseded_commits:
+                    return
+            done = collect(self.writer)
+            self._gc_waiting = self._gc_due = bool(done.marked or done.waiting_commits)
+        except RepofeedError as exc:
+            log.error("garbage collection failed (%s); the next one is in %.0f s", exc,
+                      self.gc_seconds)
+            return
+        if done.commits or done.arrays or done.marked:
+            log.info("garbage collection: %d superseded commit(s) and %d token array(s) "
+                     "removed (%.1f MB), %d array(s) and %d commit(s) wait out the grace "
+                     "period (%d other reader(s)) in %.0f ms", done.commits, done.arrays,
+                     done.bytes_freed / 1e6, done.marked, done.waiting_commits, done.readers,
+                     done.seconds * 1000)
 
     def _progress(self, total: int):
         """Syncer progress: keeps systemd's watchdog fed and its status told during a long
@@ -255,6 +290,8 @@ class Daemon:
             waits.append(max(0.0, self._busy_since + SEQUENCE_WAIT_SECONDS - time.monotonic()))
         if self.worktree is not None:
             waits.append(max(0.0, self._next_rescan - time.monotonic()))
+        if self._gc_due:
+            waits.append(max(0.0, self._next_gc - time.monotonic()))
         ping = self.notifier.seconds_to_ping()
         if ping is not None:
             waits.append(ping)
@@ -318,6 +355,8 @@ class Daemon:
                 if self._stop:
                     break
                 self._check_watchers()
+                if not nudged:
+                    self._maybe_collect()
                 if not (nudged or self._failures or self._busy_since is not None
                         or (self.worktree is not None
                             and time.monotonic() >= self._next_rescan)):

@@ -28,6 +28,7 @@ class Config:
     follow: str | None = None       # ref to follow; None: the branch checked out at init
     map_size: int = 1 << 36         # LMDB address space reserved up front (grown on demand)
     watch_worktree: bool = True     # the daemon also takes in uncommitted edits
+    gc_grace_seconds: int = 3600    # garbage is kept this long for readers' older indexes
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,6 +48,8 @@ class Config:
                 f"vocab_size must be at least 300: 256 byte pieces and the sentinels need "
                 f"room (got {self.vocab_size})"
             )
+        if self.gc_grace_seconds < 0:
+            raise ConfigError(f"gc_grace_seconds must be at least 0 (got {self.gc_grace_seconds})")
         if self.max_file_bytes < 1:
             raise ConfigError(f"max_file_bytes must be positive (got {self.max_file_bytes})")
         return self

@@ -79,6 +79,7 @@ class Handle:
         self._env: lmdb.Environment | None = None
         self._dbs: dict[bytes, Any] = {}
         self._writable = False
+        self._file: tuple[int, int] | None = None  # (device, inode) of the data file opened
         self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
 
     # -- the environment ------------------------------------------------------------------
@@ -95,16 +96,28 @@ class Handle:
             self._ensure()
             return self._dbs
 
-    def _ensure(self) -> None:
+    def _ensure(self, check_file: bool = False) -> None:
         want_write = self.writers > 0
+        if self._env is not None and check_file and self._moved():
+            self._close_env()  # ``gc --compact`` swapped new files in: read those
         if self._env is not None and (self._writable or not want_write):
             return
         if self._env is not None:  # read-only, and a writer of this process needs it now
             self._close_env()
         self._env, self._dbs, self._writable = _open(self.path, want_write, self.map_size,
                                                      create=self.creating)
+        self._file = _file_id(self.path / "data.mdb")
         self.creating = False
         self.generation += 1
+
+    def _moved(self) -> bool:
+        found = _file_id(self.path / "data.mdb")
+        return found is not None and found != self._file
+
+    def reopen(self) -> None:
+        """Close the environment; the next transaction opens the files now at the path."""
+        with self.lock:
+            self._close_env()
 
     def _close_env(self) -> None:
         for snapshot in list(self._snapshots):
@@ -122,7 +135,7 @@ class Handle:
         """A transaction, with ``db`` as its default database; committed at the end of the
         block (aborted on an exception). LMDB's corruption errors become ``StoreCorrupt``."""
         with self.lock:
-            self._ensure()
+            self._ensure(check_file=not write)
             txn = _begin(self, db, write, buffers)
             try:
                 yield txn
@@ -240,6 +253,7 @@ class Snapshot:
                     self._uses > self.RENEW_EVERY or \
                     time.monotonic() - self._since > self.RENEW_SECONDS:
                 self.drop()
+                handle._ensure(check_file=True)
                 self._txn = _begin(handle, self.db, False, True)
                 self._generation = handle.generation
                 self._uses, self._since = 1, time.monotonic()
@@ -330,6 +344,14 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
                 f"{rebuild_hint(path)}") from exc
         raise
     return env, dbs, writable
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _cannot_lock(exc: lmdb.Error) -> bool:

@@ -19,6 +19,7 @@ from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
 from .errors import StoreCorrupt, StoreError
 from .evolution import View, plan_views
+from .gc import survey
 from .locate import resolve_store_dir
 from .schema import (
     DB_COMMITS,
@@ -298,6 +299,7 @@ class Store:
             languages[d["language"]] = languages.get(d["language"], 0) + 1
         stored = self.meta(K_STORED_TOKENS, 0)
         store_bytes = _disk_bytes(self.path)
+        garbage = survey(self._handle)
         return {
             "store_path": str(self.path),
             "repo": self.meta(K_REPO),
@@ -318,6 +320,9 @@ class Store:
             "stored_tokens": stored,
             "store_bytes": store_bytes,
             "bytes_per_stored_token": round(store_bytes / stored, 3) if stored else None,
+            "live_bytes": garbage.live_bytes,
+            "reclaimable_bytes": garbage.reclaimable_bytes,
+            "garbage": garbage.as_dict(),
             "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1])),
             "skipped_at_head": skipped,
             "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),

@@ -25,7 +25,9 @@ DB_DOCS = b"docs"          # path (utf-8) -> msgpack document
 DB_RECORDS = b"records"    # 8-byte big-endian sequence number -> msgpack evolution record
 DB_COMMITS = b"commits"    # 20-byte commit oid -> msgpack {first, count}
 DB_SKIPPED = b"skipped"    # path (utf-8) -> reason, for tip files left out of the snapshot
-ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED)
+DB_GARBAGE = b"garbage"    # 8-byte array id -> msgpack time it was first found unreferenced
+ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED,
+           DB_GARBAGE)
 
 # Meta keys.
 K_FORMAT = b"format"

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,11 @@ class StoreWriter:
     def sync(self) -> None:
         """Flush committed transactions to disk (transactions themselves do not fsync)."""
         self.handle.env.sync(True)
+
+    def release_environment(self) -> None:
+        """Close this process's environment; the next transaction opens the store's files
+        afresh (after ``gc.compact`` swapped new ones in)."""
+        self.handle.reopen()
 
     def check_readers(self) -> int:
         """Free reader slots left taken by processes that died while reading (a DataLoader
@@ -422,6 +428,10 @@ class StoreWriter:
                 entry = unpack(raw)
                 if entry["superseded"] != flag:
                     entry["superseded"] = flag
+                    if flag:  # garbage collection waits a grace period from here (gc.py)
+                        entry["superseded_at"] = time.time()
+                    else:
+                        entry.pop("superseded_at", None)
                     txn.put(oid, pack(entry), db=commits)
                     delta += 1 if flag else -1
         count = txn.get(K_SUPERSEDED, db=meta_db)
