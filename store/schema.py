@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 import xxhash
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sentinels are control symbols, never encoded from text
 FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.
