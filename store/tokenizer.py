@@ -169,12 +169,14 @@ class Tokenizer:
         other piece) is matched in text, so a file spelling it would forge the structural
         token. Such a sentinel gets a new id too; the model's piece stays ordinary text.
         """
+        if not model:  # SentencePiece would take it as a model without pieces
+            raise TokenizerError("not a SentencePiece model (the file is empty)")
         try:
             sp = spm.SentencePieceProcessor(model_proto=model)
         except RuntimeError as exc:
             raise TokenizerError("not a SentencePiece model (it cannot be parsed)") from exc
         size = sp.get_piece_size()
-        if size == 0:  # SentencePiece takes empty bytes as a model without pieces
+        if size == 0:
             raise TokenizerError("not a SentencePiece model (it has no pieces)")
         missing = [s for s in SENTINELS if not _is_control(sp, s)]
         return cls(model, {s: size + i for i, s in enumerate(missing)}), missing

@@ -112,7 +112,7 @@ def test_a_tip_with_no_text_at_all_is_a_clear_error(make_repo):
     assert "Traceback" not in done.stderr
 
 
-def test_init_refuses_a_trained_model_that_loses_spaces():
+def test_the_roundtrip_check_refuses_a_trained_model_that_loses_spaces():
     """The check init runs on a trained model catches the model that lost spaces before."""
     from repofeed.store.tokenizer import check_roundtrip
 
@@ -154,6 +154,7 @@ def test_a_user_model_with_user_defined_sentinels_cannot_be_forged(sample_repo, 
         assert not _sentinel_ids(tok) & set(ids)
         assert tok.decode(ids) == "<commit_after><file_sep><commit_msg>\n"
         assert tok.decode([tok.sentinel("<commit_after>")]) == "<commit_after>"
+        assert tok.decode([tok.sentinel("<commit_msg>")]) == "<commit_msg>"
 
 
 @pytest.mark.parametrize("content", [b"", b"definitely not a protobuf", b"\x00\x01\x02"])
