@@ -31,7 +31,7 @@ from repofeed.store.schema import (
     content_key,
     content_key_of,
 )
-from repofeed.store.tokenizer import Tokenizer, train_tokenizer
+from repofeed.store.tokenizer import Tokenizer, check_roundtrip, train_tokenizer
 from repofeed.store.windows import window_count
 from repofeed.store.writer import CommitWrite, Liveness, SnapshotChange, StoreWriter
 
@@ -113,7 +113,11 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
         model_path = Path(tokenizer)
         if not model_path.is_file():
             raise TokenizerError(f"no tokenizer model at {model_path}")
-        tok, missing = Tokenizer.for_user_model(model_path.read_bytes())
+        try:
+            tok, missing = Tokenizer.for_user_model(model_path.read_bytes())
+        except TokenizerError as exc:
+            raise TokenizerError(f"{model_path} is {exc}: pass the `.model` file that "
+                                 f"SentencePiece wrote for the base model.") from exc
         source = str(model_path.resolve())
         tip = tip_of(repo, follow)
         if tip is not None:
@@ -127,11 +131,20 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
                 )
         if missing:
             first = tok.base_size
+            # a sentinel the model has as an ordinary or user-defined piece is matched in text
+            matched = [s for s in missing if tok.sp.piece_to_id(s) != tok.sp.unk_id()]
+            lacking = [s for s in missing if s not in matched]
+            why = []
+            if lacking:
+                why.append(f"lacks {len(lacking)} of the sentinels ({', '.join(lacking)})")
+            if matched:
+                why.append(f"has {', '.join(matched)} only as pieces that text encodes to "
+                           f"(a file that spells one would forge it)")
             notes.append(
-                f"the tokenizer lacks {len(missing)} of the sentinels ({', '.join(missing)}); "
-                f"they get new ids {first}–{first + len(missing) - 1} after its vocabulary, "
-                f"which text never encodes to. Resize the model's embeddings to "
-                f"{tok.vocab_size} before training on this store."
+                f"the tokenizer {' and '.join(why)}; these {len(missing)} sentinels get new ids "
+                f"{first}–{first + len(missing) - 1} after its vocabulary, which text never "
+                f"encodes to. Resize the model's embeddings to {tok.vocab_size} before "
+                f"training on this store."
             )
     else:
         tip = tip_of(repo, follow)
@@ -142,6 +155,7 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
             )
         trained = train_tokenizer(_tip_texts(repo, tip, cfg), cfg.vocab_size)
         tok = Tokenizer(trained.model)
+        check_roundtrip(tok)
         source = "trained"
         if trained.reduced:
             notes.append(

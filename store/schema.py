@@ -14,7 +14,9 @@ import xxhash
 
 from .errors import StoreCorrupt
 
-SCHEMA_VERSION = 1
+# 2: sentinels are control symbols, never encoded from text; token chunks carry a checksum;
+#    the garbage database and superseded_at for garbage collection
+SCHEMA_VERSION = 2
 FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.

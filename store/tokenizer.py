@@ -6,6 +6,11 @@ With its defaults SentencePiece destroys newlines and indentation; the options i
 SentencePiece uses U+2581 ("▁") as its whitespace marker, so a literal U+2581 in the text would
 decode as a space. ``Tokenizer.encode`` spells that character with its three byte-fallback
 pieces instead, which decode to the character itself.
+
+Sentinels are ids that encoding text never produces, so source code that spells ``<file_sep>``
+cannot forge the structural token: a trained model has them as control symbols (SentencePiece
+matches user-defined symbols in text, never control symbols), and a user's model that lacks
+them, or has one as a piece text can encode to, gets new ids after its vocabulary.
 """
 
 from __future__ import annotations
@@ -49,13 +54,24 @@ CODE_TRAINER_OPTIONS = dict(
     bos_id=1,
     eos_id=2,
     pad_id=3,
-    user_defined_symbols=list(SENTINELS),
+    control_symbols=list(SENTINELS),  # never produced from text, unlike user_defined_symbols
+    # The whitespace marker is a piece even when the corpus has no space (a tip of only
+    # "x=1"): without it a space falls back to the marker's UTF-8 bytes, which decode to "▁".
+    required_chars="\u2581",
     minloglevel=2,
 )
 
 _MARKER = "\u2581"  # SentencePiece's whitespace marker
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _CHUNK_CHARS = 1 << 16
+
+# Every character class code uses: spaces (single, runs), tab, newlines, all of printable ASCII,
+# digits, non-ASCII of two, three and four UTF-8 bytes, and sentinel spellings.
+ROUNDTRIP_PROBE = (
+    "a b  c\td\n\t\tif x:\r\n    return 0\n\n"
+    + "".join(chr(c) for c in range(0x21, 0x7F)) + " 0123456789 é ß Ω 日本 🙂 ▁\n"
+    + "".join(SENTINELS) + "\n"
+)
 
 
 @dataclass
@@ -121,8 +137,9 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> TrainResult:
 class Tokenizer:
     """A SentencePiece model plus the sentinel ids repofeed needs.
 
-    Sentinels the model lacks get ids after its vocabulary (``extra``); text never encodes to
-    them, and a model trained on such data needs its embeddings resized to ``vocab_size``.
+    Sentinels the model lacks, or has only as pieces that text encodes to, get ids after its
+    vocabulary (``extra``); text never encodes to them, and a model trained on such data needs
+    its embeddings resized to ``vocab_size``. The others are the model's control symbols.
     """
 
     model: bytes
@@ -136,20 +153,32 @@ class Tokenizer:
         self.id = xxhash.xxh3_64_hexdigest(self.model + repr(sorted(self.extra.items())).encode())
         self.base_size = self.sp.get_piece_size()
         self.vocab_size = self.base_size + len(self.extra)
-        self._extra_text = {i: name for name, i in self.extra.items()}
+        # SentencePiece decodes a control id to "", so sentinels are named here to decode as text
+        self._names = {self.sp.piece_to_id(name): name for name in SENTINELS
+                       if name not in self.extra and _is_control(self.sp, name)}
+        self._names.update({i: name for name, i in self.extra.items()})
         self._byte_lengths: np.ndarray | None = None
         marker = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in _MARKER.encode()]
         self._marker_ids = marker if all(self.sp.is_byte(i) for i in marker) else None
 
     @classmethod
     def for_user_model(cls, model: bytes) -> tuple[Tokenizer, list[str]]:
-        """Wrap a user's model; returns it and the sentinels given new ids."""
+        """Wrap a user's model; returns it and the sentinels given new ids.
+
+        Only a control symbol of the model serves as a sentinel: a user-defined symbol (or any
+        other piece) is matched in text, so a file spelling it would forge the structural
+        token. Such a sentinel gets a new id too; the model's piece stays ordinary text.
+        """
+        if not model:  # SentencePiece would take it as a model without pieces
+            raise TokenizerError("not a SentencePiece model (the file is empty)")
         try:
             sp = spm.SentencePieceProcessor(model_proto=model)
         except RuntimeError as exc:
-            raise TokenizerError(f"not a SentencePiece model: {exc}") from exc
+            raise TokenizerError("not a SentencePiece model (it cannot be parsed)") from exc
         size = sp.get_piece_size()
-        missing = [s for s in SENTINELS if sp.piece_to_id(s) == sp.unk_id()]
+        if size == 0:
+            raise TokenizerError("not a SentencePiece model (it has no pieces)")
+        missing = [s for s in SENTINELS if not _is_control(sp, s)]
         return cls(model, {s: size + i for i, s in enumerate(missing)}), missing
 
     def sentinel(self, name: str) -> int:
@@ -191,13 +220,13 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [int(i) for i in ids]
-        if not self._extra_text:
+        if self._names.keys().isdisjoint(ids):
             return self.sp.decode(ids)
         parts, run = [], []
         for i in ids:
-            if i in self._extra_text:
+            if i in self._names:
                 parts.append(self.sp.decode(run))
-                parts.append(self._extra_text[i])
+                parts.append(self._names[i])
                 run = []
             else:
                 run.append(i)
@@ -294,6 +323,31 @@ class Tokenizer:
             self._byte_lengths = lengths
         return self._byte_lengths
 
+
+def _is_control(sp: spm.SentencePieceProcessor, piece: str) -> bool:
+    i = sp.piece_to_id(piece)
+    return i != sp.unk_id() and sp.is_control(i)
+
+
+def check_roundtrip(tok: Tokenizer) -> None:
+    """Refuse a model that cannot reproduce every character class code uses.
+
+    ``init`` runs this on the model it trains: a tip with little text once gave a model that
+    decoded every space as "▁" (issue 7), and stored text would be wrong from then on.
+    """
+    ids = tok.encode(ROUNDTRIP_PROBE)
+    decoded = tok.decode(ids)
+    forged = sorted({tok._names[i] for i in ids if i in tok._names})
+    if decoded == ROUNDTRIP_PROBE and not forged:
+        return
+    lost = sorted({c for c in ROUNDTRIP_PROBE if c not in decoded})
+    what = (f"text encodes to the sentinels {', '.join(forged)}" if forged else
+            f"decode(encode(text)) != text, losing {''.join(lost)!r}" if lost else
+            "decode(encode(text)) != text")
+    raise TokenizerError(
+        f"the trained tokenizer does not reproduce code ({what}); this is a repofeed bug: "
+        f"please report it, and meanwhile pass `--tokenizer MODEL`."
+    )
 
 
 def _line_starts(data: np.ndarray) -> np.ndarray:

@@ -43,13 +43,18 @@ def test_roundtrip_of_every_sample_file(sample_repo):
             assert tok.decode(store.tokens(doc["array"])) == committed, doc["path"]
 
 
-def test_sentinels_are_single_tokens(sample_repo):
+def test_sentinels_are_ids_that_text_never_encodes_to(sample_repo):
     init_store(sample_repo.path)
     with open_store(sample_repo.path) as store:
         tok = store.tokenizer
+        sentinel_ids = {tok.sentinel(name) for name in SENTINELS}
+        assert len(sentinel_ids) == len(SENTINELS) and max(sentinel_ids) < tok.vocab_size
         for name in SENTINELS:
-            ids = tok.encode(name)
-            assert ids == [tok.sentinel(name)], name
+            assert not sentinel_ids & set(tok.encode(name)), name
+            assert tok.decode([tok.sentinel(name)]) == name
+        framed = [tok.sentinel("<commit_before>"), *tok.encode("x = 1"),
+                  tok.sentinel("<commit_after>")]
+        assert tok.decode(framed) == "<commit_before>x = 1<commit_after>"
         # whitespace runs are pieces of their own, so indentation stays cheap
         assert len(tok.encode("        ")) < 8
 
@@ -85,7 +90,7 @@ def _user_model(vocab_size: int, symbols: list[str], **options) -> bytes:
 
 def test_user_tokenizer_gets_missing_sentinels_after_its_vocabulary(sample_repo, tmp_path):
     model = tmp_path / "user.model"
-    model.write_bytes(_user_model(800, ["<commit_msg>"]))
+    model.write_bytes(_user_model(800, [], control_symbols=["<commit_msg>"]))
     done = run_cli("init", str(sample_repo.path), "--tokenizer", str(model))
     assert "lacks 8 of the sentinels" in done.stderr
     assert "Resize the model's embeddings to 808" in done.stderr
@@ -95,6 +100,7 @@ def test_user_tokenizer_gets_missing_sentinels_after_its_vocabulary(sample_repo,
         assert tok.sentinel("<commit_msg>") < 800          # the model's own piece
         assert tok.sentinel("<commit_before>") >= 800      # a new id after the vocabulary
         assert max(tok.encode("<commit_before> is plain text here")) < 800
+        assert tok.sentinel("<commit_msg>") not in tok.encode("<commit_msg> is plain text too")
         before, after = tok.sentinel("<commit_before>"), tok.sentinel("<commit_after>")
         ids = [before, *tok.encode("x = 1"), after]
         assert tok.decode(ids) == "<commit_before>x = 1<commit_after>"
@@ -143,11 +149,11 @@ def test_encode_edit_equals_a_full_encode(sample_repo):
         files = [t for t in sample_files().values() if "\u2581" not in t]
         rng = random.Random(5)
         spliced = 0
-        for n in range(600):
+        for n in range(720):
             before = rng.choice(files)
             lines = before.split("\n")
             k = rng.randrange(len(lines))
-            edit = n % 5
+            edit = n % 6
             if edit == 0:
                 lines[k] += " extra"
             elif edit == 1:
@@ -156,6 +162,9 @@ def test_encode_edit_equals_a_full_encode(sample_repo):
                 del lines[k]
             elif edit == 3:
                 lines[k] = lines[k].replace(" ", "  ", 1)
+            elif edit == 4:  # sentinel spellings are plain text, spliced like any other
+                sentinel = SENTINELS[n % len(SENTINELS)]
+                lines[k] = lines[k].replace(" ", f" {sentinel}", 1) + f"{sentinel} x"
             else:
                 lines[k] = "\t" + lines[k] + "\u00e9"
             after = "\n".join(lines)
@@ -167,4 +176,4 @@ def test_encode_edit_equals_a_full_encode(sample_repo):
             plan = tok.plan_edit(before, before_ids, after, hunks)
             spliced += plan is not None
             assert tok.encode_edit(before, before_ids, after, hunks) == tok.encode(after), n
-        assert spliced > 450  # most edits are spliced, not re-encoded whole
+        assert spliced > 540  # most edits are spliced, not re-encoded whole
