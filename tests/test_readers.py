@@ -11,7 +11,6 @@ import random
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -53,8 +52,7 @@ FORKING_READER = textwrap.dedent("""
     import os, sys
     from repofeed.store import WindowDataset
     ds = WindowDataset(sys.argv[1], max_tokens=64, overlap=0)
-    ds[0]                                   # the parent reads too, before and between forks
-    children = int(sys.argv[2])
+    children = int(sys.argv[2])             # the parent holds the dataset; its workers read
     for n in range(children):
         pid = os.fork()
         if pid == 0:                        # a DataLoader worker's life, in short
@@ -64,7 +62,6 @@ FORKING_READER = textwrap.dedent("""
         if status != 0:
             print(f"child {n} failed with status {status}", flush=True)
             sys.exit(1)
-        ds[(n * 7) % len(ds)]
     print(f"{children} children read", flush=True)
 """)
 
@@ -244,31 +241,32 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+READ_ALL = textwrap.dedent("""
+    import sys
+    from repofeed.store import EvolutionDataset, WindowDataset, open_store
+    with open_store(sys.argv[1]) as store:
+        windows = store.stats()["windows"]
+    ds, ev = WindowDataset(sys.argv[1]), EvolutionDataset(sys.argv[1])
+    print(windows, ds[len(ds) - 1]["input_ids"].shape[0], ev[0]["input_ids"].shape[0])
+""")
+
+
 def test_readers_return_while_another_process_holds_a_write_transaction(sample_repo):
     _ready(sample_repo).close()
-    path = open_store(sample_repo.path).path
+    with open_store(sample_repo.path) as store:
+        path = store.path
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "holding"
-    results = {}
-
-    def read():
-        with open_store(sample_repo.path) as store:
-            results["windows"] = store.stats()["windows"]
-        ds = WindowDataset(sample_repo.path)
-        results["item"] = ds[len(ds) - 1]["input_ids"].shape[0]
-        ev = EvolutionDataset(sample_repo.path)
-        results["record"] = ev[0]["input_ids"].shape[0]
-        ds.close()
-        ev.close()
-
     try:
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(timeout=60)  # a deadline, not a timing: without it a wait is for ever
-        assert not reader.is_alive(), "the readers waited for the writer's transaction"
+        # a training process starting now, in a process of its own; the timeout is a
+        # deadline, not a timing: a reader that waited for the writer would wait for ever
+        done = subprocess.run([sys.executable, "-c", READ_ALL, str(sample_repo.path)],
+                              capture_output=True, text=True, timeout=60)
         assert holder.poll() is None  # the write transaction was held all along
-        assert results["windows"] > 0 and results["item"] == results["record"] == 1024
+        assert done.returncode == 0, done.stderr
+        windows, item, record = map(int, done.stdout.split())
+        assert windows > 0 and item == record == 1024
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
