@@ -91,6 +91,7 @@ class Daemon:
         self.rescan_seconds = rescan_seconds
         self._next_rescan = 0.0
         self.notifier = Notifier()
+        self.syncer.set_heartbeat(self.notifier.progress)
         self._wake = threading.Event()
         self._last_nudge = 0.0
         self._stop = False
@@ -190,7 +191,11 @@ class Daemon:
             self._next_rescan = now + self._rescan_interval()
         if not dirty and not rescan:
             return 0, 0
-        return overlay.apply(dirty, full=rescan)
+        try:
+            return overlay.apply(dirty, full=rescan)
+        except BaseException:  # a full disk, a stop: the retry (or the next start) takes them
+            watcher.put_back(dirty, new_dirs, rescan)
+            raise
 
     def reconcile(self, why: str) -> BackfillResult | None:
         started = time.perf_counter()
