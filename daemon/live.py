@@ -180,18 +180,18 @@ class Daemon:
             watcher.put_back(dirty, new_dirs, rescan)
             log.debug("git holds the index lock; the worktree waits for it")
             return 0, 0
-        overlay.refresh_index()
-        for directory in sorted(new_dirs):
-            if not overlay.is_ignored(directory + "/"):
-                dirty.update(watcher.watch_tree(directory, overlay.is_ignored))
-        now = time.monotonic()
-        if now >= self._next_rescan:
-            rescan = True
-        if rescan:
-            self._next_rescan = now + self._rescan_interval()
-        if not dirty and not rescan:
-            return 0, 0
         try:
+            overlay.refresh_index()
+            for directory in sorted(new_dirs):
+                if not overlay.is_ignored(directory + "/"):
+                    dirty.update(watcher.watch_tree(directory, overlay.is_ignored))
+            now = time.monotonic()
+            if now >= self._next_rescan:
+                rescan = True
+            if rescan:
+                self._next_rescan = now + self._rescan_interval()
+            if not dirty and not rescan:
+                return 0, 0
             return overlay.apply(dirty, full=rescan)
         except BaseException:  # a full disk, a stop: the retry (or the next start) takes them
             watcher.put_back(dirty, new_dirs, rescan)
