@@ -295,9 +295,11 @@ class _Ingest:
             encoded = self._encode_chunked([texts[k] for k in whole] + spans)
             for key, ids in zip(whole, encoded):
                 fresh[key] = np.asarray(ids, dtype=np.int64)
+                self.heartbeat()  # tens of MB of ids take a while to convert, too
             rest = iter(encoded[len(whole):])
             for key, base_ids, plan in edits:
                 fresh[key] = np.asarray(self.tok.assemble(base_ids, plan, rest), dtype=np.int64)
+                self.heartbeat()
             pending = waiting
         return fresh
 
