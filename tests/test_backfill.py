@@ -184,6 +184,7 @@ def _processed(repo):
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_backfill_then_rerun_equals_a_clean_run(make_repo, sig):
     repo = make_repo()

@@ -189,6 +189,7 @@ def _history_with_clean_copy(make_repo, tmp_path, commits: int):
     return repo, clean
 
 
+@pytest.mark.slow
 def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
     repo, clean = _history_with_clean_copy(make_repo, tmp_path, 300)
     backfill(repo.path, stop_after=100)
@@ -281,6 +282,7 @@ def _live_view(path) -> tuple:
         return records, docs, store.stats()["head"]
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_across_rewrites_keeps_what_training_reads(make_repo,
                                                                            tmp_path):
     repo, clean = _history_with_clean_copy(make_repo, tmp_path, 400)

@@ -105,6 +105,7 @@ def _expected(store, ds, index):
     return torch.from_numpy(tokens.astype(np.int64))
 
 
+@pytest.mark.slow
 def test_dataloader_workers_read_while_a_writer_is_active(make_repo):
     repo = make_repo()
     repo.commit("Sources", sample_files())
