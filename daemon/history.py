@@ -7,7 +7,7 @@ explicitly, so it holds whatever the user's ``diff.renames`` setting is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pygit2
@@ -51,9 +51,11 @@ class BlobReader:
         self.max_bytes = max_bytes
         self.cache_size = cache_size
         self._cache: dict[pygit2.Oid, tuple[str | None, str | None]] = {}
+        self.heartbeat: Callable[[], None] = lambda: None  # told of each read: long work lives
 
     def read(self, oid: pygit2.Oid, mode: int) -> tuple[str | None, str | None]:
         """(text, None) for a text file, (None, reason) for one left out."""
+        self.heartbeat()
         if mode == MODE_SUBMODULE:
             return None, "submodule"
         if mode == MODE_LINK:

@@ -52,6 +52,7 @@ from .history import (
 
 FIRST_BATCH_COMMITS = 8      # batches start small, so that short histories overlap too,
 BATCH_COMMITS = 64           # and double up to this
+ENCODE_CHUNK_BYTES = 256 << 10  # text per SentencePiece call: a fraction of a second
 BATCH_BYTES = 8 << 20          # text gathered before one multi-threaded encode call
 TRAIN_CORPUS_BYTES = 64 << 20  # tokenizer training reads at most this much of the tip
 
@@ -250,6 +251,10 @@ class _Batch:
         return key
 
 
+def _no_heartbeat() -> None:
+    pass
+
+
 class _Ingest:
     def __init__(self, repo: pygit2.Repository, writer: StoreWriter):
         self.repo = repo
@@ -258,6 +263,13 @@ class _Ingest:
         self.tok = writer.tokenizer
         self.lengths = self.tok.byte_lengths
         self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
+        self.heartbeat: Callable[[], None] = _no_heartbeat
+
+    def set_heartbeat(self, heartbeat: Callable[[], None]) -> None:
+        """Call ``heartbeat`` at each step of long work: a blob read, a chunk of text encoded
+        (in the encoding thread too). The daemon feeds systemd's watchdog from it, so a single
+        commit of hundreds of MB does not get it killed, while a step that hangs still does."""
+        self.heartbeat = self.blobs.heartbeat = heartbeat
 
     def encode_missing(self, texts: dict[bytes, str],
                        bases: dict[bytes, tuple[bytes, list]] | None = None
@@ -294,14 +306,29 @@ class _Ingest:
             if not whole and not edits:   # cannot happen (bases come first); be safe
                 whole, waiting = waiting, []
             spans = [step for _, _, plan in edits for step in plan if isinstance(step, str)]
-            encoded = self.tok.encode_batch([texts[k] for k in whole] + spans)
+            encoded = self._encode_chunked([texts[k] for k in whole] + spans)
             for key, ids in zip(whole, encoded):
                 fresh[key] = np.asarray(ids, dtype=np.int64)
+                self.heartbeat()  # tens of MB of ids take a while to convert, too
             rest = iter(encoded[len(whole):])
             for key, base_ids, plan in edits:
                 fresh[key] = np.asarray(self.tok.assemble(base_ids, plan, rest), dtype=np.int64)
+                self.heartbeat()
             pending = waiting
         return fresh
+
+    def _encode_chunked(self, texts: list[str]) -> list[list[int]]:
+        """``encode_batch`` over chunks of about ``ENCODE_CHUNK_BYTES``, with a heartbeat after
+        each: one call over hundreds of MB would say nothing for minutes."""
+        encoded: list[list[int]] = []
+        start, size = 0, 0
+        for end, text in enumerate(texts, 1):
+            size += len(text)
+            if size >= ENCODE_CHUNK_BYTES or end == len(texts):
+                encoded.extend(self.tok.encode_batch(texts[start:end]))
+                self.heartbeat()
+                start, size = end, 0
+        return encoded
 
     def ids(self, key: bytes, fresh: dict[bytes, np.ndarray]) -> np.ndarray:
         found = fresh.get(key)

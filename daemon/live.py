@@ -96,6 +96,7 @@ class Daemon:
         self._gc_waiting = False  # garbage waits out its grace period
         self._next_rescan = 0.0
         self.notifier = Notifier()
+        self.syncer.set_heartbeat(self.notifier.progress)
         self._wake = threading.Event()
         self._last_nudge = 0.0
         self._stop = False
@@ -184,18 +185,22 @@ class Daemon:
             watcher.put_back(dirty, new_dirs, rescan)
             log.debug("git holds the index lock; the worktree waits for it")
             return 0, 0
-        overlay.refresh_index()
-        for directory in sorted(new_dirs):
-            if not overlay.is_ignored(directory + "/"):
-                dirty.update(watcher.watch_tree(directory, overlay.is_ignored))
-        now = time.monotonic()
-        if now >= self._next_rescan:
-            rescan = True
-        if rescan:
-            self._next_rescan = now + self._rescan_interval()
-        if not dirty and not rescan:
-            return 0, 0
-        return overlay.apply(dirty, full=rescan)
+        try:
+            overlay.refresh_index()
+            for directory in sorted(new_dirs):
+                if not overlay.is_ignored(directory + "/"):
+                    dirty.update(watcher.watch_tree(directory, overlay.is_ignored))
+            now = time.monotonic()
+            if now >= self._next_rescan:
+                rescan = True
+            if rescan:
+                self._next_rescan = now + self._rescan_interval()
+            if not dirty and not rescan:
+                return 0, 0
+            return overlay.apply(dirty, full=rescan)
+        except BaseException:  # a full disk, a stop: the retry (or the next start) takes them
+            watcher.put_back(dirty, new_dirs, rescan)
+            raise
 
     def reconcile(self, why: str) -> BackfillResult | None:
         started = time.perf_counter()

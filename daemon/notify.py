@@ -1,9 +1,10 @@
 """The systemd notify protocol, spoken directly: datagrams to ``$NOTIFY_SOCKET``.
 
 ``READY=1`` once the store is open, ``STATUS=`` lines, ``WATCHDOG=1`` every half
-``$WATCHDOG_USEC`` (only for the process ``$WATCHDOG_PID`` names, when set) and ``STOPPING=1``
-on shutdown. Outside systemd there is no socket and every call does nothing. A leading ``@``
-in the socket's name means Linux's abstract namespace.
+``$WATCHDOG_USEC`` (only for the process ``$WATCHDOG_PID`` names, when set), and during long
+work after the steps that end (``progress``), and ``STOPPING=1`` on shutdown. Outside systemd
+there is no socket and every call does nothing. A leading ``@`` in the socket's name means
+Linux's abstract namespace.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ class Notifier:
 
     def ping_if_due(self) -> None:
         if self.watchdog_interval is not None and time.monotonic() >= self._next_ping:
+            self.ping()
+
+    def progress(self) -> None:
+        """Long work moved on a step: ping once a quarter of ``WATCHDOG_USEC`` has passed, so
+        that a step may take up to three quarters of it. Pings come only from steps that end,
+        so a step that hangs still gets the service restarted."""
+        if self.watchdog_interval is not None and \
+                time.monotonic() >= self._next_ping - self.watchdog_interval / 2:
             self.ping()
 
     def seconds_to_ping(self) -> float | None:

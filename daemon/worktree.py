@@ -6,9 +6,10 @@ that blocks on it: no polling) with one watch per directory that git does not ig
 callbacks only note paths and nudge the daemon; everything that reads files or asks git runs in
 the daemon's thread (a pygit2 repository is not shared between threads).
 
-``WorktreeOverlay`` turns noted paths into documents: a text file whose content equals the
-followed tip's blob is the committed document (``source`` ``commit``); one that differs, or
-that git does not track, is a ``worktree`` document; a file gone from disk has no document.
+``WorktreeOverlay`` turns noted paths into documents: a text file whose content, passed through
+git's clean filters as ``git add`` would, equals the followed tip's blob is the committed
+document (``source`` ``commit``); one that differs, or that git does not track, is a
+``worktree`` document of that filtered text; a file gone from disk has no document.
 When a commit lands, the committed version replaces a worktree document of the same content.
 A full rescan (at start, after a lost-event overflow, and every ``RESCAN_SECONDS``) compares
 every file by content hash, reading only files whose size or mtime changed.
@@ -19,7 +20,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shlex
 import stat
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ MASK = (IN.IN_CREATE | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_CLOSE_WRITE | IN.IN_M
         | IN.IN_DONT_FOLLOW | IN.IN_EXCL_UNLINK)
 RESCAN_SECONDS = 600.0          # a full comparison by content hash, for events the kernel lost
 FALLBACK_RESCAN_SECONDS = 30.0  # ... and how often when the watch limit left some unwatched
+CLEAN_TIMEOUT_SECONDS = 60.0   # a clean filter driver that hangs must not stop the daemon
 LIMIT_HINT = ("raise it with `sysctl fs.inotify.max_user_watches=524288` (and a file in "
               "/etc/sysctl.d/ to keep it)")
 
@@ -284,6 +288,7 @@ class WorktreeOverlay:
         texts: dict[bytes, str] = {}
         pending: list[tuple[str, bytes, str, str]] = []
         for rel in sorted(paths):
+            self.ingest.heartbeat()  # a checkout of thousands of files is long work
             current = docs.get(rel)
             if self.is_ignored(rel):
                 if current is not None and current.get("source") == "worktree":
@@ -304,6 +309,8 @@ class WorktreeOverlay:
                 if current is not None:
                     changes.append(SnapshotChange(rel))
                 continue
+            if data is not None:  # what `git add` would store: the hash and text git sees
+                data = self.cleaned(rel, data)
             text, reason = text_of(data) if data is not None else (None, reason)
             self._seen[rel] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino)
             if text is None:
@@ -332,6 +339,59 @@ class WorktreeOverlay:
         if changes:
             writer.put_documents(changes, fresh)
         return len(changes), windows
+
+
+    def cleaned(self, rel: str, data: bytes) -> bytes:
+        """The file's content as git would store it: its clean filter driver
+        (``filter.<name>.clean``), ``working-tree-encoding``, then libgit2's own filters (CRLF
+        conversion by ``core.autocrlf`` or ``text``/``eol`` attributes, ``ident``), in git's
+        order (convert.c: ``convert_to_git``). Without this a clean checkout of a CRLF
+        repository would hash unlike its blobs and become worktree documents with CRLF text."""
+        data = self._run_clean_driver(rel, data)
+        encoding = self._attr(rel, "working-tree-encoding")
+        if isinstance(encoding, str):
+            try:
+                data = data.decode(encoding).encode("utf-8")
+            except (LookupError, UnicodeError):
+                pass  # git refuses to add it; left as it is, it is not text
+        if b"\0" in data:  # binary: git converts nothing (and libgit2 returns a C string)
+            return data
+        try:
+            filters = self.repo.load_filter_list(rel)
+            return filters.apply_to_buffer(data) if filters is not None else data
+        except pygit2.GitError as exc:  # core.safecrlf=true refuses a mixed file
+            log.debug("git's filters refuse %s: %s", rel, exc)
+            return data
+
+    def _attr(self, rel: str, name: str) -> str | bool | None:
+        try:
+            return self.repo.get_attr(rel, name)
+        except pygit2.GitError:
+            return None
+
+    def _run_clean_driver(self, rel: str, data: bytes) -> bytes:
+        """Run ``filter.<name>.clean`` (libgit2 runs no external driver) as git does: through
+        the shell, in the worktree, ``%f`` replaced by the quoted path, the file on stdin."""
+        name = self._attr(rel, "filter")
+        if not isinstance(name, str):
+            return data
+        try:
+            command = self.repo.config[f"filter.{name}.clean"]
+        except (KeyError, pygit2.GitError):
+            return data  # no clean command: git stores the file as it is
+        command = command.replace("%f", shlex.quote(rel))
+        try:
+            done = subprocess.run(["sh", "-c", command], input=data, cwd=self.root,
+                                  capture_output=True, timeout=CLEAN_TIMEOUT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("the clean filter %r failed on %s (%s); its raw content is used",
+                        name, rel, exc)
+            return data
+        if done.returncode != 0:
+            log.warning("the clean filter %r exited %d on %s; its raw content is used",
+                        name, done.returncode, rel)
+            return data
+        return done.stdout
 
 
 def _blob_at(tree: pygit2.Tree | None, rel: str) -> pygit2.Oid | None:

@@ -184,6 +184,7 @@ def _processed(repo):
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_backfill_then_rerun_equals_a_clean_run(make_repo, sig):
     repo = make_repo()
@@ -197,11 +198,19 @@ def test_killed_backfill_then_rerun_equals_a_clean_run(make_repo, sig):
     proc = subprocess.Popen([sys.executable, "-m", "repofeed.daemon", "backfill",
                              str(repo.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    _wait_for(lambda: _processed(repo) >= 100, what="the backfill to store 100 commits")
+    with open_store(repo.path) as reader:  # one reader, a fresh view per poll: a cheap poll
+        _wait_for(lambda: reader.stats()["commits_processed"] >= 100,
+                  what="the backfill to store 100 commits")
+        # Frozen at once, the backfill cannot end between this check and the signal however
+        # fast the machine is; the count read while it is stopped says where the signal lands.
+        proc.send_signal(signal.SIGSTOP)
+        frozen = reader.stats()["commits_processed"]
+    assert 100 <= frozen < 1501, "the backfill ended before it could be interrupted"
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     _out, err = proc.communicate(timeout=60)
     done = _processed(repo)
-    assert 100 <= done < 1501, "the signal arrived after the backfill ended"
+    assert frozen <= done < 1501
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "run `repofeed backfill` again" in err

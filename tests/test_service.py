@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,3 +150,67 @@ def test_logs_carry_syslog_priorities_under_journald(live_repo, tmp_path):
     lines = log_path.read_text().splitlines()
     assert lines and all(line.startswith(("<6>INFO ", "<4>WARNING ", "<7>DEBUG "))
                          for line in lines), lines
+
+
+def _large_sources(files: int, size: int) -> dict[str, str]:
+    """``files`` Python-like texts of about ``size`` bytes each (under max_file_bytes), every
+    line different, so that each one costs SentencePiece real work."""
+    out = {}
+    for n in range(files):
+        lines, total, k = [], 0, 0
+        while total < size:
+            line = f"def step_{n}_{k}(value, scale={k % 97}):\n    return value * scale + {n}\n"
+            lines.append(line)
+            total += len(line)
+            k += 1
+        out[f"big/part{n:03d}.py"] = "".join(lines)
+    return out
+
+
+@pytest.mark.slow
+def test_the_watchdog_is_fed_during_a_large_commit(live_repo, tmp_path):
+    """12 MB in one commit are seconds of work here (hundreds of MB are minutes anywhere):
+    systemd must hear WATCHDOG=1 within every WATCHDOG_USEC meanwhile, or it kills the daemon
+    and restarts it, which starts the same work again, for ever."""
+    path = str(tmp_path / "notify.sock")
+    manager = _Manager(path, path)
+    usec = 1_000_000
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(usec)}
+    log = open(tmp_path / "daemon.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "repofeed.daemon", "daemon",
+                             str(live_repo.path)], env=env, stderr=log,
+                            stdout=subprocess.DEVNULL)
+    received: list[tuple[float, list[str]]] = []  # (when, fields), stamped as they arrive
+    done = threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                message = manager.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            received.append((time.monotonic(), message.split("\n")))
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    try:
+        wait_for(lambda: any(f.startswith("STATUS=up to date") for _t, m in received
+                             for f in m), "the daemon to catch up", timeout=60)
+        start = time.monotonic()
+        # the watcher takes the files in as they are written, then the commit: both long
+        live_repo.commit("A very large commit", _large_sources(100, 120_000))
+        head = live_repo.head()[:12]
+        wait_for(lambda: any(f.startswith(f"STATUS=up to date at {head}; ")
+                             for _t, m in received for f in m),
+                 "the daemon to take in the large commit", timeout=300)
+        assert proc.poll() is None
+    finally:
+        done.set()
+        receiver.join()
+        proc.kill()
+        proc.wait()
+        log.close()
+        manager.sock.close()
+    pings = [start] + [t for t, m in received if t > start and "WATCHDOG=1" in m]
+    gap = max(b - a for a, b in zip(pings, pings[1:]))
+    assert gap < usec / 1e6, f"{gap:.2f} s without WATCHDOG=1 (WATCHDOG_USEC {usec})"
