@@ -14,6 +14,8 @@ import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, SortMode
 
 from repofeed.store.errors import RepoError
+from repofeed.store.locate import common_dir
+from repofeed.store.schema import path_str
 
 MODE_LINK = 0o120000
 MODE_SUBMODULE = 0o160000
@@ -41,6 +43,7 @@ class CommitChanges:
     files: list[FileChange]
     skips: dict[str, int]
     message_key: bytes | None = None
+    boundary: bool = False  # a shallow clone's oldest commit: its parents are not here
 
 
 class BlobReader:
@@ -147,19 +150,48 @@ def live_roots(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None
 
 def reachable_only(repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str]
                    ) -> Iterator[bytes]:
-    """Raw ids of the commits reachable from ``tips`` and not from ``hidden``."""
-    walker = repo.walk(None)
+    """Raw ids of the commits reachable from ``tips`` and not from ``hidden``, exactly.
+
+    libgit2's revwalk stops marking hidden commits once commit dates say nothing older can
+    matter, so with a skewed clock (a commit dated before its parent) it also gives commits
+    that *are* reachable from ``hidden``: its answer is a superset. Each candidate, newest
+    first, is therefore checked with ``descendant_of`` (a merge-base paint that runs until
+    every path is settled, whatever the dates); one found reachable takes its candidate
+    ancestors with it. After an amend or a rebase that is a few cheap checks.
+    """
+    walker = repo.walk(None, SortMode.TOPOLOGICAL)
     pushed = False
     for tip in tips:
         walker.push(pygit2.Oid(hex=tip))
         pushed = True
     if not pushed:
         return
-    for oid in hidden:
-        if oid in repo:
-            walker.hide(pygit2.Oid(hex=oid))
-    for commit in walker:
-        yield commit.id.raw
+    hidden_ids = [pygit2.Oid(hex=oid) for oid in hidden if oid in repo]
+    for oid in hidden_ids:
+        walker.hide(oid)
+    candidates = {commit.id: commit for commit in walker}  # descendants before ancestors
+    reached: set[pygit2.Oid] = set()
+    for oid, commit in candidates.items():
+        if oid in reached:
+            continue
+        if not any(h == oid or repo.descendant_of(h, oid) for h in hidden_ids):
+            yield oid.raw
+            continue
+        stack = [oid]
+        while stack:
+            found = stack.pop()
+            if found not in reached:
+                reached.add(found)
+                stack.extend(p for p in candidates[found].parent_ids if p in candidates)
+
+
+def shallow_boundaries(repo: pygit2.Repository) -> set[str]:
+    """The commits a shallow clone cut off from their parents (``<git common dir>/shallow``);
+    empty for a complete repository."""
+    try:
+        return set((common_dir(repo) / "shallow").read_text().split())
+    except OSError:
+        return set()
 
 
 _TREE_ENTRY = re.compile(rb"(\d+) ([^\0]*)\0(.{20})", re.S)
@@ -289,7 +321,7 @@ def commit_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobRe
         def hunks_of(old=old, new=new):
             return repo[old[0]].diff(repo[new[0]], context_lines=0).hunks
 
-        path = raw_path.decode("utf-8", "replace")
+        path = path_str(raw_path)
         change = _file_change(path, None, False, old, new, blobs, hunks_of, skips)
         if change is not None:
             files.append(change)
@@ -322,19 +354,31 @@ def tree_changes(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.T
                  ) -> Iterator[tuple[str, pygit2.Oid | None, int]]:
     """(path, blob id or None if gone, mode) for every file that differs between two trees."""
     for raw_path, _a, b in tree_delta(repo, _tree_id(old), _tree_id(new)):
-        path = raw_path.decode("utf-8", "replace")
+        path = path_str(raw_path)
         yield (path, None, 0) if b is None else (path, pygit2.Oid(raw=b[1]), b[0])
 
 
 def path_of(diff_file: pygit2.DiffFile) -> str:
-    # git paths are bytes; a path that is not UTF-8 keeps a visible replacement character.
-    return diff_file.raw_path.decode("utf-8", "replace")
+    # git paths are bytes; one that is not UTF-8 is kept exactly (schema.path_str).
+    return path_str(diff_file.raw_path)
 
 
 def author_of(commit: pygit2.Commit) -> str:
     # The name only: e-mail addresses are personal data a training set does not need.
-    return commit.author.raw_name.decode("utf-8", "replace")
+    return _commit_text(commit, commit.author.raw_name)
 
 
 def message_of(commit: pygit2.Commit) -> str:
-    return commit.raw_message.decode("utf-8", "replace")
+    return _commit_text(commit, commit.raw_message)
+
+
+def _commit_text(commit: pygit2.Commit, raw: bytes) -> str:
+    """A commit's text in the encoding its ``encoding`` header names (``i18n.commitEncoding``,
+    e.g. ISO-8859-1), else UTF-8; bytes that are neither become U+FFFD, never an error."""
+    encoding = commit.message_encoding
+    if encoding:
+        try:
+            return raw.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            pass  # an unknown encoding, or a header that does not tell the truth
+    return raw.decode("utf-8", "replace")
