@@ -148,18 +148,21 @@ def live_roots(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None
     return roots
 
 
-def reachable_only(repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str]
-                   ) -> Iterator[bytes]:
-    """Raw ids of the commits reachable from ``tips`` and not from ``hidden``, exactly.
+def reachable_only(repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str],
+                   exact: bool = True) -> Iterator[bytes]:
+    """Raw ids of the commits reachable from ``tips`` and not from ``hidden``: exactly, or
+    with ``exact=False`` possibly more (every one of them still reachable from ``tips``).
 
     libgit2's revwalk stops marking hidden commits once commit dates say nothing older can
-    matter, so with a skewed clock (a commit dated before its parent) it also gives commits
-    that *are* reachable from ``hidden``: its answer is a superset. Each candidate, newest
-    first, is therefore checked with ``descendant_of`` (a merge-base paint that runs until
-    every path is settled, whatever the dates); one found reachable takes its candidate
-    ancestors with it. After an amend or a rebase that is a few cheap checks.
+    matter, so with a skewed clock (a few commits dated before their parents) it also gives
+    commits that *are* reachable from ``hidden``: its answer is a superset. Those candidates
+    are then checked against a walk of everything ``hidden`` reaches, which has no hidden
+    commits and so no date cut-off: exact, and ended as soon as every candidate is found.
+    Its cost follows the length of the history (about 80 ms for 10,000 commits here), and it
+    runs only when a run lost a tip (a rewrite, a deleted branch), never for new commits on
+    the tip (benchmarks/rewrite_walk.py).
     """
-    walker = repo.walk(None, SortMode.TOPOLOGICAL)
+    walker = repo.walk(None)
     pushed = False
     for tip in tips:
         walker.push(pygit2.Oid(hex=tip))
@@ -169,20 +172,19 @@ def reachable_only(repo: pygit2.Repository, tips: Iterable[str], hidden: Iterabl
     hidden_ids = [pygit2.Oid(hex=oid) for oid in hidden if oid in repo]
     for oid in hidden_ids:
         walker.hide(oid)
-    candidates = {commit.id: commit for commit in walker}  # descendants before ancestors
-    reached: set[pygit2.Oid] = set()
-    for oid, commit in candidates.items():
-        if oid in reached:
-            continue
-        if not any(h == oid or repo.descendant_of(h, oid) for h in hidden_ids):
-            yield oid.raw
-            continue
-        stack = [oid]
-        while stack:
-            found = stack.pop()
-            if found not in reached:
-                reached.add(found)
-                stack.extend(p for p in candidates[found].parent_ids if p in candidates)
+    candidates = [commit.id for commit in walker]
+    if not exact or not hidden_ids or not candidates:
+        yield from (oid.raw for oid in candidates)
+        return
+    unseen = set(candidates)
+    check = repo.walk(None)
+    for oid in hidden_ids:
+        check.push(oid)
+    for commit in check:
+        unseen.discard(commit.id)
+        if not unseen:
+            return
+    yield from (oid.raw for oid in candidates if oid in unseen)
 
 
 def shallow_boundaries(repo: pygit2.Repository) -> set[str]:

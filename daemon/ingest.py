@@ -374,7 +374,8 @@ class _Ingest:
             live.superseded = [oid for oid in writer.live_commits() if oid not in reachable]
         gained = new_tips - old_tips
         if gained and writer.meta(K_SUPERSEDED, 0) > 0:
-            flags = writer.superseded_flags(reachable_only(repo, gained, old_tips))
+            # A superset is right here: all it gives is reachable from a new root, so live.
+            flags = writer.superseded_flags(reachable_only(repo, gained, old_tips, exact=False))
             live.restored = [oid for oid, superseded in flags.items() if superseded]
         return live
 

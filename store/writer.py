@@ -382,9 +382,12 @@ class StoreWriter:
             meta_db, commits = self.db[DB_META], self.db[DB_COMMITS]
             for oid in oids:
                 raw = txn.get(bytes.fromhex(oid), db=commits)
-                if raw is not None and unpack(raw)["count"] == 0:  # it has no records
+                entry = unpack(raw) if raw is not None else None
+                if entry is not None and entry["count"] == 0:  # it has no records
                     txn.delete(bytes.fromhex(oid), db=commits)
                     self._bump(txn, K_COMMITS_DONE, -1)
+                    if entry["superseded"]:
+                        self._bump(txn, K_SUPERSEDED, -1)
             left = [b for b in unpack(txn.get(K_SHALLOW, db=meta_db)) if b not in oids]
             txn.put(K_SHALLOW, pack(left), db=meta_db)
 
