@@ -443,13 +443,15 @@ class _Ingest:
         result = BackfillResult()
         writer, repo = self.writer, self.repo
         follow = writer.meta(K_FOLLOW)
-        tip = tip_of(repo, follow)
         shallow = shallow_boundaries(repo)
         # Boundaries that have parents now (`git fetch --unshallow`) are processed again, and
         # the history behind the stored head, which hiding it would skip, is walked whole.
         regained = [b for b in writer.meta(K_SHALLOW) or [] if b not in shallow]
         if regained:
             writer.forget_boundaries(regained)
+            # libgit2 reads .git/shallow once per Repository: a fresh one sees the parents.
+            self.repo = repo = pygit2.Repository(repo.path)
+        tip = tip_of(repo, follow)
         todo = new_commits(repo, tip, None if regained else writer.meta(K_HEAD))
         fresh_ids = set(writer.unprocessed(c.id.raw for c in todo))
         todo = [c for c in todo if c.id.raw in fresh_ids]
