@@ -3,8 +3,9 @@
 ``history.reachable_only`` takes libgit2's revwalk (tips pushed, the live roots hidden), whose
 answer is a superset when commit dates are skewed, and checks the candidates against a walk of
 everything the live roots reach (no hidden commits, so no date cut-off), which ends once every
-candidate is found. The baseline is the hiding walk alone (what it was before issue 7). On a generated history (``--commits``, default 10,000) with ``--branches`` extra
-local branches forked at spread-out points, it times, best of ``--repeat`` rounds:
+candidate is found. The baseline is the hiding walk alone (what it was before issue 7). On a
+generated history (``--commits``, default 10,000) with ``--branches`` extra local branches
+forked at spread-out points, it times, best of ``--repeat`` rounds:
 
 - amend: the old tip lost, one new tip in its place (one candidate);
 - rebase: the last 50 commits rewritten (50 candidates);

@@ -341,7 +341,8 @@ def show(
             item = store.window(number)
             item.pop("array")
             header = (f"window {number}: {_shown(item['path'])} tokens "
-                      f"{item['start']}–{item['end']} (blob {item['blob'][:12]}, commit {str(item['commit'])[:12]})")
+                      f"{item['start']}–{item['end']} (blob {item['blob'][:12]}, "
+                      f"commit {str(item['commit'])[:12]})")
             body = item["text"]
         else:
             item = store.record(number)

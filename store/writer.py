@@ -284,6 +284,12 @@ class StoreWriter:
                     return body(txn)
             except lmdb.MapFullError:
                 lmdbenv.grow(self.handle)
+            except lmdb.BadValsizeError as exc:  # not the disk: keep it from saying so
+                raise StoreError(
+                    f"writing to {self.path} failed ({exc}): a key is longer than LMDB takes "
+                    f"(schema.path_key keeps paths under it). Nothing was written; please "
+                    f"report this as a repofeed bug."
+                ) from exc
             except lmdb.Error as exc:
                 # A full disk surfaces as ENOSPC or, when LMDB's page write fails part-way, as
                 # EIO; either way the transaction is aborted and the last commit is intact.
