@@ -381,13 +381,14 @@ def show(
         if kind is ShowKind.window:
             item = store.window(number)
             item.pop("array")
-            header = (f"window {number}: {item['path']} tokens {item['start']}–{item['end']} "
-                      f"(blob {item['blob'][:12]}, commit {str(item['commit'])[:12]})")
+            header = (f"window {number}: {_shown(item['path'])} tokens "
+                      f"{item['start']}–{item['end']} (blob {item['blob'][:12]}, "
+                      f"commit {str(item['commit'])[:12]})")
             body = item["text"]
         else:
             item = store.record(number)
-            header = (f"record {number}: {item['change']} {item['path']}"
-                      + (f" (from {item['old_path']})" if item["old_path"] else "")
+            header = (f"record {number}: {item['change']} {_shown(item['path'])}"
+                      + (f" (from {_shown(item['old_path'])})" if item["old_path"] else "")
                       + f" in commit {item['commit'][:12]} by {item['author']}, "
                       f"parent {str(item['parent'])[:12]}, {item['n_before']} → "
                       f"{item['n_after']} tokens, {len(store.record_views(number))} view(s)")
@@ -396,9 +397,17 @@ def show(
     if as_json:
         print(json.dumps(item, indent=2, default=str))
         return
-    out.print(header, style="bold", highlight=False)
+    out.print(header, style="bold", highlight=False, markup=False)
     sys.stdout.flush()
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+def _shown(path: str) -> str:
+    """A path for the terminal: a name that is not UTF-8 shows its odd bytes as ``\\xe9``
+    (stdout's strict UTF-8 cannot write the surrogates that keep them; schema.path_str)."""
+    from repofeed.store.schema import path_bytes
+
+    return path_bytes(path).decode("utf-8", "backslashreplace")
 
 
 def main() -> None:

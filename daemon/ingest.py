@@ -20,13 +20,21 @@ import pygit2
 from repofeed.store.config import Config, load_config
 from repofeed.store.errors import RepofeedError, TokenizerError
 from repofeed.store.languages import language_of, weight_of
-from repofeed.store.locate import CONFIG_KEY, common_dir, open_repository, store_dir_of
+from repofeed.store.locate import (
+    CONFIG_KEY,
+    common_dir,
+    is_under,
+    open_repository,
+    own_paths,
+    store_dir_of,
+)
 from repofeed.store.schema import (
     K_FOLLOW,
     K_HEAD,
     K_PENDING,
     K_REPO,
     K_ROOTS,
+    K_SHALLOW,
     K_SUPERSEDED,
     content_key,
     content_key_of,
@@ -46,6 +54,7 @@ from .history import (
     message_of,
     new_commits,
     reachable_only,
+    shallow_boundaries,
     tip_of,
     tree_changes,
 )
@@ -264,6 +273,7 @@ class _Ingest:
         self.lengths = self.tok.byte_lengths
         self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
         self.heartbeat: Callable[[], None] = _no_heartbeat
+        self.own = own_paths(repo, writer.path)  # never documents nor records
 
     def set_heartbeat(self, heartbeat: Callable[[], None]) -> None:
         """Call ``heartbeat`` at each step of long work: a blob read, a chunk of text encoded
@@ -336,7 +346,8 @@ class _Ingest:
 
     def commit_write(self, changes: CommitChanges, fresh: dict[bytes, np.ndarray]) -> CommitWrite:
         commit = changes.commit
-        write = CommitWrite(commit.id.raw, skips=dict(changes.skips))
+        write = CommitWrite(commit.id.raw, skips=dict(changes.skips),
+                            boundary=changes.boundary)
         if not changes.files:
             return write
         msg_key = changes.message_key
@@ -404,7 +415,8 @@ class _Ingest:
             live.superseded = [oid for oid in writer.live_commits() if oid not in reachable]
         gained = new_tips - old_tips
         if gained and writer.meta(K_SUPERSEDED, 0) > 0:
-            flags = writer.superseded_flags(reachable_only(repo, gained, old_tips))
+            # A superset is right here: all it gives is reachable from a new root, so live.
+            flags = writer.superseded_flags(reachable_only(repo, gained, old_tips, exact=False))
             live.restored = [oid for oid, superseded in flags.items() if superseded]
         return live
 
@@ -432,6 +444,8 @@ class _Ingest:
         texts: dict[bytes, str] = {}
         seen: set[str] = set()
         for path, oid, mode in tree_changes(self.repo, old_tree, new_tree):
+            if is_under(path, self.own):
+                continue  # repofeed's own files, committed by a `git add -A`
             seen.add(path)
             if oid is None:
                 changes.append(SnapshotChange(path))
@@ -471,8 +485,16 @@ class _Ingest:
         writer, repo = self.writer, self.repo
         writer.check_readers()  # slots of readers that died: a full table stops every reader
         follow = writer.meta(K_FOLLOW)
+        shallow = shallow_boundaries(repo)
+        # Boundaries that have parents now (`git fetch --unshallow`) are processed again, and
+        # the history behind the stored head, which hiding it would skip, is walked whole.
+        regained = [b for b in writer.meta(K_SHALLOW) or [] if b not in shallow]
+        if regained:
+            writer.forget_boundaries(regained)
+            # libgit2 reads .git/shallow once per Repository: a fresh one sees the parents.
+            self.repo = repo = pygit2.Repository(repo.path)
         tip = tip_of(repo, follow)
-        todo = new_commits(repo, tip, writer.meta(K_HEAD))
+        todo = new_commits(repo, tip, None if regained else writer.meta(K_HEAD))
         fresh_ids = set(writer.unprocessed(c.id.raw for c in todo))
         todo = [c for c in todo if c.id.raw in fresh_ids]
         stopping_early = stop_after is not None and len(todo) > stop_after
@@ -498,10 +520,14 @@ class _Ingest:
             try:
                 batch, limit = _Batch(), FIRST_BATCH_COMMITS
                 for commit in todo:
-                    if len(commit.parents) > 1 and not self.cfg.include_merges:
+                    if str(commit.id) in shallow:  # its diff would claim every file added
+                        changes = CommitChanges(commit, None, [], {}, boundary=True)
+                    elif len(commit.parents) > 1 and not self.cfg.include_merges:
                         changes = CommitChanges(commit, commit.parents[0], [], {})
                     else:
                         changes = commit_changes(repo, commit, self.blobs)
+                        changes.files = [f for f in changes.files
+                                         if not is_under(f.path, self.own)]
                     batch.add(changes)
                     if len(batch.items) >= limit or batch.bytes >= BATCH_BYTES:
                         if pending:

@@ -34,8 +34,9 @@ from repofeed.store.errors import RepofeedError
 log = logging.getLogger("repofeed.daemon")
 
 # Names directly in a git directory whose change can move what the store follows. The rebase
-# directories go away when a rebase ends, which is when its result is ready to read.
-GIT_DIR_NAMES = frozenset({"HEAD", "packed-refs", "rebase-merge", "rebase-apply"})
+# directories go away when a rebase ends, which is when its result is ready to read; a shallow
+# clone's ``shallow`` changes (or goes) when a fetch gives its boundary commits their parents.
+GIT_DIR_NAMES = frozenset({"HEAD", "packed-refs", "rebase-merge", "rebase-apply", "shallow"})
 WRITE_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent,
                 FileClosedEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 

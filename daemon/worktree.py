@@ -33,7 +33,8 @@ from watchdog.observers.inotify_c import InotifyConstants as IN
 from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 
 from repofeed.store.languages import language_of, weight_of
-from repofeed.store.schema import K_HEAD, content_key_of
+from repofeed.store.locate import is_under
+from repofeed.store.schema import K_HEAD, content_key_of, path_bytes, path_str
 from repofeed.store.windows import window_count
 from repofeed.store.writer import SnapshotChange
 
@@ -212,20 +213,20 @@ class WorktreeOverlay:
         self._seen: dict[str, _Seen] = {}
         self._index: pygit2.Index | set[str] = set()
         self._index_stale = True
-        store = Path(ingest.writer.path).resolve()
-        self.excluded = [store.relative_to(self.root).as_posix()] \
-            if store.is_relative_to(self.root) else []
+        self._skip_worktree: set[str] | None = None
+        self.excluded = ingest.own  # the store, its lock, the spool and logs, if in here
         self.refresh_index()
 
     def is_ignored(self, rel: str) -> bool:
         """Ignored by git and not tracked (git ignores only untracked files), inside ``.git``,
-        or inside the store (when a store lives in the worktree)."""
-        if rel == ".git" or rel.startswith(".git/") or \
-                any(rel == e or rel.startswith(e + "/") for e in self.excluded):
+        or one of repofeed's own files (when a store lives in the worktree)."""
+        if rel == ".git" or rel.startswith(".git/") or is_under(rel.rstrip("/"), self.excluded):
             return True
         try:
             if not self.repo.path_is_ignored(rel):
                 return False
+        except UnicodeEncodeError:  # a name that is not UTF-8, which pygit2 cannot pass on
+            return self._git_ignores(rel)
         except pygit2.GitError:
             return False
         if self._index_stale:  # read git's index only when an ignored path needs it
@@ -235,11 +236,31 @@ class WorktreeOverlay:
                 self._index = self.repo.index
             except (pygit2.GitError, OSError):
                 self._index = set()
-        return rel.rstrip("/") not in self._index
+        return path_bytes(rel.rstrip("/")) not in self._index
+
+    def _git_ignores(self, rel: str) -> bool:
+        """``git check-ignore`` for a path pygit2 cannot take (its bytes are not UTF-8); like
+        the check above, a tracked file is never ignored. Such names are rare."""
+        done = subprocess.run(["git", "check-ignore", "-q", "--", path_bytes(rel)],
+                              cwd=self.root, capture_output=True, check=False)
+        return done.returncode == 0
+
+    def skip_worktree(self) -> set[str]:
+        """Tracked files that a sparse checkout leaves off disk (skip-worktree in the index):
+        absent, yet not deleted. pygit2 does not expose index flags, so git lists them; read
+        once per pass, and only when a committed document's file is missing."""
+        if self._skip_worktree is None:
+            done = subprocess.run(["git", "ls-files", "-t", "-z"], cwd=self.root,
+                                  capture_output=True, check=False)
+            self._skip_worktree = {
+                path_str(entry[2:]) for entry in done.stdout.split(b"\0")
+                if entry.startswith(b"S ")} if done.returncode == 0 else set()
+        return self._skip_worktree
 
     def refresh_index(self) -> None:
         """Forget which files are tracked; the index is read again when next needed."""
         self._index_stale = True
+        self._skip_worktree = None
 
     def all_files(self) -> set[str]:
         return {f for _d, files in walk(self.root, "", self.is_ignored) for f in files}
@@ -306,6 +327,9 @@ class WorktreeOverlay:
             data, reason, st = self._read(rel)
             if st is None:  # gone from the worktree
                 self._seen.pop(rel, None)
+                if current is not None and current.get("source", "commit") == "commit" and \
+                        rel in self.skip_worktree():
+                    continue  # left out by a sparse checkout: still the tip's document
                 if current is not None:
                     changes.append(SnapshotChange(rel))
                 continue
@@ -357,7 +381,7 @@ class WorktreeOverlay:
         if b"\0" in data:  # binary: git converts nothing (and libgit2 returns a C string)
             return data
         try:
-            filters = self.repo.load_filter_list(rel)
+            filters = self.repo.load_filter_list(path_bytes(rel))  # a path may not be UTF-8
             return filters.apply_to_buffer(data) if filters is not None else data
         except pygit2.GitError as exc:  # core.safecrlf=true refuses a mixed file
             log.debug("git's filters refuse %s: %s", rel, exc)
@@ -365,7 +389,7 @@ class WorktreeOverlay:
 
     def _attr(self, rel: str, name: str) -> str | bool | None:
         try:
-            return self.repo.get_attr(rel, name)
+            return self.repo.get_attr(path_bytes(rel), name)
         except pygit2.GitError:
             return None
 

@@ -47,6 +47,31 @@ def store_dir_of(repo: pygit2.Repository) -> Path:
     return Path(configured)
 
 
+def lock_path(store_dir: Path) -> Path:
+    """The store's writer lock file, beside the store directory."""
+    return store_dir.with_name(store_dir.name + ".lock")
+
+
+def own_paths(repo: pygit2.Repository, store_dir: Path) -> tuple[str, ...]:
+    """What of repofeed's own files lies inside the worktree, as paths relative to it: the
+    store, its lock, and ``<git common dir>/repofeed`` (spool, state, logs). None of them is
+    ever a document or a record, whether git ignores them or not (``init --store ./DIR``)."""
+    if not repo.workdir:
+        return ()
+    root = Path(repo.workdir).resolve()
+    store = Path(store_dir).resolve()
+    found = []
+    for path in (store, lock_path(store), repofeed_dir(repo).resolve()):
+        if path != root and path.is_relative_to(root):
+            found.append(path.relative_to(root).as_posix())
+    return tuple(found)
+
+
+def is_under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``path`` (relative, with ``/``) is one of ``prefixes`` or lies under one."""
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
 def resolve_store_dir(path: str | Path | None) -> Path:
     """A store directory itself, or the store of the repository around ``path``."""
     candidate = Path(path or ".")

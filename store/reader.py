@@ -177,8 +177,11 @@ class Store:
     def skipped_files(self) -> dict[str, str]:
         """Files at the tip left out of the snapshot, with the reason."""
         with self._txn(DB_SKIPPED) as txn:
-            return {bytes(k).decode("utf-8", "surrogateescape"): bytes(v).decode()
-                    for k, v in txn.cursor()}
+            found = {}
+            for key, value in txn.cursor():
+                reason, _, path = bytes(value).partition(b"\0")  # a hashed key: path_key
+                found[(path or bytes(key)).decode("utf-8", "surrogateescape")] = reason.decode()
+            return found
 
     def _raw_records(self, include_superseded: bool, chunk: int = 1024
                      ) -> Iterator[tuple[int, dict[str, Any]]]:

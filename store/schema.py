@@ -23,10 +23,11 @@ FORMAT_NAME = "repofeed-store"
 DB_META = b"meta"          # key (ascii) -> msgpack value
 DB_TOKENS = b"tokens"      # (array id, chunk) -> raw tokens, page-sized chunks (arrays.py)
 DB_HASHES = b"hashes"      # 16-byte content hash -> 8-byte array id (content addressing)
-DB_DOCS = b"docs"          # path (utf-8) -> msgpack document
+DB_DOCS = b"docs"          # path_key(path) -> msgpack document (which holds the full path)
 DB_RECORDS = b"records"    # 8-byte big-endian sequence number -> msgpack evolution record
 DB_COMMITS = b"commits"    # 20-byte commit oid -> msgpack {first, count}
-DB_SKIPPED = b"skipped"    # path (utf-8) -> reason, for tip files left out of the snapshot
+DB_SKIPPED = b"skipped"    # path_key(path) -> reason, for tip files left out of the snapshot
+#                            (reason NUL path, when the key is a hash: see path_key)
 DB_GARBAGE = b"garbage"    # 8-byte array id -> msgpack time it was first found unreferenced
 ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED,
            DB_GARBAGE)
@@ -48,20 +49,56 @@ K_RECORD_SKIPS = b"record_skips"    # reason -> count, over the files of process
 K_ROOTS = b"roots"                # ref -> commit id: the tips that kept commits live last time
 K_SUPERSEDED = b"superseded_commits"  # how many processed commits are superseded now
 K_PENDING = b"pending_tips"       # tips a run began ingesting from; cleared when it completes
+K_SHALLOW = b"shallow_boundaries"  # commits processed as a shallow clone's boundary (no parents)
+
+# LMDB's default build refuses keys over 511 bytes (MDB_MAXKEYSIZE); a longer path is keyed by
+# a prefix of it, a NUL (which no git path holds) and a hash of the whole.
+MAX_KEY_BYTES = 511
+_HASHED_PREFIX = MAX_KEY_BYTES - 1 - 16
 
 
+# Paths are git's bytes decoded with "surrogateescape" (see ``path_bytes``): a name that is
+# not UTF-8 holds lone surrogates, which strict UTF-8 cannot encode. msgpack writes such a
+# string as its original bytes and reads it back the same way, so nothing is lost; every
+# string that is valid UTF-8 is stored exactly as before.
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogateescape")
 
 
 def unpack(raw: bytes | memoryview) -> Any:
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False,
+                               unicode_errors="surrogateescape")
     except Exception as exc:  # msgpack raises several kinds for bytes that do not parse
         raise StoreCorrupt(
             f"a value in the store does not parse ({type(exc).__name__}: {exc}): the store is "
             f"corrupt. Rebuild it with `repofeed init --force` and `repofeed backfill`."
         ) from exc
+
+
+def path_str(raw: bytes) -> str:
+    """A path as repofeed holds it: git's bytes (or the file system's, which are the same)
+    decoded as UTF-8 with "surrogateescape", so that ``path_bytes`` (or ``os.fsencode``)
+    gives the original bytes back, whatever they are."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def path_bytes(path: str) -> bytes:
+    """Git's bytes of a path: the inverse of ``path_str``."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def path_key(path: str) -> bytes:
+    """The key of a path in the docs and skipped databases: its bytes, or, over LMDB's key
+    limit, a prefix, a NUL and a 128-bit hash of the whole (the value keeps the full path)."""
+    raw = path_bytes(path)
+    if len(raw) <= MAX_KEY_BYTES:
+        return raw
+    return raw[:_HASHED_PREFIX] + b"\0" + xxhash.xxh3_128_digest(raw)
+
+
+def is_hashed_key(key: bytes) -> bool:
+    return len(key) == MAX_KEY_BYTES and key[_HASHED_PREFIX] == 0
 
 
 def content_key(text: str) -> bytes:

@@ -25,6 +25,7 @@ from . import lmdbenv
 from .arrays import ChunkMissing, chunk_key, chunks_of, read_all
 from .config import Config
 from .errors import StoreError, WriterBusy
+from .locate import lock_path
 from .schema import (
     DB_COMMITS,
     DB_DOCS,
@@ -46,12 +47,16 @@ from .schema import (
     K_REPO,
     K_ROOTS,
     K_SCHEMA,
+    K_SHALLOW,
     K_STORED_TOKENS,
     K_SUPERSEDED,
     K_TOKENIZER_INFO,
     K_TOKENIZER_MODEL,
     SCHEMA_VERSION,
+    is_hashed_key,
     pack,
+    path_bytes,
+    path_key,
     seq_key,
     seq_of,
     token_dtype,
@@ -71,6 +76,7 @@ class CommitWrite:
     records: list[dict[str, Any]] = field(default_factory=list)
     arrays: dict[bytes, list[int] | np.ndarray] = field(default_factory=dict)
     skips: dict[str, int] = field(default_factory=dict)
+    boundary: bool = False  # a shallow clone's boundary, processed without records
 
 
 @dataclass
@@ -87,10 +93,6 @@ class SnapshotChange:
     path: str
     doc: dict[str, Any] | None = None   # None with reason None: the file is gone
     skip_reason: str | None = None
-
-
-def lock_path(store_dir: Path) -> Path:
-    return store_dir.with_name(store_dir.name + ".lock")
 
 
 def acquire_lock(store_dir: Path) -> int:
@@ -280,14 +282,14 @@ class StoreWriter:
         out = {}
         with self.handle.begin(DB_DOCS) as txn:
             for path in paths:
-                raw = txn.get(path.encode("utf-8", "surrogateescape"))
+                raw = txn.get(path_key(path))
                 if raw is not None:
                     out[path] = unpack(raw)
         return out
 
     def documents(self) -> dict[str, dict[str, Any]]:
         with self.handle.begin(DB_DOCS) as txn:
-            return {bytes(k).decode(): unpack(v) for k, v in txn.cursor()}
+            return {doc["path"]: doc for doc in (unpack(v) for _, v in txn.cursor())}
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -299,6 +301,12 @@ class StoreWriter:
                     return body(txn)
             except lmdb.MapFullError:
                 self.handle.grow()
+            except lmdb.BadValsizeError as exc:  # not the disk: keep it from saying so
+                raise StoreError(
+                    f"writing to {self.path} failed ({exc}): a key is longer than LMDB takes "
+                    f"(schema.path_key keeps paths under it). Nothing was written; please "
+                    f"report this as a repofeed bug."
+                ) from exc
             except lmdb.Error as exc:
                 # A full disk surfaces as ENOSPC or, when LMDB's page write fails part-way, as
                 # EIO; either way the transaction is aborted and the last commit is intact.
@@ -381,9 +389,32 @@ class StoreWriter:
             self._bump(txn, K_COMMITS_DONE, 1)
             if write.skips:
                 self._bump(txn, K_RECORD_SKIPS, write.skips)
+            if write.boundary:
+                raw = txn.get(K_SHALLOW, db=meta_db)
+                boundaries = unpack(raw) if raw else []
+                txn.put(K_SHALLOW, pack([*boundaries, write.oid.hex()]), db=meta_db)
             return True
 
         return self._write(body)
+
+    def forget_boundaries(self, oids: list[str]) -> None:
+        """Unprocess shallow boundaries that have parents now (``git fetch --unshallow``), so
+        that they are processed again, with their records, along with the older history."""
+
+        def body(txn: lmdb.Transaction) -> None:
+            meta_db, commits = self.db[DB_META], self.db[DB_COMMITS]
+            for oid in oids:
+                raw = txn.get(bytes.fromhex(oid), db=commits)
+                entry = unpack(raw) if raw is not None else None
+                if entry is not None and entry["count"] == 0:  # it has no records
+                    txn.delete(bytes.fromhex(oid), db=commits)
+                    self._bump(txn, K_COMMITS_DONE, -1)
+                    if entry["superseded"]:
+                        self._bump(txn, K_SUPERSEDED, -1)
+            left = [b for b in unpack(txn.get(K_SHALLOW, db=meta_db)) if b not in oids]
+            txn.put(K_SHALLOW, pack(left), db=meta_db)
+
+        self._write(body)
 
     def put_documents(self, changes: list[SnapshotChange], arrays: dict[bytes, Any]) -> None:
         """Apply document changes alone (the worktree's), in one transaction."""
@@ -400,7 +431,7 @@ class StoreWriter:
             self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
             docs, skipped = self.db[DB_DOCS], self.db[DB_SKIPPED]
             for change in changes:
-                key = change.path.encode("utf-8", "surrogateescape")
+                key = path_key(change.path)
                 if change.doc is not None:
                     doc = dict(change.doc)
                     doc["array"] = self._array_id(txn, doc.pop("hash"))
@@ -408,7 +439,10 @@ class StoreWriter:
                 else:
                     txn.delete(key, db=docs)
                 if change.skip_reason is not None:
-                    txn.put(key, change.skip_reason.encode(), db=skipped)
+                    reason = change.skip_reason.encode()
+                    if is_hashed_key(key):  # the key alone no longer gives the path
+                        reason += b"\0" + path_bytes(change.path)
+                    txn.put(key, reason, db=skipped)
                 else:
                     txn.delete(key, db=skipped)
             if move_head:

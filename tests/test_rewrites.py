@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from helpers import run_cli, sample_files
+from helpers import GitRepo, run_cli, sample_files, wait_for
 from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import EvolutionDataset, open_store
 
@@ -156,3 +156,30 @@ def test_commits_of_an_interrupted_run_are_superseded_when_rewritten_away(make_r
     assert (result.commits, result.superseded) == (1, 2)
     live = {commit for commit, _ in _live(repo)}
     assert b not in live and c not in live and e in live
+
+
+def test_the_daemon_takes_in_the_history_an_unshallow_fetch_brings(make_repo, tmp_path,
+                                                                   daemon_for):
+    src = _started(make_repo)
+    src.commit("Add a", {"a.py": "A = 1\n"})
+    src.commit("Add b", {"b.py": "B = 1\n"})
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{src.path}", str(clone)],
+                   check=True, capture_output=True)
+    repo = GitRepo(clone)
+    init_store(clone)
+    backfill(clone)
+    assert _all(repo) == []  # the only commit is the boundary: its parents are not here
+    daemon_for(repo)
+    subprocess.run(["git", "fetch", "-q", "--unshallow"], cwd=clone, check=True,
+                   capture_output=True)
+
+    def processed():
+        with open_store(clone) as store:
+            return store.stats()["commits_processed"] == 3
+
+    wait_for(processed, "the commits the fetch brought")
+    paths = [path for _commit, path in _live(repo)]
+    assert paths[-2:] == ["a.py", "b.py"]  # the older commits first, then the boundary
+    assert len(paths) == len(sample_files()) + 2
+    assert set(_docs(repo)) == set(sample_files()) | {"a.py", "b.py"}
