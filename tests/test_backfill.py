@@ -210,7 +210,7 @@ def test_killed_backfill_then_rerun_equals_a_clean_run(make_repo, sig):
     proc.send_signal(signal.SIGCONT)
     _out, err = proc.communicate(timeout=60)
     done = _processed(repo)
-    assert frozen <= done < 1501
+    assert frozen <= done < 1501, (proc.returncode, err[-2000:])
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "run `repofeed backfill` again" in err
