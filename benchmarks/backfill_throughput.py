@@ -17,22 +17,31 @@ It then prints the store's bytes per stored token (``Store.stats()``) and backfi
 generated history again with overlaps 0, 512 and 768 (same tokenizer) to check that overlap
 costs no storage: windows are views.
 
+Last, it backfills the generated history under each LMDB sync setting (``--sync-modes``):
+the store's own (``MDB_NOMETASYNC``: one fsync per write transaction, consistent after a power
+cut) against the ``MDB_NOSYNC`` it used before (no fsync per transaction, a flush per batch,
+which a power cut can leave corrupt), round-robin in this process, to give the price of the
+fsyncs in commits/s.
+
 Goals (issue 2): store at most 3 bytes per stored token with uint16 tokens; the same store
 size for every overlap.
 
-    python benchmarks/backfill_throughput.py [--commits 2000] [--profile]
+    python benchmarks/backfill_throughput.py [--commits 2000] [--profile] [--sync-modes]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import pstats
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import lmdb
 from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
@@ -197,6 +206,50 @@ def check_overlaps(repo: Path, overlaps: list[int], work: Path) -> None:
           f"({'met' if spread <= 0.01 else 'NOT met'}: windows are views)")
 
 
+@contextlib.contextmanager
+def lmdb_sync_mode(mode: str) -> Iterator[None]:
+    """Open LMDB environments with ``mode``'s flags for the duration (benchmark only).
+
+    ``nometasync`` is what ``store/lmdbenv.py`` opens with; ``nosync`` is the setting it had
+    before (``sync=False``), forced here by wrapping ``lmdb.open``.
+    """
+    if mode == "nometasync":
+        yield
+        return
+    real_open = lmdb.open
+
+    def open_nosync(*args, **kwargs):
+        return real_open(*args, **{**kwargs, "sync": False, "metasync": True})
+
+    lmdb.open = open_nosync
+    try:
+        yield
+    finally:
+        lmdb.open = real_open
+
+
+SYNC_MODES = {
+    "nosync": "MDB_NOSYNC + flush per batch (before; a power cut can corrupt)",
+    "nometasync": "MDB_NOMETASYNC, fsync per commit (now; consistent after a power cut)",
+}
+
+
+def compare_sync_modes(repo: Path, repeat: int) -> None:
+    """Backfill ``repo`` on a fresh store under each sync setting, round-robin; best of
+    ``repeat`` each, and the ratio."""
+    n_commits = int(git(repo, "rev-list", "--count", "HEAD"))
+    times: dict[str, list[float]] = {mode: [] for mode in SYNC_MODES}
+    for _ in range(repeat):
+        for mode in SYNC_MODES:
+            with lmdb_sync_mode(mode):
+                times[mode].append(run_repofeed(repo).backfill_seconds)
+    best = {mode: min(ts) for mode, ts in times.items()}
+    print(f"\n== backfill by LMDB sync setting ({n_commits:,} commits; best of {repeat}) ==")
+    print(table(["setting", "seconds", "commits/s", "vs nosync"], [
+        [f"{mode}: {what}", best[mode], n_commits / best[mode],
+         f"{best['nosync'] / best[mode]:.2f}x"] for mode, what in SYNC_MODES.items()]))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Backfill throughput of repofeed against PyDriller and git log -p.",
@@ -214,6 +267,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="TOP",
                         help="profile one more repofeed backfill (untimed) and print its TOP "
                              "functions by own and by cumulative time")
+    parser.add_argument("--sync-modes", action="store_true",
+                        help="also backfill the generated history under the old and the new "
+                             "LMDB sync setting and compare them")
+    parser.add_argument("--sync-only", action="store_true",
+                        help="only the sync-setting comparison (implies --sync-modes)")
     add_scratch_options(parser)
     return parser.parse_args()
 
@@ -226,10 +284,13 @@ def main() -> None:
                 synth = make_repo(work / "synthetic", args.commits, args.files, args.seed)
             print(f"generated {args.commits:,} commits with git fast-import in "
                   f"{t.seconds:.1f} s")
-            bench_history("generated history", synth, args)
-            if args.overlaps.strip():
-                check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
-        if not args.skip_own:
+            if not args.sync_only:
+                bench_history("generated history", synth, args)
+                if args.overlaps.strip():
+                    check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
+            if args.sync_modes or args.sync_only:
+                compare_sync_modes(synth, args.repeat)
+        if not args.skip_own and not args.sync_only:
             own = work / "own"
             git(work, "clone", "-q", "--no-local", str(args.own_repo.resolve()), str(own))
             bench_history(f"own history ({args.own_repo.resolve().name})", own, args)

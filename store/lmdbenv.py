@@ -48,9 +48,15 @@ def _open(path: Path, create: bool, map_size: int) -> Handle:
             readonly=not writable,
             lock=True,
             readahead=False,  # random window access: readahead only pollutes the page cache
-            # No fsync per transaction: the writer syncs after each batch (StoreWriter.sync).
-            # A killed process loses nothing committed; a power cut can lose the last batch.
-            sync=False,
+            # MDB_NOMETASYNC: one fsync per write transaction, of its data pages, before its
+            # meta page is written; the meta page itself is flushed by the next commit or
+            # StoreWriter.sync. LMDB: "maintains database integrity, but a system crash may
+            # undo the last committed transaction" (ACI, not D). sync=False (MDB_NOSYNC) cost
+            # no fsync at all, but then a power cut on a file system that reorders writes can
+            # leave a meta page pointing at pages never written: a corrupt store
+            # (docs/store.md#durability; cost measured by benchmarks/backfill_throughput.py).
+            sync=True,
+            metasync=False,
             meminit=False,
             max_readers=512,
         )
