@@ -19,7 +19,7 @@ from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
 from repofeed.store.writer import lock_path
 
-from .history import describe_ref, new_commits, tip_of
+from .history import describe_ref, describe_tip, new_commits, ref_problem, tip_of
 from .ingest import followed_repository
 
 STATE_NAME = "daemon.json"
@@ -96,6 +96,11 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
         "pid": state.get("pid") if running else None,
         "followed": [follow],
         "checked_out": describe_ref(followed, follow),
+        "following": describe_tip(followed, follow, tip),
+        "warning": None if tip is not None else
+        f"{describe_ref(followed, follow)} {ref_problem(followed, follow) or 'names no commit'}"
+        + (f"; the store keeps its snapshot of {head[:12]}" if head and follow != "HEAD"
+           else ""),
         "head": head,
         "tip": str(tip.id) if tip is not None else None,
         "lag": lag,

@@ -194,7 +194,8 @@ class Store:
     def record_raw(self, index: int) -> dict[str, Any]:
         handle = self._env()
         with handle.env.begin() as txn:
-            raw = txn.get(seq_key(index), db=handle.dbs[DB_RECORDS]) if index >= 0 else None
+            in_range = 0 <= index < 1 << 64  # keys are uint64; a larger N is simply absent
+            raw = txn.get(seq_key(index), db=handle.dbs[DB_RECORDS]) if in_range else None
             if raw is None:
                 raise StoreError(f"there is no record {index} (the store holds "
                                  f"{self.meta(K_NEXT_SEQ, 0)} evolution records).")
