@@ -361,11 +361,15 @@ def show(
     """Print one window or evolution record, decoded, with where it comes from."""
     from repofeed.store import open_store
     from repofeed.store.errors import StoreError
+    from repofeed.store.schema import K_COMMITS_DONE, K_HEAD
 
     if number < 0:
         raise StoreError(f"there is no {kind.value} {number}: {kind.value}s are numbered from 0 "
                          f"(`repofeed stats` says how many the store holds).")
     with open_store(repo) as store:
+        if store.meta(K_COMMITS_DONE, 0) == 0 and store.meta(K_HEAD) is None:
+            raise StoreError(f"there is no {kind.value} {number}: the store holds nothing yet; "
+                             f"run `repofeed backfill` first.")
         if kind is ShowKind.window:
             item = store.window(number)
             item.pop("array")
