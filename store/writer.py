@@ -129,8 +129,17 @@ def _format_of(store_dir: Path) -> str | None:
     try:
         env = lmdb.open(str(store_dir), readonly=True, lock=False, max_dbs=lmdbenv.MAX_DBS,
                         subdir=True, create=False)
-    except lmdb.Error:
-        return None
+    except lmdb.Error as exc:
+        if "already open in this process" not in str(exc):
+            return None
+        # lmdb refuses a second open in one process: read through the handle held here.
+        handle = lmdbenv.get_handle(store_dir, check=False)
+        try:
+            with handle.env.begin(db=handle.dbs[DB_META]) as txn:
+                raw = txn.get(K_FORMAT)
+            return unpack(raw) if raw is not None else None
+        finally:
+            lmdbenv.release(store_dir)
     try:
         with env.begin() as txn:
             raw = txn.get(K_FORMAT, db=env.open_db(DB_META, txn=txn, create=False))

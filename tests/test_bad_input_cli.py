@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from helpers import run_cli, store_dump
+from helpers import run_cli, store_dump, wait_for
 from repofeed.store.writer import lock_path
 
 FILES = {
@@ -314,3 +314,28 @@ def test_orphan_checkout_is_said_not_none(stored_repo):
     assert "None" not in status
     done = run_cli("backfill", str(stored_repo.path))
     assert "HEAD (gh-pages) has no commits yet" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_daemon_warns_once_when_the_followed_branch_is_deleted(small_repo, daemon_for):
+    small_repo.write("repofeed.toml", 'follow = "release"\nwatch_worktree = false\n')
+    small_repo.commit("Follow the release branch")
+    small_repo.git("branch", "release")
+    run_cli("init", str(small_repo.path))
+    run_cli("backfill", str(small_repo.path))
+    docs = store_dump(small_repo.path)["docs"]
+    proc = daemon_for(small_repo)
+    small_repo.git("branch", "-D", "release")
+    wait_for(lambda: "WARNING the followed branch refs/heads/release does not exist"
+             in proc.log(), "the daemon to warn about the deleted branch")
+    small_repo.commit("More work on main", {"app/extra.py": "X = 1\n"})  # another nudge
+    wait_for(lambda: _reconciles(small_repo) >= 3, "two more reconciles")
+    assert proc.log().count("does not exist") == 1
+    assert store_dump(small_repo.path)["docs"] == docs
+    assert proc.stop() == 0
+
+
+def _reconciles(repo) -> int:
+    import json
+
+    state = json.loads((repo.path / ".git" / "repofeed" / "daemon.json").read_text())
+    return state.get("reconciles", 0)
