@@ -36,7 +36,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-MIN_RESCAN_SECONDS = 1.0
+MIN_RESCAN_SECONDS = 0.5
 
 RepoArg = Annotated[
     Path | None,
@@ -206,8 +206,8 @@ def daemon(
 
     from .live import Daemon
 
-    # A comparison reads every file of the worktree: more often than once a second is a busy
-    # loop (0 was one), and NaN or infinity would be a timer that never or always fires.
+    # A comparison reads every file of the worktree: 0 was a busy loop, and NaN or infinity
+    # would be a timer that always or never fires. Half a second is what the tests use.
     if rescan_seconds is not None and not (
             math.isfinite(rescan_seconds) and rescan_seconds >= MIN_RESCAN_SECONDS):
         raise ConfigError(f"--rescan-seconds must be a number of seconds, at least "
