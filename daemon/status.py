@@ -73,6 +73,16 @@ def _alive(pid: Any) -> bool:
     return True
 
 
+def _follow_warning(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None,
+                    head: str | None) -> str | None:
+    """Why the followed ref names no commit, and what the store keeps meanwhile."""
+    if tip is not None:
+        return None
+    problem = ref_problem(repo, follow) or "names no commit"
+    kept = f"; the store keeps its snapshot of {head[:12]}" if head and follow != "HEAD" else ""
+    return f"{describe_ref(repo, follow)} {problem}{kept}"
+
+
 def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
     repo = open_repository(repo_path)
     state = read_state(repo)
@@ -97,10 +107,7 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
         "followed": [follow],
         "checked_out": describe_ref(followed, follow),
         "following": describe_tip(followed, follow, tip),
-        "warning": None if tip is not None else
-        f"{describe_ref(followed, follow)} {ref_problem(followed, follow) or 'names no commit'}"
-        + (f"; the store keeps its snapshot of {head[:12]}" if head and follow != "HEAD"
-           else ""),
+        "warning": _follow_warning(followed, follow, tip, head),
         "head": head,
         "tip": str(tip.id) if tip is not None else None,
         "lag": lag,
