@@ -17,11 +17,12 @@ It then prints the store's bytes per stored token (``Store.stats()``) and backfi
 generated history again with overlaps 0, 512 and 768 (same tokenizer) to check that overlap
 costs no storage: windows are views.
 
-Last, it backfills the generated history under each LMDB sync setting (``--sync-modes``):
-the store's own (``MDB_NOMETASYNC``: one fsync per write transaction, consistent after a power
-cut) against the ``MDB_NOSYNC`` it used before (no fsync per transaction, a flush per batch,
-which a power cut can leave corrupt), round-robin in this process, to give the price of the
-fsyncs in commits/s.
+Last (``--sync-modes``), it backfills the generated history under three write settings,
+round-robin in this process: the store's own (``MDB_NOMETASYNC``: an fsync per write
+transaction, consistent after a power cut; one transaction per batch of commits), the same
+with one transaction per commit, and what the store did before (``MDB_NOSYNC``, a transaction
+per commit, a flush per batch, which a power cut can leave corrupt): the price of the fsyncs
+in commits/s.
 
 Goals (issue 2): store at most 3 bytes per stored token with uint16 tokens; the same store
 size for every overlap.
@@ -47,6 +48,7 @@ from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import BackfillResult, backfill, init_store
 from repofeed.store import open_store
+from repofeed.store.writer import StoreWriter
 
 BYTES_PER_TOKEN_GOAL = 3.0
 MB = 1e6
@@ -207,47 +209,54 @@ def check_overlaps(repo: Path, overlaps: list[int], work: Path) -> None:
 
 
 @contextlib.contextmanager
-def lmdb_sync_mode(mode: str) -> Iterator[None]:
-    """Open LMDB environments with ``mode``'s flags for the duration (benchmark only).
+def write_setting(name: str) -> Iterator[None]:
+    """Write stores as setting ``name`` does, for the duration (benchmark only).
 
-    ``nometasync`` is what ``store/lmdbenv.py`` opens with; ``nosync`` is the setting it had
-    before (``sync=False``), forced here by wrapping ``lmdb.open``.
+    ``batch`` is what repofeed does: MDB_NOMETASYNC (``store/lmdbenv.py``), one write
+    transaction per batch of commits. The others are forced by wrapping ``lmdb.open`` (to the
+    ``sync=False`` the store had before) and ``StoreWriter.write_commits`` (back to one
+    transaction per commit).
     """
-    if mode == "nometasync":
-        yield
-        return
-    real_open = lmdb.open
+    real_open, real_write = lmdb.open, StoreWriter.write_commits
 
     def open_nosync(*args, **kwargs):
         return real_open(*args, **{**kwargs, "sync": False, "metasync": True})
 
-    lmdb.open = open_nosync
+    def one_per_commit(self: StoreWriter, writes: list) -> list[bool]:
+        return [real_write(self, [write])[0] for write in writes]
+
+    if name != "batch":
+        StoreWriter.write_commits = one_per_commit
+    if name == "nosync":
+        lmdb.open = open_nosync
     try:
         yield
     finally:
-        lmdb.open = real_open
+        lmdb.open, StoreWriter.write_commits = real_open, real_write
 
 
-SYNC_MODES = {
-    "nosync": "MDB_NOSYNC + flush per batch (before; a power cut can corrupt)",
-    "nometasync": "MDB_NOMETASYNC, fsync per commit (now; consistent after a power cut)",
+WRITE_SETTINGS = {
+    "nosync": "MDB_NOSYNC, a transaction per commit (before: a power cut can corrupt)",
+    "commit": "MDB_NOMETASYNC, a transaction (an fsync) per commit",
+    "batch": "MDB_NOMETASYNC, a transaction (an fsync) per batch (now)",
 }
 
 
-def compare_sync_modes(repo: Path, repeat: int) -> None:
-    """Backfill ``repo`` on a fresh store under each sync setting, round-robin; best of
-    ``repeat`` each, and the ratio."""
+def compare_write_settings(repo: Path, repeat: int) -> None:
+    """Backfill ``repo`` on a fresh store under each write setting, round-robin; best of
+    ``repeat`` each, and the ratio to the setting of before."""
     n_commits = int(git(repo, "rev-list", "--count", "HEAD"))
-    times: dict[str, list[float]] = {mode: [] for mode in SYNC_MODES}
+    times: dict[str, list[float]] = {name: [] for name in WRITE_SETTINGS}
     for _ in range(repeat):
-        for mode in SYNC_MODES:
-            with lmdb_sync_mode(mode):
-                times[mode].append(run_repofeed(repo).backfill_seconds)
-    best = {mode: min(ts) for mode, ts in times.items()}
-    print(f"\n== backfill by LMDB sync setting ({n_commits:,} commits; best of {repeat}) ==")
-    print(table(["setting", "seconds", "commits/s", "vs nosync"], [
-        [f"{mode}: {what}", best[mode], n_commits / best[mode],
-         f"{best['nosync'] / best[mode]:.2f}x"] for mode, what in SYNC_MODES.items()]))
+        for name in WRITE_SETTINGS:
+            with write_setting(name):
+                times[name].append(run_repofeed(repo).backfill_seconds)
+    best = {name: min(ts) for name, ts in times.items()}
+    print(f"\n== backfill by LMDB sync and transaction setting ({n_commits:,} commits; "
+          f"best of {repeat}) ==")
+    print(table(["setting", "seconds", "commits/s", "vs before"], [
+        [f"{name}: {what}", best[name], n_commits / best[name],
+         f"{best['nosync'] / best[name]:.2f}x"] for name, what in WRITE_SETTINGS.items()]))
 
 
 def parse_args() -> argparse.Namespace:
@@ -269,7 +278,7 @@ def parse_args() -> argparse.Namespace:
                              "functions by own and by cumulative time")
     parser.add_argument("--sync-modes", action="store_true",
                         help="also backfill the generated history under the old and the new "
-                             "LMDB sync setting and compare them")
+                             "LMDB sync and transaction settings and compare them")
     parser.add_argument("--sync-only", action="store_true",
                         help="only the sync-setting comparison (implies --sync-modes)")
     add_scratch_options(parser)
@@ -289,7 +298,7 @@ def main() -> None:
                 if args.overlaps.strip():
                     check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
             if args.sync_modes or args.sync_only:
-                compare_sync_modes(synth, args.repeat)
+                compare_write_settings(synth, args.repeat)
         if not args.skip_own and not args.sync_only:
             own = work / "own"
             git(work, "clone", "-q", "--no-local", str(args.own_repo.resolve()), str(own))

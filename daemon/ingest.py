@@ -333,10 +333,11 @@ class _Ingest:
 
     def write_batch(self, batch: _Batch, fresh: dict[bytes, np.ndarray],
                     result: BackfillResult) -> None:
-        """Write a batch's commits, one transaction each, then flush them to disk."""
-        for changes in batch.items:
-            write = self.commit_write(changes, fresh)
-            if self.writer.write_commit(write):
+        """Write a batch's commits in one transaction (each commit whole, with its cursor
+        entry), then flush it to disk."""
+        writes = [self.commit_write(changes, fresh) for changes in batch.items]
+        for write, written in zip(writes, self.writer.write_commits(writes)):
+            if written:
                 result.commits += 1
                 result.records += len(write.records)
                 for reason, n in write.skips.items():
