@@ -501,7 +501,7 @@ class StoreWriter:
         batch lands entirely or not at all); for each, False if it was already there.
 
         One transaction per batch rather than per commit: each costs an fsync
-        (MDB_NOMETASYNC, lmdbenv.py), which per commit cost about a tenth of the backfill.
+        (MDB_NOMETASYNC, lmdbenv.py): per commit that was a tenth of the backfill (docs/benchmarks.md).
         """
         return self._write(lambda txn: [self._put_commit(txn, write) for write in writes])
 
