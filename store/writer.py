@@ -500,8 +500,8 @@ class StoreWriter:
         """Store processed commits in one transaction, each whole with its cursor entry (a
         batch lands entirely or not at all); for each, False if it was already there.
 
-        One transaction per batch rather than per commit: each costs an fsync
-        (MDB_NOMETASYNC, lmdbenv.py): per commit that was a tenth of the backfill (docs/benchmarks.md).
+        One transaction per batch rather than per commit: each costs an fsync (MDB_NOMETASYNC,
+        lmdbenv.py), and per commit that was a tenth of the backfill (docs/benchmarks.md).
         """
         return self._write(lambda txn: [self._put_commit(txn, write) for write in writes])
 
