@@ -223,7 +223,9 @@ def write_setting(name: str) -> Iterator[None]:
         return real_open(*args, **{**kwargs, "sync": False, "metasync": True})
 
     def one_per_commit(self: StoreWriter, writes: list) -> list[bool]:
-        return [real_write(self, [write])[0] for write in writes]
+        written = [real_write(self, [write])[0] for write in writes]
+        self.sync()  # the flush per batch that went with a transaction per commit
+        return written
 
     if name != "batch":
         StoreWriter.write_commits = one_per_commit

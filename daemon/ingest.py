@@ -334,7 +334,8 @@ class _Ingest:
     def write_batch(self, batch: _Batch, fresh: dict[bytes, np.ndarray],
                     result: BackfillResult) -> None:
         """Write a batch's commits in one transaction (each commit whole, with its cursor
-        entry), then flush it to disk."""
+        entry). No flush after it: its fsync (MDB_NOMETASYNC) already keeps the store
+        consistent, and the next transaction's fsync or the snapshot's flush makes it durable."""
         writes = [self.commit_write(changes, fresh) for changes in batch.items]
         for write, written in zip(writes, self.writer.write_commits(writes)):
             if written:
@@ -342,7 +343,6 @@ class _Ingest:
                 result.records += len(write.records)
                 for reason, n in write.skips.items():
                     result.skipped[reason] = result.skipped.get(reason, 0) + n
-        self.writer.sync()
         result.bytes_read += batch.bytes
 
     def liveness(self, follow: str, tip: pygit2.Commit | None) -> Liveness:
