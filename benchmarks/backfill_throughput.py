@@ -17,27 +17,38 @@ It then prints the store's bytes per stored token (``Store.stats()``) and backfi
 generated history again with overlaps 0, 512 and 768 (same tokenizer) to check that overlap
 costs no storage: windows are views.
 
+Last (``--sync-modes``), it backfills the generated history under three write settings,
+round-robin in this process: the store's own (``MDB_NOMETASYNC``: an fsync per write
+transaction, consistent after a power cut; one transaction per batch of commits), the same
+with one transaction per commit, and what the store did before (``MDB_NOSYNC``, a transaction
+per commit, a flush per batch, which a power cut can leave corrupt): the price of the fsyncs
+in commits/s.
+
 Goals (issue 2): store at most 3 bytes per stored token with uint16 tokens; the same store
 size for every overlap.
 
-    python benchmarks/backfill_throughput.py [--commits 2000] [--profile]
+    python benchmarks/backfill_throughput.py [--commits 2000] [--profile] [--sync-modes]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import pstats
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import lmdb
 from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
 from repofeed.daemon.ingest import BackfillResult, backfill, init_store
 from repofeed.store import open_store
+from repofeed.store.writer import StoreWriter
 
 BYTES_PER_TOKEN_GOAL = 3.0
 MB = 1e6
@@ -197,6 +208,59 @@ def check_overlaps(repo: Path, overlaps: list[int], work: Path) -> None:
           f"({'met' if spread <= 0.01 else 'NOT met'}: windows are views)")
 
 
+@contextlib.contextmanager
+def write_setting(name: str) -> Iterator[None]:
+    """Write stores as setting ``name`` does, for the duration (benchmark only).
+
+    ``batch`` is what repofeed does: MDB_NOMETASYNC (``store/lmdbenv.py``), one write
+    transaction per batch of commits. The others are forced by wrapping ``lmdb.open`` (to the
+    ``sync=False`` the store had before) and ``StoreWriter.write_commits`` (back to one
+    transaction per commit).
+    """
+    real_open, real_write = lmdb.open, StoreWriter.write_commits
+
+    def open_nosync(*args, **kwargs):
+        return real_open(*args, **{**kwargs, "sync": False, "metasync": True})
+
+    def one_per_commit(self: StoreWriter, writes: list) -> list[bool]:
+        written = [real_write(self, [write])[0] for write in writes]
+        self.sync()  # the flush per batch that went with a transaction per commit
+        return written
+
+    if name != "batch":
+        StoreWriter.write_commits = one_per_commit
+    if name == "nosync":
+        lmdb.open = open_nosync
+    try:
+        yield
+    finally:
+        lmdb.open, StoreWriter.write_commits = real_open, real_write
+
+
+WRITE_SETTINGS = {
+    "nosync": "MDB_NOSYNC, a transaction per commit (before: a power cut can corrupt)",
+    "commit": "MDB_NOMETASYNC, a transaction (an fsync) per commit",
+    "batch": "MDB_NOMETASYNC, a transaction (an fsync) per batch (now)",
+}
+
+
+def compare_write_settings(repo: Path, repeat: int) -> None:
+    """Backfill ``repo`` on a fresh store under each write setting, round-robin; best of
+    ``repeat`` each, and the ratio to the setting of before."""
+    n_commits = int(git(repo, "rev-list", "--count", "HEAD"))
+    times: dict[str, list[float]] = {name: [] for name in WRITE_SETTINGS}
+    for _ in range(repeat):
+        for name in WRITE_SETTINGS:
+            with write_setting(name):
+                times[name].append(run_repofeed(repo).backfill_seconds)
+    best = {name: min(ts) for name, ts in times.items()}
+    print(f"\n== backfill by LMDB sync and transaction setting ({n_commits:,} commits; "
+          f"best of {repeat}) ==")
+    print(table(["setting", "seconds", "commits/s", "vs before"], [
+        [f"{name}: {what}", best[name], n_commits / best[name],
+         f"{best['nosync'] / best[name]:.2f}x"] for name, what in WRITE_SETTINGS.items()]))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Backfill throughput of repofeed against PyDriller and git log -p.",
@@ -214,6 +278,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="TOP",
                         help="profile one more repofeed backfill (untimed) and print its TOP "
                              "functions by own and by cumulative time")
+    parser.add_argument("--sync-modes", action="store_true",
+                        help="also backfill the generated history under the old and the new "
+                             "LMDB sync and transaction settings and compare them")
+    parser.add_argument("--sync-only", action="store_true",
+                        help="only the sync-setting comparison (implies --sync-modes)")
     add_scratch_options(parser)
     return parser.parse_args()
 
@@ -226,10 +295,13 @@ def main() -> None:
                 synth = make_repo(work / "synthetic", args.commits, args.files, args.seed)
             print(f"generated {args.commits:,} commits with git fast-import in "
                   f"{t.seconds:.1f} s")
-            bench_history("generated history", synth, args)
-            if args.overlaps.strip():
-                check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
-        if not args.skip_own:
+            if not args.sync_only:
+                bench_history("generated history", synth, args)
+                if args.overlaps.strip():
+                    check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
+            if args.sync_modes or args.sync_only:
+                compare_write_settings(synth, args.repeat)
+        if not args.skip_own and not args.sync_only:
             own = work / "own"
             git(work, "clone", "-q", "--no-local", str(args.own_repo.resolve()), str(own))
             bench_history(f"own history ({args.own_repo.resolve().name})", own, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from enum import StrEnum
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+MIN_RESCAN_SECONDS = 0.5
 
 RepoArg = Annotated[
     Path | None,
@@ -120,6 +123,8 @@ def backfill(repo: RepoArg = None) -> None:
         err.print("[yellow]Interrupted.[/] Every commit stored so far is complete; run "
                   "`repofeed backfill` again to go on.")
         raise typer.Exit(130) from None
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     rate = result.commits / result.seconds if result.seconds else 0.0
     out.print(
         f"Backfilled {result.commits:,} commits ({rate:,.0f} commits/s, "
@@ -229,15 +234,27 @@ def daemon(
         help="Also take in uncommitted edits of the worktree (default: the store's "
              "watch_worktree setting, on).", show_default=False)] = None,
     rescan_seconds: Annotated[float | None, typer.Option(
-        help="How often to compare the whole worktree by content, for events the kernel lost "
-             "(default 600; 30 when the inotify watch limit is reached).",
+        help=f"How often to compare the whole worktree by content, for events the kernel lost "
+             f"(default 600; 30 when the inotify watch limit is reached; at least "
+             f"{MIN_RESCAN_SECONDS:g}).",
         show_default=False)] = None,
     gc_seconds: Annotated[float, typer.Option(
         min=1, help="How often, at most, to look for garbage after an update and collect it "
                     "when it passes 10% of the store.")] = 600,
 ) -> None:
     """Keep the store current, in the foreground: woken by the hooks, ref changes and edits."""
+    from repofeed.store.errors import ConfigError
+
     from .live import Daemon
+
+    # A comparison reads every file of the worktree: 0 was a busy loop, and NaN or infinity
+    # would be a timer that always or never fires. Half a second is what the tests use.
+    if rescan_seconds is not None and not (
+            math.isfinite(rescan_seconds) and rescan_seconds >= MIN_RESCAN_SECONDS):
+        raise ConfigError(f"--rescan-seconds must be a number of seconds, at least "
+                          f"{MIN_RESCAN_SECONDS:g} (got {rescan_seconds:g}); the default is 600.")
+    if settle_ms < 0:
+        raise ConfigError(f"--settle-ms must be 0 or more (got {settle_ms}).")
 
     _configure_logging(verbose)
     server = Daemon(repo, settle=settle_ms / 1000, watch_worktree=watch,
@@ -261,8 +278,11 @@ def status(
         out.print(f"daemon: running (pid {data['pid']}), {data['watches']} directory watches")
     else:
         out.print("daemon: not running — start it with `repofeed daemon`")
-    out.print(f"following: {data['checked_out']} at {str(data['tip'])[:12]}; store head "
-              f"{str(data['head'])[:12]}; lag {data['lag']} commit(s)", highlight=False)
+    head = str(data["head"])[:12] if data["head"] else "none (nothing taken in yet)"
+    out.print(f"following: {data['following']}; store head {head}; lag {data['lag']} "
+              f"commit(s)", highlight=False)
+    if data["warning"]:
+        out.print(f"[yellow]warning:[/] {data['warning']}", highlight=False)
     last = data["last_ingest"]
     if last:
         out.print(f"last ingest: {last['commits']} commit(s) up to {str(last['commit'])[:12]}, "
@@ -367,17 +387,30 @@ class ShowKind(StrEnum):
     record = "record"
 
 
-@app.command()
+# ``ignore_unknown_options``: ``-1`` reaches NUMBER as an argument (and gets a clear "there
+# is no window -1") instead of click's "No such option: -1".
+@app.command(context_settings={"ignore_unknown_options": True})
 def show(
     kind: Annotated[ShowKind, typer.Argument(help="window or record")],
-    number: Annotated[int, typer.Argument(help="Index, from 0, in dataset order.")],
+    number: Annotated[int, typer.Argument(
+        help="A window's index, from 0, in WindowDataset's order; a record's sequence number "
+             "in the store, from 0, in the order records were written (superseded ones "
+             "included and marked).")],
     repo: RepoArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print one window or evolution record, decoded, with where it comes from."""
     from repofeed.store import open_store
+    from repofeed.store.errors import StoreError
+    from repofeed.store.schema import K_COMMITS_DONE, K_HEAD
 
+    if number < 0:
+        raise StoreError(f"there is no {kind.value} {number}: {kind.value}s are numbered from 0 "
+                         f"(`repofeed stats` says how many the store holds).")
     with open_store(repo) as store:
+        if store.meta(K_COMMITS_DONE, 0) == 0 and store.meta(K_HEAD) is None:
+            raise StoreError(f"there is no {kind.value} {number}: the store holds nothing yet; "
+                             f"run `repofeed backfill` first.")
         if kind is ShowKind.window:
             item = store.window(number)
             item.pop("array")
@@ -387,7 +420,11 @@ def show(
             body = item["text"]
         else:
             item = store.record(number)
-            header = (f"record {number}: {item['change']} {_shown(item['path'])}"
+            header = (f"record {number}"
+                      + (" (superseded: its commit is no longer reachable from the followed "
+                         "ref or a local branch; datasets leave it out)"
+                         if item["superseded"] else "")
+                      + f": {item['change']} {_shown(item['path'])}"
                       + (f" (from {_shown(item['old_path'])})" if item["old_path"] else "")
                       + f" in commit {item['commit'][:12]} by {item['author']}, "
                       f"parent {str(item['parent'])[:12]}, {item['n_before']} → "

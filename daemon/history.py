@@ -108,6 +108,32 @@ def describe_ref(repo: pygit2.Repository, ref: str) -> str:
     return f"HEAD ({repo.references['HEAD'].target.removeprefix('refs/heads/')})"
 
 
+def ref_problem(repo: pygit2.Repository, ref: str) -> str | None:
+    """Why ``ref`` names no commit, for messages: ``"has no commits yet"`` (an unborn branch:
+    a new repository, or after ``git switch --orphan``) or ``"does not exist"`` (a followed
+    branch never created, deleted or renamed); None when it names a commit."""
+    try:
+        if ref == "HEAD":
+            return "has no commits yet" if repo.head_is_unborn else None
+        if repo.references.get(ref) is not None:
+            return None
+        head = repo.references.get("HEAD")
+        if head is not None and head.type == pygit2.enums.ReferenceType.SYMBOLIC \
+                and head.target == ref:
+            return "has no commits yet"  # HEAD is on it, and it is still unborn
+    except pygit2.GitError:
+        return None
+    return "does not exist"
+
+
+def describe_tip(repo: pygit2.Repository, ref: str, tip: pygit2.Commit | None) -> str:
+    """``HEAD (main) at 1a2b3c4d5e6f``, ``HEAD (x), which has no commits yet`` or
+    ``refs/heads/y, which does not exist``, for messages."""
+    if tip is not None:
+        return f"{describe_ref(repo, ref)} at {str(tip.id)[:12]}"
+    return f"{describe_ref(repo, ref)}, which {ref_problem(repo, ref) or 'names no commit'}"
+
+
 def tip_of(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
     """The commit the followed ref points at, None while it does not exist yet."""
     try:

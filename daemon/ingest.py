@@ -54,6 +54,7 @@ from .history import (
     message_of,
     new_commits,
     reachable_only,
+    ref_problem,
     shallow_boundaries,
     tip_of,
     tree_changes,
@@ -90,6 +91,7 @@ class BackfillResult:
     skipped: dict[str, int] = field(default_factory=dict)
     head: str | None = None
     last_commit: str | None = None  # the newest commit processed
+    warnings: list[str] = field(default_factory=list)  # said to the user, not errors
 
 
 # -- init ---------------------------------------------------------------------------------------
@@ -160,8 +162,9 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
         tip = tip_of(repo, follow)
         if tip is None:
             raise TokenizerError(
-                f"{follow} has no commits yet, so there is nothing to train a tokenizer on: "
-                f"commit some files first, or pass `--tokenizer MODEL`."
+                f"{describe_ref(repo, follow)} {ref_problem(repo, follow) or 'names no commit'},"
+                f" so there is nothing to train a tokenizer on: commit some files first (or "
+                f"follow a branch that has them), or pass `--tokenizer MODEL`."
             )
         trained = train_tokenizer(_tip_texts(repo, tip, cfg), cfg.vocab_size)
         tok = Tokenizer(trained.model)
@@ -382,15 +385,16 @@ class _Ingest:
 
     def write_batch(self, batch: _Batch, fresh: dict[bytes, np.ndarray],
                     result: BackfillResult) -> None:
-        """Write a batch's commits, one transaction each, then flush them to disk."""
-        for changes in batch.items:
-            write = self.commit_write(changes, fresh)
-            if self.writer.write_commit(write):
+        """Write a batch's commits in one transaction (each commit whole, with its cursor
+        entry). No flush after it: its fsync (MDB_NOMETASYNC) already keeps the store
+        consistent, and the next transaction's fsync or the snapshot's flush makes it durable."""
+        writes = [self.commit_write(changes, fresh) for changes in batch.items]
+        for write, written in zip(writes, self.writer.write_commits(writes)):
+            if written:
                 result.commits += 1
                 result.records += len(write.records)
                 for reason, n in write.skips.items():
                     result.skipped[reason] = result.skipped.get(reason, 0) + n
-        self.writer.sync()
         result.bytes_read += batch.bytes
 
     def liveness(self, follow: str, tip: pygit2.Commit | None) -> Liveness:
@@ -476,6 +480,36 @@ class _Ingest:
             result.rebuilt = old_tree is None
         return len(changes), windows
 
+    def missing_tip(self, follow: str, result: BackfillResult) -> bool:
+        """Say why the followed ref names no commit; True if the store is to be kept as it is.
+
+        ``HEAD`` on an unborn branch (``git switch --orphan``) is the checkout the store
+        follows: its snapshot empties, and the records of other branches stay. A configured
+        branch that is gone (deleted, renamed) keeps the snapshot and everything else
+        unchanged until it is back: emptying training data because a ref vanished, maybe for
+        a moment, would be the worse surprise.
+        """
+        repo, head = self.repo, self.writer.meta(K_HEAD)
+        problem = ref_problem(repo, follow) or "names no commit"
+        name = describe_ref(repo, follow)
+        if follow == "HEAD" or (problem == "has no commits yet" and head is None):
+            result.warnings.append(
+                f"{name} {problem}: the snapshot stays empty until its first commit.")
+            return False
+        if head is None:
+            result.warnings.append(
+                f"the followed branch {name} {problem}: nothing to take in. Create it, or "
+                f"follow another branch (`follow` in repofeed.toml, then `repofeed init "
+                f"--force`).")
+            return True
+        result.head = head
+        result.warnings.append(
+            f"the followed branch {name} {problem} (deleted or renamed?): the store keeps "
+            f"its snapshot of {head[:12]} and takes nothing in until the branch is back. "
+            f"Recreate it, or follow another branch (`follow` in repofeed.toml, then "
+            f"`repofeed init --force`).")
+        return True
+
     def run(self, progress: Callable[[int], ProgressFn] | None = None,
             stop_after: int | None = None) -> BackfillResult:
         """Process every commit of the followed ref not yet in the store, then the snapshot
@@ -494,6 +528,11 @@ class _Ingest:
             # libgit2 reads .git/shallow once per Repository: a fresh one sees the parents.
             self.repo = repo = pygit2.Repository(repo.path)
         tip = tip_of(repo, follow)
+        if tip is None:
+            kept = self.missing_tip(follow, result)
+            if kept:
+                result.seconds = time.perf_counter() - started
+                return result
         todo = new_commits(repo, tip, None if regained else writer.meta(K_HEAD))
         fresh_ids = set(writer.unprocessed(c.id.raw for c in todo))
         todo = [c for c in todo if c.id.raw in fresh_ids]

@@ -102,6 +102,7 @@ class Daemon:
         self._stop = False
         self._in_reconcile = False
         self._failures = 0
+        self._warned: set[str] = set()
         self._busy_since: float | None = None
         self._busy_overdue = False
         previous = read_state(repo)
@@ -217,6 +218,10 @@ class Daemon:
         finally:
             self._in_reconcile = False
         self._failures = 0
+        for warning in result.warnings:  # each once while it lasts, not on every nudge
+            if warning not in self._warned:
+                log.warning("%s", warning)
+        self._warned = set(result.warnings)
         self.state["reconciles"] = self.state.get("reconciles", 0) + 1
         ms = (time.perf_counter() - started) * 1000
         changed = result.commits or result.documents_changed or result.superseded or \

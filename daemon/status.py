@@ -20,7 +20,7 @@ from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
 from repofeed.store.writer import lock_path
 
-from .history import describe_ref, new_commits, tip_of
+from .history import describe_ref, describe_tip, new_commits, ref_problem, tip_of
 from .ingest import followed_repository
 
 STATE_NAME = "daemon.json"
@@ -58,6 +58,16 @@ def _alive(pid: Any) -> bool:
     return True
 
 
+def _follow_warning(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | None,
+                    head: str | None) -> str | None:
+    """Why the followed ref names no commit, and what the store keeps meanwhile."""
+    if tip is not None:
+        return None
+    problem = ref_problem(repo, follow) or "names no commit"
+    kept = f"; the store keeps its snapshot of {head[:12]}" if head and follow != "HEAD" else ""
+    return f"{describe_ref(repo, follow)} {problem}{kept}"
+
+
 def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
     repo = open_repository(repo_path)
     state = read_state(repo)
@@ -81,6 +91,8 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
         "pid": state.get("pid") if running else None,
         "followed": [follow],
         "checked_out": describe_ref(followed, follow),
+        "following": describe_tip(followed, follow, tip),
+        "warning": _follow_warning(followed, follow, tip, head),
         "head": head,
         "tip": str(tip.id) if tip is not None else None,
         "lag": lag,

@@ -16,6 +16,11 @@ from typing import Any
 from .errors import ConfigError
 
 ENV_PREFIX = "REPOFEED_"
+# LMDB's map is address space: x86-64 gives a process 128 TiB, and an mmap of 2**47 bytes
+# fails (ENOMEM) here; below 1 MiB the map would be doubled over and over on the first write.
+MIN_MAP_SIZE = 1 << 20
+MAX_MAP_SIZE = 1 << 46
+MAX_FILE_BYTES_LIMIT = 1 << 31  # a larger text is no training document; and msgpack needs < 2**64
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,17 @@ class Config:
             )
         if self.gc_grace_seconds < 0:
             raise ConfigError(f"gc_grace_seconds must be at least 0 (got {self.gc_grace_seconds})")
-        if self.max_file_bytes < 1:
-            raise ConfigError(f"max_file_bytes must be positive (got {self.max_file_bytes})")
+        if not 1 <= self.max_file_bytes <= MAX_FILE_BYTES_LIMIT:
+            raise ConfigError(
+                f"max_file_bytes must be between 1 and {MAX_FILE_BYTES_LIMIT:,} (got "
+                f"{self.max_file_bytes:,}); files larger than it are skipped as too_large"
+            )
+        if not MIN_MAP_SIZE <= self.map_size <= MAX_MAP_SIZE:
+            raise ConfigError(
+                f"map_size must be between {MIN_MAP_SIZE:,} (1 MiB) and {MAX_MAP_SIZE:,} "
+                f"(64 TiB) bytes (got {self.map_size:,}); the default, {1 << 36:,}, suits "
+                f"any repository: it is address space, and the store grows on demand"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +80,7 @@ class Config:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _coerce(name: str, raw: Any, kind: type) -> Any:
+def _coerce(name: str, raw: Any, kind: type, source: str = "") -> Any:
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     if isinstance(raw, str):
@@ -80,7 +94,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
             return kind(raw)
         except ValueError:
             pass
-    raise ConfigError(f"config key {name!r} must be {kind.__name__}, got {raw!r}")
+    raise ConfigError(f"config key {name!r}{source} must be {kind.__name__}, got {raw!r}")
 
 
 def _file_settings(repo_root: Path) -> dict[str, Any]:
@@ -120,6 +134,8 @@ def load_config(repo_root: Path | None, **flags: Any) -> Config:
                     f"unknown config key {key!r}; known keys: "
                     + ", ".join(sorted(k for k in types if k != "extra"))
                 )
-            values[key] = _coerce(key, raw, kinds[str(types[key])])
+            source = (f" (from {ENV_PREFIX}{key.upper()})" if layer is layers[-1] else
+                      " (from repofeed.toml or [tool.repofeed] in pyproject.toml)")
+            values[key] = _coerce(key, raw, kinds[str(types[key])], source)
     values.update({k: v for k, v in flags.items() if v is not None})
     return Config(**values).validate()

@@ -298,9 +298,15 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
     options = dict(map_size=map_size, max_dbs=MAX_DBS, subdir=True, create=create,
                    readonly=not writable, readahead=False, meminit=False,
                    max_readers=MAX_READERS,
-                   # No fsync per transaction: the writer syncs after each batch
-                   # (StoreWriter.sync). A killed process loses nothing committed.
-                   sync=False)
+                   # MDB_NOMETASYNC: one fsync per write transaction, of its data pages, before
+                   # its meta page is written; the meta page itself is flushed by the next
+                   # commit or StoreWriter.sync. LMDB: "maintains database integrity, but a
+                   # system crash may undo the last committed transaction" (ACI, not D).
+                   # sync=False (MDB_NOSYNC) cost no fsync at all, but then a power cut on a
+                   # file system that reorders writes can leave a meta page pointing at pages
+                   # never written: a corrupt store (docs/store.md#durability; the cost is
+                   # measured by benchmarks/backfill_throughput.py).
+                   sync=True, metasync=False)
     lock = True
     try:
         env = lmdb.open(str(path), lock=True, **options)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -98,8 +98,14 @@ class SnapshotChange:
 def acquire_lock(store_dir: Path) -> int:
     """Take the store's writer lock (flock, released by the kernel if the holder dies)."""
     lock = lock_path(store_dir)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only file system, no permission, a file in the way
+        raise StoreError(
+            f"cannot create the writer lock {lock} ({exc.strerror}): writing a store needs "
+            f"a writable directory; give `repofeed init --store` one, or fix the permissions."
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -116,6 +122,126 @@ def acquire_lock(store_dir: Path) -> int:
     return fd
 
 
+STORE_FILES = ("data.mdb", "lock.mdb")  # all that LMDB keeps in a store directory
+
+
+def _format_of(store_dir: Path) -> str | None:
+    """The format name recorded in the LMDB environment at ``store_dir``; None if it is not
+    an LMDB environment with repofeed's meta database. Opened read-only without a lock file,
+    so a directory that is not a store is not written to."""
+    try:
+        env = lmdb.open(str(store_dir), readonly=True, lock=False, max_dbs=lmdbenv.MAX_DBS,
+                        subdir=True, create=False)
+    except lmdb.Error as exc:
+        if "already open in this process" not in str(exc):
+            return None
+        # lmdb refuses a second open in one process: read through the handle held here.
+        handle = lmdbenv.get_handle(store_dir, check=False)
+        try:
+            with handle.begin(DB_META) as txn:
+                raw = txn.get(K_FORMAT)
+            return unpack(raw) if raw is not None else None
+        finally:
+            lmdbenv.release(handle)
+    try:
+        with env.begin() as txn:
+            raw = txn.get(K_FORMAT, db=env.open_db(DB_META, txn=txn, create=False))
+        return unpack(raw) if raw is not None else None
+    except (lmdb.Error, StoreError, ValueError, TypeError):  # not a repofeed store
+        return None
+    finally:
+        env.close()
+
+
+def _existing_store(store_dir: Path, force: bool) -> str | None:
+    """What ``store_dir`` holds: None (nothing), ``"empty"``, or ``"store"`` (a repofeed store
+    that ``force`` may replace). Anything else is refused with an error; nothing is changed."""
+    if not store_dir.exists():
+        return None
+    if not store_dir.is_dir():
+        raise StoreError(f"{store_dir} is a file, not a directory: give `--store` a directory "
+                         f"(a new one is created).")
+    _check_writable(store_dir)
+    entries = set(os.listdir(store_dir))
+    if not entries - {"lock.mdb"}:
+        return "empty"  # (a lone lock.mdb is what a store's removal can leave)
+    if "data.mdb" not in entries:
+        raise StoreError(
+            f"{store_dir} is not empty and holds no repofeed store: give `--store` a new or "
+            f"empty directory. Nothing was changed.")
+    if not force:
+        raise StoreError(f"a store already exists at {store_dir}; `--force` replaces it.")
+    others = sorted(entries - set(STORE_FILES))
+    if others:
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise StoreError(
+            f"{store_dir} holds other files besides data.mdb ({shown}), so `--force` leaves it "
+            f"alone: it replaces only a store repofeed made. Nothing was changed; give "
+            f"`--store` another directory.")
+    found = _format_of(store_dir)
+    if found != FORMAT_NAME:
+        what = "not an LMDB environment of repofeed's" if found is None else f"{found!r}"
+        raise StoreError(
+            f"{store_dir / 'data.mdb'} is not a repofeed store ({what}), so `--force` leaves "
+            f"it alone. Nothing was changed; give `--store` another directory, or remove it "
+            f"yourself if it is yours to delete.")
+    return "store"
+
+
+def _check_writable(store_dir: Path) -> None:
+    """Refuse a store directory (or store file) this process cannot write, with the reason."""
+    for path in (store_dir, store_dir / "data.mdb"):
+        if path.exists() and not os.access(path, os.W_OK):
+            try:
+                read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            why = "a read-only file system" if read_only else "no write permission"
+            raise StoreError(
+                f"the store at {store_dir} is not writable ({why}); writing needs write "
+                f"access: make it writable, or give `repofeed init --store` another directory.")
+
+
+def _build_dir(store_dir: Path) -> Path:
+    """A new, empty directory beside ``store_dir`` (the same file system, so that renaming
+    it into place is atomic)."""
+    build = store_dir.with_name(f".{store_dir.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        build.mkdir()
+    except OSError as exc:
+        raise StoreError(f"cannot create {build} ({exc.strerror}): the directory that holds "
+                         f"the store must be writable.") from None
+    return build
+
+
+def _remove_store_files(store_dir: Path) -> None:
+    """Remove a store's own files and then its directory, if that leaves it empty."""
+    for name in STORE_FILES:
+        (store_dir / name).unlink(missing_ok=True)
+    try:
+        store_dir.rmdir()
+    except OSError:
+        pass  # not empty: something else lives there, and it is not ours to delete
+
+
+def _swap_in(build: Path, store_dir: Path, old: str | None) -> None:
+    """Put the complete store at ``build`` in ``store_dir``'s place; remove the old store's
+    own files afterwards. rename(2) replaces an empty directory atomically."""
+    if old == "empty":
+        (store_dir / "lock.mdb").unlink(missing_ok=True)
+    if old != "store":
+        os.rename(build, store_dir)
+        return
+    aside = store_dir.with_name(f".{store_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(store_dir, aside)
+    try:
+        os.rename(build, store_dir)
+    except BaseException:
+        os.rename(aside, store_dir)
+        raise
+    _remove_store_files(aside)  # readers that still map it keep their pages until they close
+
+
 class StoreWriter:
     """Holds the writer lock for its lifetime; use as a context manager."""
 
@@ -124,6 +250,7 @@ class StoreWriter:
         self.path = Path(store_dir)
         self._lock_fd = _lock_fd if _lock_fd is not None else acquire_lock(self.path)
         try:
+            _check_writable(self.path)
             self.handle = lmdbenv.get_handle(
                 self.path, write=True, create=_create, check=not _create,
                 map_size=map_size or lmdbenv.DEFAULT_MAP_SIZE,
@@ -147,7 +274,8 @@ class StoreWriter:
             self._lock_fd = -1
 
     def sync(self) -> None:
-        """Flush committed transactions to disk (transactions themselves do not fsync)."""
+        """Flush the last transaction's meta page too (each transaction fsyncs its data, not
+        its meta page: MDB_NOMETASYNC), so everything committed so far survives a power cut."""
         self.handle.env.sync(True)
 
     def release_environment(self) -> None:
@@ -180,18 +308,44 @@ class StoreWriter:
     def create(cls, store_dir: Path, *, config: Config, tokenizer: Tokenizer,
                tokenizer_info: dict[str, Any], repo: str, follow: str, force: bool = False
                ) -> StoreWriter:
+        """Make a store at ``store_dir`` and return its writer.
+
+        The new store is built in a sibling directory and renamed into place only when it is
+        complete, so a failure (a bad ``map_size``, a full disk) leaves an old store as it
+        was. ``force`` replaces an existing store, and only a repofeed store: its own files
+        are removed, never a directory holding anything else (see ``_existing_store``).
+        """
         store_dir = Path(store_dir)
+        config.validate()
+        _existing_store(store_dir, force)  # refuse before the lock file is created beside it
         fd = acquire_lock(store_dir)  # held before anything is removed or created
         try:
-            if (store_dir / "data.mdb").exists():
-                if not force:
-                    raise StoreError(f"a store already exists at {store_dir}.")
-                shutil.rmtree(store_dir)
-            store_dir.mkdir(parents=True, exist_ok=True)
+            old = _existing_store(store_dir, force)  # again, now that no writer can change it
+            build = _build_dir(store_dir)
+            try:
+                # The builder gets its own descriptor of the lock: closing it leaves ``fd``
+                # holding the flock (flock(2): released when the last duplicate is closed).
+                with cls(build, _create=True, map_size=config.map_size,
+                         _lock_fd=os.dup(fd)) as builder:
+                    builder._write_meta(config, tokenizer, tokenizer_info, repo, follow)
+                _swap_in(build, store_dir, old)
+            except (MemoryError, OverflowError, lmdb.Error) as exc:
+                _remove_store_files(build)
+                raise StoreError(
+                    f"cannot create a store with map_size={config.map_size:,} ({exc}); nothing "
+                    f"was changed. Use a smaller map_size (the default is "
+                    f"{lmdbenv.DEFAULT_MAP_SIZE:,})."
+                ) from None
+            except BaseException:
+                _remove_store_files(build)
+                raise
         except BaseException:
             os.close(fd)
             raise
-        writer = cls(store_dir, _create=True, map_size=config.map_size, _lock_fd=fd)
+        return cls(store_dir, map_size=config.map_size, _lock_fd=fd)
+
+    def _write_meta(self, config: Config, tokenizer: Tokenizer, tokenizer_info: dict[str, Any],
+                    repo: str, follow: str) -> None:
         meta = {
             K_FORMAT: FORMAT_NAME,
             K_SCHEMA: SCHEMA_VERSION,
@@ -211,10 +365,9 @@ class StoreWriter:
 
         def put(txn: lmdb.Transaction) -> None:
             for key, value in meta.items():
-                txn.put(key, pack(value), db=writer.db[DB_META])
+                txn.put(key, pack(value), db=self.db[DB_META])
 
-        writer._write(put)
-        return writer
+        self._write(put)
 
     # -- reading what the writer needs --------------------------------------------------------
 
@@ -366,36 +519,45 @@ class StoreWriter:
 
     def write_commit(self, write: CommitWrite) -> bool:
         """Store one processed commit atomically; False if it was already there."""
+        return self.write_commits([write])[0]
 
-        def body(txn: lmdb.Transaction) -> bool:
-            if txn.get(write.oid, db=self.db[DB_COMMITS]) is not None:
-                return False
-            meta_db = self.db[DB_META]
-            seq = unpack(txn.get(K_NEXT_SEQ, db=meta_db))
-            first = seq
-            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
-            # Commit-level facts live once, in the commit's entry; records point at it.
-            for record in write.records:
-                stored = {"commit": write.oid, **record,
-                          "before": self._array_id(txn, record["before"]),
-                          "after": self._array_id(txn, record["after"])}
-                txn.put(seq_key(seq), pack(stored), db=self.db[DB_RECORDS], append=True)
-                seq += 1
-            info = {**write.info, "first": first, "count": seq - first, "superseded": False}
-            if "message" in info:
-                info["message"] = self._array_id(txn, info["message"])
-            txn.put(write.oid, pack(info), db=self.db[DB_COMMITS])
-            txn.put(K_NEXT_SEQ, pack(seq), db=meta_db)
-            self._bump(txn, K_COMMITS_DONE, 1)
-            if write.skips:
-                self._bump(txn, K_RECORD_SKIPS, write.skips)
-            if write.boundary:
-                raw = txn.get(K_SHALLOW, db=meta_db)
-                boundaries = unpack(raw) if raw else []
-                txn.put(K_SHALLOW, pack([*boundaries, write.oid.hex()]), db=meta_db)
-            return True
+    def write_commits(self, writes: list[CommitWrite]) -> list[bool]:
+        """Store processed commits in one transaction, each whole with its cursor entry (a
+        batch lands entirely or not at all); for each, False if it was already there.
 
-        return self._write(body)
+        One transaction per batch rather than per commit: each costs an fsync (MDB_NOMETASYNC,
+        lmdbenv.py), and per commit that was a tenth of the backfill (docs/benchmarks.md).
+        """
+        return self._write(lambda txn: [self._put_commit(txn, write) for write in writes])
+
+    def _put_commit(self, txn: lmdb.Transaction, write: CommitWrite) -> bool:
+        """Write one commit, its records, arrays and cursor entry in ``txn``."""
+        if txn.get(write.oid, db=self.db[DB_COMMITS]) is not None:
+            return False
+        meta_db = self.db[DB_META]
+        seq = unpack(txn.get(K_NEXT_SEQ, db=meta_db))
+        first = seq
+        self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
+        # Commit-level facts live once, in the commit's entry; records point at it.
+        for record in write.records:
+            stored = {"commit": write.oid, **record,
+                      "before": self._array_id(txn, record["before"]),
+                      "after": self._array_id(txn, record["after"])}
+            txn.put(seq_key(seq), pack(stored), db=self.db[DB_RECORDS], append=True)
+            seq += 1
+        info = {**write.info, "first": first, "count": seq - first, "superseded": False}
+        if "message" in info:
+            info["message"] = self._array_id(txn, info["message"])
+        txn.put(write.oid, pack(info), db=self.db[DB_COMMITS])
+        txn.put(K_NEXT_SEQ, pack(seq), db=meta_db)
+        self._bump(txn, K_COMMITS_DONE, 1)
+        if write.skips:
+            self._bump(txn, K_RECORD_SKIPS, write.skips)
+        if write.boundary:
+            raw = txn.get(K_SHALLOW, db=meta_db)
+            boundaries = unpack(raw) if raw else []
+            txn.put(K_SHALLOW, pack([*boundaries, write.oid.hex()]), db=meta_db)
+        return True
 
     def forget_boundaries(self, oids: list[str]) -> None:
         """Unprocess shallow boundaries that have parents now (``git fetch --unshallow``), so

@@ -61,3 +61,22 @@ def test_console_script_is_installed():
     assert exe.is_file(), f"the `repofeed` console script is missing beside {sys.executable}"
     done = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "backfill" in done.stdout
+
+
+def test_show_record_marks_a_superseded_record(sample_repo):
+    """`show record N` reads records by sequence number, superseded ones too, and says so."""
+    run_cli("init", str(sample_repo.path))
+    run_cli("backfill", str(sample_repo.path))
+    records = json.loads(run_cli("stats", "--json", str(sample_repo.path)).stdout)
+    last = records["evolution_records"] - 1   # the tweak of the last commit
+    assert "superseded" not in run_cli("show", "record", str(last), str(sample_repo.path)
+                                       ).stdout.split("\n", 1)[0]
+    sample_repo.git("commit", "-q", "--amend", "-m", "Tweak a constant, reworded")
+    run_cli("backfill", str(sample_repo.path))
+    header = run_cli("show", "record", str(last), str(sample_repo.path)).stdout.split("\n", 1)[0]
+    assert header.startswith(f"record {last} (superseded: ") and "datasets leave it out" in header
+    as_json = json.loads(run_cli("show", "record", str(last), "--json",
+                                 str(sample_repo.path)).stdout)
+    assert as_json["superseded"] is True
+    newest = run_cli("show", "record", str(last + 1), str(sample_repo.path)).stdout
+    assert "superseded" not in newest.split("\n", 1)[0] and "reworded" in newest

@@ -38,9 +38,9 @@ def test_commits_reach_the_store_and_status_says_so(live_repo, daemon):
     with open_store(live_repo.path) as store:  # opened before the commits
         before = store.stats()["evolution_records"]
         live_repo.commit("Add two", {"two/a.py": "A = 1\n", "two/b.py": "B = 2\n"})
-        wait_for(lambda: store.stats()["evolution_records"] == before + 2,
-                 "the commit's two records")
-        assert _at_head(live_repo)
+        # The records and the snapshot land in two transactions, one after the other.
+        wait_for(lambda: store.stats()["evolution_records"] == before + 2
+                 and _at_head(live_repo), "the commit's two records and the new head")
         assert {"two/a.py", "two/b.py"} <= {d["path"] for d in store.documents()}
 
     data = json.loads(run_cli("status", str(live_repo.path), "--json").stdout)

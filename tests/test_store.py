@@ -14,7 +14,7 @@ from repofeed.daemon.ingest import backfill, init_store
 from repofeed.store import EvolutionDataset, WindowDataset, open_store
 from repofeed.store.errors import StoreError, StoreMissing, WriterBusy
 from repofeed.store.schema import DB_META, K_SCHEMA, pack
-from repofeed.store.writer import StoreWriter
+from repofeed.store.writer import CommitWrite, StoreWriter
 
 
 def _store_dir(repo):
@@ -154,3 +154,27 @@ def test_records_read_in_short_chunks_are_the_same(sample_repo):
         assert len(whole) > 5
         assert list(store._raw_records(False, chunk=2)) == whole
         assert [seq for seq, _ in whole] == list(range(len(whole)))
+
+
+def test_writer_fsyncs_each_transaction_but_not_its_meta_page(sample_repo):
+    """MDB_NOMETASYNC (docs/store.md#durability): consistent after a power cut, at most the
+    last transaction undone; MDB_NOSYNC, as before, could leave a corrupt store."""
+    init_store(sample_repo.path)
+    with StoreWriter(_store_dir(sample_repo)) as writer:
+        flags = writer.handle.env.flags()
+    assert flags["sync"] is True and flags["metasync"] is False
+
+
+def test_a_batch_of_commits_lands_whole_or_not_at_all(sample_repo):
+    """The backfill writes a batch of commits in one transaction: if one of them fails, none
+    of the batch is stored, and the store is as before."""
+    init_store(sample_repo.path)
+    good = CommitWrite(b"\x01" * 20, info={"parent": None}, records=[])
+    broken = CommitWrite(b"\x02" * 20, records=[{"path": "a.py", "before": None,
+                                                 "after": b"\xff" * 16}])  # no such array
+    with StoreWriter(_store_dir(sample_repo)) as writer:
+        with pytest.raises(TypeError):
+            writer.write_commits([good, broken])
+        assert writer.unprocessed([good.oid, broken.oid]) == [good.oid, broken.oid]
+        assert writer.write_commits([good]) == [True]
+        assert writer.write_commits([good]) == [False]   # writing it again changes nothing
