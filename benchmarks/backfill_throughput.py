@@ -46,7 +46,8 @@ import lmdb
 from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
-from repofeed.daemon.ingest import BackfillResult, backfill, init_store
+from repofeed.daemon.ingest import BackfillResult, backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 from repofeed.store.writer import StoreWriter
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from common import Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
-from repofeed.daemon.ingest import Syncer, backfill, init_store
+from repofeed.daemon.ingest import Syncer, backfill
+from repofeed.daemon.init import init_store
 from repofeed.hooks.install import install
 from repofeed.store import open_store
 from repofeed.store.locate import open_repository, store_dir_of

@@ -28,7 +28,8 @@ from pathlib import Path
 from common import add_scratch_options, table, workspace
 from synthetic_repo import make_repo
 
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -30,7 +30,8 @@ import torch
 from common import Timer, add_scratch_options, table, workspace
 from synthetic_repo import make_repo
 
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
 
 IGNORE_INDEX = -100

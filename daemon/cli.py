@@ -79,7 +79,7 @@ def init(
     """Create the store and its tokenizer (trained on the tip's text files unless given)."""
     from repofeed.store.locate import open_repository, store_dir_of
 
-    from .ingest import init_store
+    from .init import init_store
 
     existing = Path(store) if store else store_dir_of(open_repository(repo))
     if (existing / "data.mdb").exists() and not force:

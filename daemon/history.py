@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, SortMode
 
-from repofeed.store.errors import RepoError
-from repofeed.store.locate import common_dir
+from repofeed.store.errors import RepoError, RepofeedError
+from repofeed.store.locate import common_dir, open_repository
 from repofeed.store.schema import path_str
 
 MODE_LINK = 0o120000
@@ -412,3 +413,20 @@ def _commit_text(commit: pygit2.Commit, raw: bytes) -> str:
         except (LookupError, UnicodeDecodeError):
             pass  # an unknown encoding, or a header that does not tell the truth
     return raw.decode("utf-8", "replace")
+
+
+def followed_repository(repo: pygit2.Repository, recorded: str | None) -> pygit2.Repository:
+    """The repository (worktree) whose refs the store follows: the one ``init`` ran in.
+
+    ``HEAD`` differs between worktrees, so a backfill started in another worktree of the same
+    repository still follows the HEAD the store was made for. A store whose repository has
+    moved follows the one it was opened from.
+    """
+    here = str(Path(repo.workdir or repo.path).resolve())
+    if not recorded or str(Path(recorded).resolve()) == here or not Path(recorded).exists():
+        return repo
+    try:
+        other = open_repository(recorded)
+    except RepofeedError:
+        return repo
+    return other if common_dir(other) == common_dir(repo) else repo

@@ -20,8 +20,14 @@ from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
 from repofeed.store.writer import lock_path
 
-from .history import describe_ref, describe_tip, new_commits, ref_problem, tip_of
-from .ingest import followed_repository
+from .history import (
+    describe_ref,
+    describe_tip,
+    followed_repository,
+    new_commits,
+    ref_problem,
+    tip_of,
+)
 
 STATE_NAME = "daemon.json"
 

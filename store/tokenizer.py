@@ -250,7 +250,7 @@ class Tokenizer:
         a, b = after.encode("utf-8"), before.encode("utf-8")
         a_arr = np.frombuffer(a, dtype=np.uint8)
         cuts = np.flatnonzero((a_arr[1:] == 0x20) & (a_arr[:-1] != 0x20)) + 1
-        a_lines, b_lines = _line_starts(a_arr), _line_starts(np.frombuffer(b, dtype=np.uint8))
+        a_lines, b_lines = line_starts(a_arr), line_starts(np.frombuffer(b, dtype=np.uint8))
         ends = np.cumsum(self.byte_lengths[before_ids])
         plan: list[tuple[int, int] | str] = []
         region_start = 0   # where, in ``after``, the text still to encode begins
@@ -350,7 +350,7 @@ def check_roundtrip(tok: Tokenizer) -> None:
     )
 
 
-def _line_starts(data: np.ndarray) -> np.ndarray:
+def line_starts(data: np.ndarray) -> np.ndarray:
     """Byte offset of every line start, then the end of the text."""
     starts = np.flatnonzero(data == 0x0A) + 1
     return np.concatenate(([0], starts[starts < len(data)], [len(data)])).astype(np.int64)

@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from helpers import DaemonProcess, GitRepo, run_cli, sample_files
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 
 
 @pytest.fixture(autouse=True)

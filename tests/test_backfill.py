@@ -11,7 +11,8 @@ import time
 import pytest
 
 from helpers import fast_history, run_cli, sample_files, store_dump
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 
 PY = "def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n"

@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from helpers import GitRepo, run_cli, sample_files, store_head, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 
 LATIN1 = os.fsdecode(b"caf\xe9.py")          # "café.py" written in ISO-8859-1

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from helpers import run_cli, sample_files
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import (
     EvolutionDataset,
     RepofeedError,

@@ -10,7 +10,8 @@ import os
 import shutil
 
 from helpers import run_cli, sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 
 

@@ -25,7 +25,8 @@ from helpers import (
     store_head,
     wait_for,
 )
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
 
 

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers import fast_history, sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
 from repofeed.store.windows import window_count, window_spans
 

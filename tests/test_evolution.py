@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from helpers import sample_files
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, open_store
 from repofeed.store.evolution import SPECIAL_TOKENS, plan_views
 

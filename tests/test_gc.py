@@ -13,7 +13,8 @@ import time
 import pytest
 
 from helpers import fast_history, run_cli, sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, StoreError, WindowDataset, open_store
 from repofeed.store.gc import collect, other_readers, survey
 from repofeed.store.writer import StoreWriter

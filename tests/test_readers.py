@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers import fast_history, run_cli, sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, WindowDataset, open_store
 from repofeed.store.arrays import tokens_per_chunk
 from repofeed.store.evolution import plan_views

@@ -9,7 +9,8 @@ from __future__ import annotations
 import subprocess
 
 from helpers import GitRepo, run_cli, sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, open_store
 
 

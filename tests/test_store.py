@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from helpers import run_cli
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, WindowDataset, open_store
 from repofeed.store.errors import StoreError, StoreMissing, WriterBusy
 from repofeed.store.schema import DB_META, K_SCHEMA, pack

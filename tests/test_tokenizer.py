@@ -8,7 +8,8 @@ import pytest
 import sentencepiece as spm
 
 from helpers import run_cli, sample_files
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import SENTINELS, open_store
 from repofeed.store.errors import TokenizerError
 from repofeed.store.tokenizer import Tokenizer, train_tokenizer

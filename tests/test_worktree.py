@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from helpers import sample_files, wait_for
-from repofeed.daemon.ingest import backfill, init_store
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 
 

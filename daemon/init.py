@@ -1,0 +1,120 @@
+"""``repofeed init``: the tokenizer (trained on the tip, or the user's own, checked) and a new
+store that records it with the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from repofeed.store.config import Config, load_config
+from repofeed.store.errors import TokenizerError
+from repofeed.store.locate import CONFIG_KEY, open_repository, store_dir_of
+from repofeed.store.tokenizer import Tokenizer, check_roundtrip, train_tokenizer
+from repofeed.store.writer import StoreWriter
+
+from .history import BlobReader, describe_ref, followed_ref, ref_problem, tip_of, tree_changes
+
+TRAIN_CORPUS_BYTES = 64 << 20  # tokenizer training reads at most this much of the tip
+
+
+@dataclass
+class InitResult:
+    store_dir: Path
+    follow: str
+    tokenizer_source: str
+    vocab_size: int
+    notes: list[str] = field(default_factory=list)
+
+
+
+def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config,
+               max_files: int | None = None) -> list[str]:
+    blobs = BlobReader(repo, cfg.max_file_bytes)
+    texts: list[str] = []
+    total = 0
+    for _path, oid, mode in tree_changes(repo, None, tip.tree):
+        text, _ = blobs.read(oid, mode)
+        if text:
+            texts.append(text)
+            total += len(text)
+            if total >= TRAIN_CORPUS_BYTES or len(texts) == max_files:
+                break
+    return texts
+
+
+def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = None,
+               vocab_size: int | None = None, store: str | Path | None = None,
+               force: bool = False, **overrides: Any) -> InitResult:
+    repo = open_repository(repo_path)
+    workdir = Path(repo.workdir) if repo.workdir else None
+    cfg = load_config(workdir, vocab_size=vocab_size, **overrides)
+    store_dir = Path(store).resolve() if store else store_dir_of(repo)
+    follow = followed_ref(cfg.follow)
+    notes: list[str] = []
+
+    if tokenizer is not None:
+        model_path = Path(tokenizer)
+        if not model_path.is_file():
+            raise TokenizerError(f"no tokenizer model at {model_path}")
+        try:
+            tok, missing = Tokenizer.for_user_model(model_path.read_bytes())
+        except TokenizerError as exc:
+            raise TokenizerError(f"{model_path} is {exc}: pass the `.model` file that "
+                                 f"SentencePiece wrote for the base model.") from exc
+        source = str(model_path.resolve())
+        tip = tip_of(repo, follow)
+        if tip is not None:
+            texts = _tip_texts(repo, tip, cfg, max_files=200)  # a sample is enough to tell
+            lossy = [t for t in texts if tok.decode(tok.encode(t)) != t]
+            if lossy:
+                notes.append(
+                    f"the tokenizer does not reproduce {len(lossy)} of {len(texts)} text files "
+                    f"exactly (decode(encode(text)) != text: its normalization changes "
+                    f"whitespace or characters); stored text is what it decodes to."
+                )
+        if missing:
+            first = tok.base_size
+            # a sentinel the model has as an ordinary or user-defined piece is matched in text
+            matched = [s for s in missing if tok.sp.piece_to_id(s) != tok.sp.unk_id()]
+            lacking = [s for s in missing if s not in matched]
+            why = []
+            if lacking:
+                why.append(f"lacks {len(lacking)} of the sentinels ({', '.join(lacking)})")
+            if matched:
+                why.append(f"has {', '.join(matched)} only as pieces that text encodes to "
+                           f"(a file that spells one would forge it)")
+            notes.append(
+                f"the tokenizer {' and '.join(why)}; these {len(missing)} sentinels get new ids "
+                f"{first}–{first + len(missing) - 1} after its vocabulary, which text never "
+                f"encodes to. Resize the model's embeddings to {tok.vocab_size} before "
+                f"training on this store."
+            )
+    else:
+        tip = tip_of(repo, follow)
+        if tip is None:
+            raise TokenizerError(
+                f"{describe_ref(repo, follow)} {ref_problem(repo, follow) or 'names no commit'},"
+                f" so there is nothing to train a tokenizer on: commit some files first (or "
+                f"follow a branch that has them), or pass `--tokenizer MODEL`."
+            )
+        trained = train_tokenizer(_tip_texts(repo, tip, cfg), cfg.vocab_size)
+        tok = Tokenizer(trained.model)
+        check_roundtrip(tok)
+        source = "trained"
+        if trained.reduced:
+            notes.append(
+                f"the repository's text supports a vocabulary of {trained.vocab_size}, not the "
+                f"{trained.requested} asked for: the tokenizer was trained with "
+                f"{trained.vocab_size}."
+            )
+    info = {"source": source, "requested_vocab": cfg.vocab_size}
+    writer = StoreWriter.create(store_dir, config=cfg, tokenizer=tok, tokenizer_info=info,
+                                repo=str(workdir or repo.path), follow=follow, force=force)
+    writer.close()
+    if store:
+        repo.config[CONFIG_KEY] = str(store_dir)
+    return InitResult(store_dir, describe_ref(repo, follow), source, tok.vocab_size, notes)
