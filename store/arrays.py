@@ -51,28 +51,27 @@ def chunks_of(data: bytes) -> list[bytes]:
     return [_SUM.pack(_digest(part)) + part for part in parts]
 
 
-def _payload(raw, array_id: int, chunk: int) -> memoryview:
+def _check(raw, array_id: int, chunk: int) -> None:
     view = memoryview(raw)
-    body = view[SUM_BYTES:]
-    if len(view) < SUM_BYTES or _SUM.unpack_from(view)[0] != _digest(body):
+    if len(view) < SUM_BYTES or _SUM.unpack_from(view)[0] != _digest(view[SUM_BYTES:]):
         raise StoreCorrupt(f"token array {array_id}, chunk {chunk}, fails its checksum: the "
                            f"store is corrupt. Rebuild it with `repofeed init --force` and "
                            f"`repofeed backfill`.")
-    return body
 
 
-def _chunk(txn, db, array_id: int, chunk: int, verified: set[int] | None) -> memoryview:
+def _chunk(txn, db, array_id: int, chunk: int, verified: set[int] | None):
+    """The stored chunk (checksum first), checked unless ``verified`` says it was."""
     raw = txn.get(_KEY.pack(array_id, chunk), None, db)
     if raw is None:
         raise ChunkMissing(array_id)
     if verified is None:
-        return _payload(raw, array_id, chunk)
-    mark = array_id << 32 | chunk
-    if mark in verified:
-        return memoryview(raw)[SUM_BYTES:]
-    body = _payload(raw, array_id, chunk)
-    verified.add(mark)
-    return body
+        _check(raw, array_id, chunk)
+    else:
+        mark = array_id << 32 | chunk
+        if mark not in verified:
+            _check(raw, array_id, chunk)
+            verified.add(mark)
+    return raw
 
 
 def read_slice(txn, db, array_id: int, start: int, stop: int, dtype: np.dtype,
@@ -90,7 +89,7 @@ def read_slice(txn, db, array_id: int, start: int, stop: int, dtype: np.dtype,
     per_chunk = PAYLOAD_BYTES // item
     first = start // per_chunk
     split = (first + 1) * per_chunk
-    offset = (start - first * per_chunk) * item
+    offset = SUM_BYTES + (start - first * per_chunk) * item
     if stop <= split:
         return np.frombuffer(_chunk(txn, db, array_id, first, verified), dtype, stop - start,
                              offset).astype(np.int64)
@@ -101,7 +100,7 @@ def read_slice(txn, db, array_id: int, start: int, stop: int, dtype: np.dtype,
     while pos < len(out):
         take = min(per_chunk, len(out) - pos)
         out[pos:pos + take] = np.frombuffer(_chunk(txn, db, array_id, chunk, verified), dtype,
-                                            take)
+                                            take, SUM_BYTES)
         pos += take
         chunk += 1
     return out
@@ -117,7 +116,8 @@ def read_all(txn, db, array_id: int, dtype: np.dtype) -> np.ndarray:
     for n, (key, value) in enumerate(cursor):
         if bytes(key[:8]) != prefix:
             break
-        parts.append(np.frombuffer(_payload(value, array_id, n), dtype=dtype))
+        _check(value, array_id, n)
+        parts.append(np.frombuffer(value, dtype=dtype, offset=SUM_BYTES))
     if not parts:
         raise ChunkMissing(array_id)
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()

@@ -60,19 +60,22 @@ class _StoreDataset(torch.utils.data.Dataset):
         return state
 
     def _check(self, index: int) -> None:
-        if not 0 <= index < len(self):
+        if not 0 <= index < self.__len__():
             raise IndexError(f"item {index} out of range: {type(self).__name__} has "
                              f"{len(self)} items (call refresh() to take in new data)")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self._check(index)
-        with self._tokens as read:
-            return self._get(read, index)
+        tokens = self._tokens
+        with tokens:
+            return self._get(tokens.read, index)
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         for index in indices:
             self._check(index)
-        with self._tokens as read:
+        tokens = self._tokens
+        with tokens:
+            read = tokens.read
             return [self._get(read, i) for i in indices]
 
     def _renew(self) -> None:

@@ -147,11 +147,10 @@ class Handle:
                 raise
             txn.commit()
 
-    def snapshot(self, db: bytes) -> Snapshot:
-        snap = Snapshot(self, db)
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Track ``snapshot``, so that it ends before a fork and when the environment goes."""
         with self.lock:
-            self._snapshots.add(snap)
-        return snap
+            self._snapshots.add(snapshot)
 
     def check_readers(self) -> int:
         """Free the reader slots of processes that died while reading; how many were."""
@@ -247,8 +246,9 @@ class Snapshot:
         handle = self.handle
         handle.lock.acquire()
         try:
-            handle._ensure()
             self._uses += 1
+            # A snapshot of the current environment is still open: closing or replacing the
+            # environment drops it, and a fork or reopen changes the generation.
             if self._txn is None or self._generation != handle.generation or \
                     self._uses > self.RENEW_EVERY or \
                     time.monotonic() - self._since > self.RENEW_SECONDS:

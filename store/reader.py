@@ -8,7 +8,7 @@ reuse.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,31 +55,24 @@ def _disk_bytes(path: Path) -> int:
     return total
 
 
-class TokenReader:
+class TokenReader(lmdbenv.Snapshot):
     """Reads token slices through one reused read snapshot: the datasets' hot path.
 
-    ``with reader as read:`` holds the snapshot for a batch of reads; ``read(array, start,
+    ``with reader:`` holds the snapshot for a batch of reads; ``reader.read(array, start,
     stop)`` returns tokens as int64. The snapshot is renewed every few reads (so it never pins
     old pages for long), on ``renew()`` (after an index is rebuilt, so that the snapshot is at
     least as new as the index), before a fork and whenever the environment is reopened.
     """
 
     def __init__(self, store: Store):
+        super().__init__(store._handle, DB_TOKENS)
+        store._handle.adopt(self)
         self.path = store.path
         self.dtype = np.dtype(store.dtype)
-        self._snapshot = store._handle.snapshot(DB_TOKENS)
-        self._txn = None
         self._verified: set[int] = set()  # chunks whose checksum this reader has checked
 
-    def __enter__(self) -> Callable[[int, int, int], np.ndarray]:
-        self._txn = self._snapshot.__enter__()
-        return self.read
-
-    def __exit__(self, *exc: object) -> None:
-        self._txn = None
-        self._snapshot.__exit__(*exc)
-
     def read(self, array: int, start: int, stop: int) -> np.ndarray:
+        """Tokens ``start:stop`` of ``array``, inside ``with reader:``."""
         try:
             return read_slice(self._txn, None, array, start, stop, self.dtype, self._verified)
         except ChunkMissing:
@@ -90,11 +83,6 @@ class TokenReader:
             raise StoreCorrupt(f"token array {array} is shorter than its index says ({exc}); "
                                f"the store at {self.path} is corrupt. Rebuild it with "
                                f"`repofeed init --force` and `repofeed backfill`.") from exc
-
-    def renew(self) -> None:
-        self._snapshot.renew()
-
-    close = renew
 
 
 class Store:
