@@ -12,8 +12,9 @@ in one write transaction, under these rules:
   collection first found it unreferenced) and removed by a later collection once it has been
   unreferenced for ``grace`` seconds. An array referenced again meanwhile (the same text
   came back) is unmarked.
-* Both waits are skipped when no process but this one has the store open (read from the
-  per-process locks on ``lock.mdb``): then no reader can hold an index that names them.
+* Both waits are skipped when nothing but the collector has the store open — no other
+  process (read from the per-process locks on ``lock.mdb``) and no ``Store`` of its own
+  process: then no reader can hold an index that names them.
 
 So a dataset that calls ``refresh()`` at least every ``grace`` seconds (``gc_grace_seconds``,
 an hour by default) never reads a removed array; one that does not gets an error naming
@@ -37,6 +38,7 @@ import lmdb
 
 from .arrays import SUM_BYTES, chunk_key
 from .errors import StoreError
+from .lmdbenv import used_pages
 from .proclocks import lock_holders
 from .schema import (
     DB_COMMITS,
@@ -104,15 +106,6 @@ class Collected:
         return asdict(self)
 
 
-def _page_bytes(txn, dbs) -> int:
-    """Pages in use by every database, the main one and the two meta pages."""
-    pages = 2
-    for db in [None, *dbs.values()]:
-        st = txn.stat(db) if db is not None else txn.stat()
-        pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-    return pages * st["psize"]
-
-
 def _referenced(txn, dbs) -> set[int]:
     """Array ids that a document, a record or a commit's message references."""
     live: set[int] = set()
@@ -152,7 +145,7 @@ def survey(handle) -> Garbage:
     out = Garbage(file_bytes=(handle.path / "data.mdb").stat().st_size)
     with handle.begin(buffers=True) as txn:
         dbs = handle.dbs
-        out.used_bytes = _page_bytes(txn, dbs)
+        out.used_bytes = used_pages(txn, dbs) * txn.stat()["psize"]
         superseded: list[dict[str, Any]] = []
         for _, raw in txn.cursor(db=dbs[DB_COMMITS]):
             entry = unpack(raw)
@@ -209,10 +202,11 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
     started = time.perf_counter()
     grace = writer.config.gc_grace_seconds if grace is None else grace
     now = time.time() if now is None else now
-    readers = other_readers(writer.path)
+    readers = len(other_readers(writer.path))
+    readers += writer.handle.users > writer.handle.writers  # a Store of this very process
     if not readers:
         grace = 0.0  # nobody can hold an index that names what goes
-    result = Collected(readers=len(readers))
+    result = Collected(readers=readers)
     itemsize = 2 if writer.dtype == "<u2" else 4
 
     def body(txn) -> None:

@@ -324,7 +324,7 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
         except lmdb.Error as again:
             raise _open_error(path, again) from again
     try:
-        _check_size(env, data)
+        _check_header_size(env, data)
         dbs: dict[bytes, Any] = {}
         if writable:
             with env.begin(write=True) as txn:
@@ -340,6 +340,7 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
                     dbs[name] = env.open_db(name, create=False)
             except lmdb.ReadersFullError:
                 raise StoreError(_readers_full(path)) from None
+        _check_size(env, dbs, data)
     except BaseException as exc:
         env.close()
         if isinstance(exc, StoreError):
@@ -371,15 +372,48 @@ def _open_error(path: Path, exc: lmdb.Error) -> StoreError:
     return StoreError(f"the store at {path} cannot be opened ({exc}). {rebuild_hint(path)}")
 
 
-def _check_size(env: lmdb.Environment, data: Path) -> None:
-    """Refuse a data file shorter than the pages its header says are in use: reading a page
-    past the end of a mapped file kills the process with SIGBUS, without a message."""
-    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+def used_pages(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
+    """Pages in use by every database, the main one and the two meta pages (LMDB's free list
+    not counted)."""
+    pages = 2
+    for db in [None, *dbs.values()]:
+        st = txn.stat(db) if db is not None else txn.stat()
+        pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+    return pages
+
+
+# Pages a transaction allocated at the end of the file and freed again before it committed
+# are counted by the header's last page number but never written. The writer extends the file
+# over them after each transaction (StoreWriter._cover_last_page); a writer killed between its
+# commit and that leaves the file this many pages short at most, in practice.
+UNWRITTEN_TAIL_PAGES = 8
+
+
+def _check_header_size(env: lmdb.Environment, data: Path) -> None:
+    """Before any page but the meta pages is read: refuse a data file far shorter than its
+    header's last page. Reading a page past the end of a mapped file kills the process with
+    SIGBUS, without a message."""
+    info, psize = env.info(), env.stat()["psize"]
+    pages, size = info["last_pgno"] + 1, data.stat().st_size
+    if size < (pages - UNWRITTEN_TAIL_PAGES) * psize:
+        raise StoreCorrupt(
+            f"the store at {data.parent} is damaged: data.mdb is {size:,} bytes but its header "
+            f"says {pages * psize:,} (a truncated copy, or a disk error). "
+            f"{rebuild_hint(data.parent)}")
+
+
+def _check_size(env: lmdb.Environment, dbs: dict[bytes, Any], data: Path) -> None:
+    """Then a sound test: every page in use has a distinct number inside the file, so a file
+    of fewer pages than are in use is damaged for certain. A cut of a few pages that holds
+    pages in use beyond free ones can still go unseen: LMDB keeps no page checksums."""
+    with env.begin() as txn:
+        psize = txn.stat()["psize"]
+        needed = used_pages(txn, dbs) * psize
     size = data.stat().st_size
     if size < needed:
         raise StoreCorrupt(
-            f"the store at {data.parent} is damaged: data.mdb is {size:,} bytes but its header "
-            f"says {needed:,} are in use (a truncated copy, or a disk error). "
+            f"the store at {data.parent} is damaged: data.mdb is {size:,} bytes, fewer than "
+            f"the {needed:,} bytes of pages in use (a truncated copy, or a disk error). "
             f"{rebuild_hint(data.parent)}")
 
 

@@ -451,7 +451,9 @@ class StoreWriter:
         while True:
             try:
                 with self.handle.begin(write=True) as txn:
-                    return body(txn)
+                    done = body(txn)
+                self._cover_last_page()
+                return done
             except lmdb.MapFullError:
                 self.handle.grow()
             except lmdb.BadValsizeError as exc:  # not the disk: keep it from saying so
@@ -468,6 +470,20 @@ class StoreWriter:
                     f"Nothing of the transaction was written; free space and run the "
                     f"command again."
                 ) from exc
+
+    def _cover_last_page(self) -> None:
+        """Extend the data file to the last page the header counts. Pages a transaction took
+        at the end and freed again are counted but never written; covered, the file is never
+        shorter than its header says, which is how readers tell a truncated copy at open
+        (lmdbenv._check_header_size). The extension is sparse: it costs no disk."""
+        env = self.handle.env
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        data = self.path / "data.mdb"
+        try:
+            if data.stat().st_size < needed:
+                os.truncate(data, needed)
+        except OSError:
+            pass  # a full disk cannot even extend a sparse file; readers allow a short tail
 
     def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any]) -> int:
         """Store the arrays whose content hash is new, under the next array ids, in order."""
