@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--commit-every", type=float, default=1.0)
     parser.add_argument("--rebase-every", type=float, default=60.0)
     parser.add_argument("--sample-every", type=float, default=30.0)
+    parser.add_argument("--amend", action="store_true",
+                        help="each commit amends the tip instead of adding one, so that the "
+                             "live data stays the same size and any growth is overhead")
     add_scratch_options(parser)
     args = parser.parse_args()
 
@@ -124,7 +127,8 @@ def main() -> None:
         next_rebase += args.rebase_every
         tick, edits, commits, rebases = 10, 0, 0, 0
         rows: list[list[object]] = []
-        print(f"soak: {args.minutes:.0f} min, a commit every {args.commit_every:.0f} s, a "
+        print(f"soak: {args.minutes:.0f} min, a commit every {args.commit_every:.0f} s"
+              f"{' (each amending the tip)' if args.amend else ''}, a "
               f"20-commit rebase every {args.rebase_every:.0f} s, worktree edits several "
               f"times a second; gc_grace_seconds={args.grace}, --gc-seconds "
               f"{args.gc_seconds:.0f}", flush=True)
@@ -141,7 +145,8 @@ def main() -> None:
                     tick += 1
                     (repo / "cycle.py").write_text(versions[commits % len(versions)])
                     _git(repo, tick, "add", "cycle.py")
-                    _git(repo, tick, "commit", "-qm", f"Cycle {commits}")
+                    _git(repo, tick, "commit", "-qm", f"Cycle {commits}",
+                         *(["--amend"] if args.amend and commits else []))
                     commits += 1
                     next_commit += args.commit_every
                 if now >= next_rebase:
