@@ -209,4 +209,4 @@ def store_head(path) -> str | None:
     from repofeed.store import open_store
 
     with open_store(path) as store:
-        return store.stats()["head"]
+        return store.meta(b"head")  # one key: stats() surveys the whole store

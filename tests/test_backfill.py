@@ -14,6 +14,7 @@ from helpers import fast_history, run_cli, sample_files, store_dump
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import open_store
+from repofeed.store.schema import K_COMMITS_DONE
 
 PY = "def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n"
 
@@ -180,7 +181,7 @@ def _wait_for(predicate, timeout=60.0, what="condition"):
 def _processed(repo):
     try:
         with open_store(repo.path) as store:
-            return store.stats()["commits_processed"]
+            return store.meta(K_COMMITS_DONE, 0)  # one key: stats() surveys the whole store
     except Exception:
         return 0
 
@@ -200,12 +201,12 @@ def test_killed_backfill_then_rerun_equals_a_clean_run(make_repo, sig):
                              str(repo.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     with open_store(repo.path) as reader:  # one reader, a fresh view per poll: a cheap poll
-        _wait_for(lambda: reader.stats()["commits_processed"] >= 100,
+        _wait_for(lambda: reader.meta(K_COMMITS_DONE, 0) >= 100,
                   what="the backfill to store 100 commits")
         # Frozen at once, the backfill cannot end between this check and the signal however
         # fast the machine is; the count read while it is stopped says where the signal lands.
         proc.send_signal(signal.SIGSTOP)
-        frozen = reader.stats()["commits_processed"]
+        frozen = reader.meta(K_COMMITS_DONE, 0)
     assert 100 <= frozen < 1501, "the backfill ended before it could be interrupted"
     proc.send_signal(sig)
     proc.send_signal(signal.SIGCONT)

@@ -130,7 +130,7 @@ def test_dataloader_workers_read_while_a_writer_is_active(make_repo):
                 writer = subprocess.Popen([sys.executable, "-m", "repofeed.daemon", "backfill",
                                            str(repo.path)], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
-                wait_for(lambda: store.stats()["commits_processed"] >= 100,
+                wait_for(lambda: store.meta(b"commits_processed", 0) >= 100,
                          "the writer to store 100 commits", timeout=120)
         assert len(got) == len(reference)
         assert all(torch.equal(g, r) for g, r in zip(got, reference))
