@@ -106,19 +106,28 @@ class Collected:
         return asdict(self)
 
 
-def _referenced(txn, dbs) -> set[int]:
-    """Array ids that a document, a record or a commit's message references."""
+def _references(txn, dbs) -> tuple[set[int], set[int], list[dict[str, Any]]]:
+    """One pass over documents, records and commits: the array ids that something live
+    references, those that only superseded commits (their records, their messages) still
+    hold, and the superseded commits' entries."""
     live: set[int] = set()
-    for _, raw in txn.cursor(db=dbs[DB_DOCS]):
-        live.add(unpack(raw)["array"])
+    held: set[int] = set()
+    superseded: list[dict[str, Any]] = []
+    gone: set[bytes] = set()
+    for key, raw in txn.cursor(db=dbs[DB_COMMITS]):
+        entry = unpack(raw)
+        if entry["superseded"]:
+            superseded.append(entry)
+            gone.add(bytes(key))
+        if entry.get("message") is not None:
+            (held if entry["superseded"] else live).add(entry["message"])
     for _, raw in txn.cursor(db=dbs[DB_RECORDS]):
         record = unpack(raw)
-        live.update(a for a in (record["before"], record["after"]) if a is not None)
-    for _, raw in txn.cursor(db=dbs[DB_COMMITS]):
-        message = unpack(raw).get("message")
-        if message is not None:
-            live.add(message)
-    return live
+        refs = held if record["commit"] in gone else live
+        refs.update(a for a in (record["before"], record["after"]) if a is not None)
+    for _, raw in txn.cursor(db=dbs[DB_DOCS]):
+        live.add(unpack(raw)["array"])
+    return live, held - live, superseded
 
 
 def _arrays(txn, dbs) -> dict[int, bytes]:
@@ -141,55 +150,20 @@ def _chunk_bytes(txn, dbs, array_id: int) -> tuple[int, int]:
 
 
 def survey(handle) -> Garbage:
-    """What garbage the store holds, read in one read transaction (nothing is changed)."""
+    """What garbage the store holds, read in one read transaction (nothing is changed).
+    Token chunks are counted as whole 4 KiB pages, which overestimates short arrays."""
     out = Garbage(file_bytes=(handle.path / "data.mdb").stat().st_size)
     with handle.begin(buffers=True) as txn:
         dbs = handle.dbs
         out.used_bytes = used_pages(txn, dbs) * txn.stat()["psize"]
-        superseded: list[dict[str, Any]] = []
-        for _, raw in txn.cursor(db=dbs[DB_COMMITS]):
-            entry = unpack(raw)
-            if entry["superseded"]:
-                superseded.append(entry)
+        live, held, superseded = _references(txn, dbs)
         out.superseded_commits = len(superseded)
         out.superseded_records = sum(e["count"] for e in superseded)
-        live = _referenced(txn, dbs)
-        gone = [a for a in _arrays(txn, dbs) if a not in live]
+        gone = [a for a in _arrays(txn, dbs) if a not in live and a not in held]
         out.unreferenced_arrays = len(gone)
-        out.garbage_bytes = sum(_chunk_bytes(txn, dbs, a)[0] for a in gone) * 4096
-        # superseded records keep their arrays referenced; count the arrays only they hold
-        only = _only_referenced_by(txn, dbs, superseded, live)
-        out.garbage_bytes += sum(_chunk_bytes(txn, dbs, a)[0] for a in only) * 4096
+        # what superseded commits alone still hold goes with them
+        out.garbage_bytes = sum(_chunk_bytes(txn, dbs, a)[0] for a in (*gone, *held)) * 4096
     return out
-
-
-def _only_referenced_by(txn, dbs, commits: list[dict[str, Any]], live: set[int]) -> set[int]:
-    """Arrays that only the records of ``commits`` reference."""
-    if not commits:
-        return set()
-    theirs: set[int] = set()
-    seqs = set()
-    for entry in commits:
-        seqs.update(range(entry["first"], entry["first"] + entry["count"]))
-        if entry.get("message") is not None:
-            theirs.add(entry["message"])
-    for seq in seqs:
-        raw = txn.get(seq_key(seq), db=dbs[DB_RECORDS])
-        if raw is not None:
-            record = unpack(raw)
-            theirs.update(a for a in (record["before"], record["after"]) if a is not None)
-    others: set[int] = set()
-    for _, raw in txn.cursor(db=dbs[DB_DOCS]):
-        others.add(unpack(raw)["array"])
-    for key, raw in txn.cursor(db=dbs[DB_RECORDS]):
-        if seq_of(key) not in seqs:
-            record = unpack(raw)
-            others.update(a for a in (record["before"], record["after"]) if a is not None)
-    for _, raw in txn.cursor(db=dbs[DB_COMMITS]):
-        entry = unpack(raw)
-        if not entry["superseded"] and entry.get("message") is not None:
-            others.add(entry["message"])
-    return theirs - others
 
 
 def other_readers(store_dir: Path) -> list[int]:
@@ -226,7 +200,8 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
             txn.delete(bytes(key), db=dbs[DB_COMMITS])
             result.commits += 1
         # 2. arrays nothing references: marked, then removed once marked for ``grace``
-        live = _referenced(txn, dbs)
+        live, held, _ = _references(txn, dbs)
+        live |= held  # the records of superseded commits still waiting out the grace period
         marks = {seq_of(k): unpack(v) for k, v in txn.cursor(db=dbs[DB_GARBAGE])}
         for array_id, content_hash in _arrays(txn, dbs).items():
             if array_id in live:

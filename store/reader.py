@@ -110,10 +110,6 @@ class Store:
         """A reader of token slices for many small reads (see ``TokenReader``)."""
         return TokenReader(self)
 
-    def check_readers(self) -> int:
-        """Free the reader slots that processes which died while reading left taken."""
-        return self._handle.check_readers()
-
     def readers(self) -> list[dict[str, Any]]:
         """The reader table: a slot per open read transaction of any process, with its
         ``pid`` and ``txnid`` (None for a slot kept between transactions)."""
