@@ -12,5 +12,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
 # strict editable mode: a link tree that type checkers see (DESIGN.md, Layout)
-.venv/bin/python -m pip install --quiet --editable ".[test]" \
+.venv/bin/python -m pip install --quiet --editable ".[test,hf]" \
     --config-settings editable_mode=strict
