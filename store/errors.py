@@ -33,3 +33,7 @@ class RepoError(RepofeedError):
 
 class TokenizerError(RepofeedError):
     """A tokenizer cannot be trained or loaded."""
+
+
+class ModelError(RepofeedError):
+    """A model cannot be loaded or does not suit the store (vocabulary, tokenizer, memory)."""
