@@ -160,3 +160,29 @@ def test_the_model_tokenizer_must_be_the_store_one(tmp_path, sp_bytes):
     assert f"repofeed init --tokenizer {path}" in reason
     with pytest.raises(ModelError, match="tokenizer"):
         check_vocabulary(load_hf_model(path), path, store_tok)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_preflight_activations_of_hf_models_are_what_autograd_saves(tmp_path, kind):
+    """GPT-2 (dropout, so SDPA's math kernel on CPU, and gelu_new) and Llama (gated MLP,
+    grouped-query attention): the estimate against the bytes autograd saves."""
+    from test_preflight import saved_bytes, saved_estimate
+
+    from repofeed.train.preflight import Settings, hf_architecture
+
+    if kind == "gpt2":
+        config = transformers.GPT2Config(n_layer=3, n_head=4, n_embd=64, vocab_size=V,
+                                         n_positions=256)
+    else:
+        config = transformers.LlamaConfig(num_hidden_layers=3, num_attention_heads=4,
+                                          num_key_value_heads=2, hidden_size=64,
+                                          intermediate_size=172, vocab_size=V)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / kind)
+    model = load_hf_model(tmp_path / kind).train()
+    arch = hf_architecture(model.config, model)
+    assert arch.params == sum(p.numel() for p in model.parameters())
+    from_config = hf_architecture(config)  # without the model: the same counts
+    assert from_config.params == arch.params and from_config.lora_params(8) == arch.lora_params(8)
+    saved = saved_bytes(model, torch.randint(0, V, (2, 128)))
+    assert saved == pytest.approx(saved_estimate(arch, Settings(batch=2, context=128)), rel=0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from repofeed.train.model import GPT, GPTConfig, size_config
 from repofeed.train.preflight import (
     GiB,
     MiB,
+    PeakMemory,
     Settings,
     estimate,
     estimate_gpt,
@@ -93,25 +95,36 @@ def test_memory_sizes_read_and_print_in_mib_and_gib():
         parse_bytes("lots")
 
 
-def test_activations_are_what_autograd_saves():
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_activations_are_what_autograd_saves(dropout):
     """The estimate's activations, less its backward working set (one layer), plus the
-    log-softmax the loss saves (counted under logits), are the bytes autograd saves."""
-    config = GPTConfig(vocab_size=512, n_layer=3, n_head=4, d_model=64, context=128)
-    tokens = 2 * 128
-    layer = (estimate_gpt(GPTConfig(**(config.to_dict() | {"n_layer": 4})), batch=2).activations
-             - estimate_gpt(config, batch=2).activations)
+    log-softmax the loss saves (counted under logits), are the bytes autograd saves; with
+    dropout on CPU, SDPA's math kernel saves T×T attention probabilities too."""
+    config = GPTConfig(vocab_size=512, n_layer=3, n_head=4, d_model=64, context=128,
+                       dropout=dropout)
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = GPT(GPTConfig(**(config.to_dict() | {"checkpointing": checkpointing})))
         est = estimate_gpt(config, batch=2, checkpointing=checkpointing)
-        expected = est.activations - layer + tokens * 512 * 4
-        if checkpointing:  # and the one layer the estimate holds for the recompute
-            expected -= layer
+        arch = gpt_architecture(config)
+        expected = saved_estimate(arch, est.settings)
         assert saved_bytes(model, torch.randint(0, 512, (2, 128))) == pytest.approx(
             expected, rel=0.01)
 
 
-def saved_bytes(model: GPT, x: torch.Tensor) -> int:
+def saved_estimate(arch, settings: Settings) -> int:
+    """What the estimate says a forward pass saves: its activations less the gradients in
+    flight (one layer) and, with checkpointing, less the layer it holds for the recompute
+    (which happens in the backward pass), plus the loss's log-softmax (under logits)."""
+    plain = replace(settings, checkpointing=False)
+    layer = (estimate(replace(arch, n_layer=arch.n_layer + 1), plain).activations
+             - estimate(arch, plain).activations)
+    tokens = settings.batch * settings.context
+    return (estimate(arch, settings).activations - layer * (2 if settings.checkpointing else 1)
+            + tokens * arch.vocab_size * 4)
+
+
+def saved_bytes(model, x: torch.Tensor) -> int:
     """Bytes of the distinct tensors autograd saves in a forward pass, parameters aside."""
     params = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     saved: dict[int, int] = {}
@@ -123,8 +136,18 @@ def saved_bytes(model: GPT, x: torch.Tensor) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x, labels=x)
+        model(input_ids=x, labels=x)
     return sum(saved.values())
+
+
+def test_peak_memory_sees_a_freed_allocation():
+    peak = PeakMemory("cpu")
+    block = torch.ones(64 * MiB // 4 * 4)  # 256 MiB, written
+    del block
+    growth = peak.peak_growth()
+    assert growth >= 250 * MiB
+    if peak.reset:  # the high-water mark was reset: nothing earlier inflates it
+        assert growth < 320 * MiB
 
 
 def test_estimate_is_within_a_quarter_of_the_measured_peak():

@@ -53,7 +53,8 @@ def load_hf_model(path: str | Path, *, lora_rank: int | None = None,
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model config in {path}: {_first_line(exc)}") from exc
-    if type(config) not in transformers.AutoModelForCausalLM._model_mapping:
+    causal = _require("transformers.models.auto.modeling_auto").MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if config.model_type not in causal:
         raise ModelError(f"{path} holds a {config.model_type!r} model, which is not a causal "
                          "language model; give a model that generates text "
                          "(AutoModelForCausalLM)")

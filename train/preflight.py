@@ -108,8 +108,9 @@ class Architecture:
     vocab_size: int
     params: int
     kind: str = "gpt"  # "gpt": the built-in GPT, exact; "hf": a generic transformer layer
-    gated: bool = False
-    dropout: bool = False
+    mlp_tensors: int = 2  # intermediate-sized tensors the MLP saves (see hf_architecture)
+    dropout: bool = False  # dropout on the residual branches (bool masks)
+    attention_dropout: bool = False  # dropout inside attention: SDPA's math kernel on CPU
     # (in, out) of every linear layer LoRA would adapt ("all-linear": all but the head)
     lora_linears: tuple[tuple[int, int], ...] = ()
     lora_targets: int | None = None  # trainable parameters per LoRA rank, when measured
@@ -221,8 +222,9 @@ def estimate(arch: Architecture, settings: Settings, budget: int = DEFAULT_BUDGE
     return est
 
 
-def _layer_bytes(arch: Architecture, fp16: bool) -> tuple[int, int]:
+def _layer_bytes(arch: Architecture, s: Settings) -> tuple[int, int]:
     """Bytes one layer saves per token: (all of them, the layer's input alone)."""
+    fp16 = s.precision == "fp16"
     d, h, i = arch.d_model, arch.n_head, arch.intermediate
     act = 2 if fp16 else 4
     # The residual stream stays fp32 under autocast (the weights and the embedding are fp32).
@@ -231,15 +233,21 @@ def _layer_bytes(arch: Architecture, fp16: bool) -> tuple[int, int]:
     # norm outputs 2d, qkv 3d, rotated q and k 2d, attention output d (SDPA lays it out as
     # (B, T, heads, head_dim), so the reshape back to (B, T, d) is a view, not a copy)
     attention = 8 * d
-    mlp = (4 if arch.gated else 2) * i
-    dropout = 2 * d if arch.dropout else 0  # two bool masks
+    mlp = arch.mlp_tensors * i
+    mask = 1 if fp16 else 4  # dropout masks: bool on CUDA, fp32 on CPU (measured)
+    dropout = 2 * d * mask if arch.dropout else 0  # the two residual branches
+    if arch.attention_dropout and not fp16:
+        # On CPU, SDPA with dropout falls back to its math kernel, which saves the h×T×T
+        # attention probabilities before and after dropout and the scores, and 2d less of the
+        # rest (measured). On CUDA the memory-efficient kernel applies dropout inside.
+        attention += 3 * h * s.context - 2 * d
     return residual + stats + (attention + mlp) * act + dropout, d * 4
 
 
 def _activations(arch: Architecture, s: Settings) -> int:
     fp16 = s.precision == "fp16"
     tokens = s.batch * s.context
-    full, kept = _layer_bytes(arch, fp16)
+    full, kept = _layer_bytes(arch, s)
     # The backward pass holds, beside what is saved, the gradients flowing back through one
     # layer: tensors of the same shapes as that layer's saved ones (measured: without this term
     # an activation-heavy run peaks ~25% above the estimate).
@@ -248,8 +256,11 @@ def _activations(arch: Architecture, s: Settings) -> int:
         layers = arch.n_layer * kept + full + backward  # inputs + one layer recomputed
     else:
         layers = arch.n_layer * full + backward
-    # the final norm's input (fp32), its statistics, its output (the head's input), the ids
+    # the final norm's input (fp32), its statistics, its output (the head's input), the ids,
+    # the embedding's dropout mask
     final = arch.d_model * 4 + 8 + arch.d_model * (2 if fp16 else 4) + 8
+    if arch.dropout:
+        final += arch.d_model * (1 if fp16 else 4)
     return tokens * (layers + final)
 
 
@@ -300,11 +311,15 @@ def gpt_architecture(config: Any) -> Architecture:
         name=f"GPT {config.n_layer}×{d}", n_layer=config.n_layer, d_model=d,
         n_head=config.n_head, intermediate=4 * d, vocab_size=config.vocab_size,
         params=param_count(config), kind="gpt", dropout=config.dropout > 0,
+        attention_dropout=config.dropout > 0,
         lora_linears=tuple([(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * config.n_layer))
 
 
 _GATED_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
                 "olmo", "olmo2", "deepseek_v2", "deepseek_v3", "granite", "cohere", "phi3"}
+
+
+_FUSED_QKV_TYPES = {"gpt2", "gpt_bigcode", "codegen"}
 
 
 def _first(config: Any, names: tuple[str, ...], default: Any = None) -> Any:
@@ -313,6 +328,10 @@ def _first(config: Any, names: tuple[str, ...], default: Any = None) -> Any:
         if value is not None:
             return value
     return default
+
+
+def _positive(config: Any, names: tuple[str, ...]) -> bool:
+    return any(float(getattr(config, n, 0) or 0) > 0 for n in names)
 
 
 def hf_architecture(config: Any, model: Any = None) -> Architecture:
@@ -329,9 +348,19 @@ def hf_architecture(config: Any, model: Any = None) -> Architecture:
     kv = _first(config, ("num_key_value_heads",), heads) * (d // heads)
     model_type = getattr(config, "model_type", "")
     gated = model_type in _GATED_TYPES
-    dropout = any(float(_first(config, (n,), 0) or 0) > 0
-                  for n in ("resid_pdrop", "hidden_dropout", "dropout", "hidden_dropout_prob"))
-    linears = [(d, d), (d, kv), (d, kv), (d, d), (d, inter), (inter, d)]
+    act = str(_first(config, ("hidden_act", "activation_function"), "gelu"))
+    # Saved intermediate-sized tensors: a gated MLP keeps gate, up, act(gate) and their product;
+    # a plain one the input and output of its activation, and GPT-2's "gelu_new", written out
+    # in Python, three more of its intermediates (measured with saved-tensor hooks).
+    mlp_tensors = 4 if gated else 5 if act in ("gelu_new", "gelu_fast") else 2
+    dropout = _positive(config, ("resid_pdrop", "hidden_dropout", "dropout",
+                                 "hidden_dropout_prob"))
+    attention_dropout = _positive(config, ("attn_pdrop", "attention_dropout",
+                                           "attention_probs_dropout_prob"))
+    if model_type in _FUSED_QKV_TYPES:  # one projection for q, k and v (GPT-2's c_attn)
+        linears = [(d, d + 2 * kv), (d, d), (d, inter), (inter, d)]
+    else:
+        linears = [(d, d), (d, kv), (d, kv), (d, d), (d, inter), (inter, d)]
     if gated:
         linears.append((d, inter))
     lora_targets = None
@@ -339,15 +368,18 @@ def hf_architecture(config: Any, model: Any = None) -> Architecture:
         # the base model's own parameters, without adapters peft may have added
         params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
         lora_targets = _lora_targets(model)
-    else:
+    else:  # from the config alone: a close count, exact for GPT-2 and Llama
         tied = getattr(config, "tie_word_embeddings", True)
         positions = (_first(config, ("n_positions",), 0) or 0) * d  # learned positions (GPT-2)
-        per_layer = sum(i * o for i, o in linears) + 4 * d
-        params = vocab * d * (1 if tied else 2) + positions + n_layer * per_layer + 2 * d
+        norm = d if hasattr(config, "rms_norm_eps") else 2 * d  # RMSNorm, or LayerNorm + bias
+        bias = _first(config, ("attention_bias", "bias", "use_bias"), not gated)
+        per_layer = sum(i * o + (o if bias else 0) for i, o in linears) + 2 * norm
+        params = vocab * d * (1 if tied else 2) + positions + n_layer * per_layer + norm
     return Architecture(
         name=f"{model_type or 'model'} {n_layer}×{d}", n_layer=n_layer, d_model=d, n_head=heads,
-        intermediate=inter, vocab_size=vocab, params=params, kind="hf", gated=gated,
-        dropout=dropout, lora_linears=tuple(linears * n_layer), lora_targets=lora_targets)
+        intermediate=inter, vocab_size=vocab, params=params, kind="hf", mlp_tensors=mlp_tensors,
+        dropout=dropout, attention_dropout=attention_dropout,
+        lora_linears=tuple(linears * n_layer), lora_targets=lora_targets)
 
 
 def _lora_targets(model: Any) -> int:
