@@ -19,6 +19,8 @@ from repofeed.train.hf import check_vocabulary, load_hf_model, tokenizer_matches
 from repofeed.train.model import shifted_cross_entropy
 from repofeed.train.preflight import estimate_hf
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 

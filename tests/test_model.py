@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from repofeed.store.errors import ConfigError
 from repofeed.train.model import GPT, SIZES, GPTConfig, param_count, size_config
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 V = 97
 
 
