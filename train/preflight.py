@@ -11,11 +11,14 @@ The estimate adds up, in bytes:
   For the built-in GPT they are counted exactly from its code, per layer and token (d = d_model,
   h = heads): norm inputs and outputs 4d, the fused qkv 3d, the rotated q and k 2d, the
   attention output d, the MLP's 4d hidden before and after GELU 8d, and
-  a few per-token statistics (norms' mean and rstd, attention's log-sum-exp per head). PyTorch's
-  SDPA saves no T×T matrix: the memory-efficient kernel (CUDA, Turing fp16) and the flash
-  kernel PyTorch uses on CPU keep only the log-sum-exp; the *math* fallback (an explicit mask,
-  an unsupported dtype) would allocate B×h×T×T and is not counted. With activation
-  checkpointing a layer keeps only its input, plus one layer's full set while it is recomputed;
+  a few per-token statistics (norms' mean and rstd, attention's log-sum-exp per head), and
+  dropout masks when there is dropout. PyTorch's SDPA saves no T×T matrix: the
+  memory-efficient kernel (CUDA, Turing fp16) and the flash kernel PyTorch uses on CPU keep
+  only the log-sum-exp. With dropout on CPU SDPA takes its *math* kernel, which saves three
+  h×T×T tensors per layer, and they are counted. Beside the saved tensors, the backward pass
+  holds one layer's worth of gradients in flight. With activation checkpointing a layer keeps
+  only its input, plus one layer's full set while it is recomputed. Each of these counts is
+  checked against what autograd saves (saved-tensor hooks) in the tests;
 - **logits**: B×T×V at the head and the loss, usually the largest activation of a small model
   with a large vocabulary: the logits themselves, the log-softmax the loss saves, and during
   the backward pass the gradients of both (4 × 4 B in fp32; with fp16 autocast the logits are
@@ -25,8 +28,9 @@ The estimate adds up, in bytes:
   ~100 MiB PyTorch's runtime takes at the first step whatever the model.
 
 For a Hugging Face model the same terms come from its config (layers, hidden size, heads,
-intermediate size, vocabulary) with a generic transformer layer (gated MLPs such as Llama's
-save 4 intermediate-sized tensors, plain ones 2); it is an estimate, not exact. Attention is
+intermediate size, vocabulary, activation, dropout) with a generic transformer layer: gated
+MLPs such as Llama's save 4 intermediate-sized tensors, plain ones 2, GPT-2's "gelu_new" 5.
+That is exact for GPT-2 and within 3% for Llama (tests), an estimate for others. Attention is
 assumed to run through SDPA, which :func:`repofeed.train.hf.load_hf_model` asks for.
 
 Calibration on CPU against measured peak RSS growth: ``benchmarks/preflight_memory.py`` and
