@@ -120,12 +120,33 @@ def test_store_sentinels_beyond_the_vocabulary_resize_the_embeddings(tmp_path, c
     path = save_tiny_gpt2(tmp_path / "m", vocab_size=SP_VOCAB)
     model = load_hf_model(path)
     with caplog.at_level(logging.INFO, logger="repofeed.train"):
-        assert check_vocabulary(model, path, store_tok) == store_tok.vocab_size
+        added = check_vocabulary(model, path, store_tok)
+    assert added == range(SP_VOCAB, store_tok.vocab_size)
     assert model.get_input_embeddings().weight.shape[0] == store_tok.vocab_size
     assert "resized" in caplog.text
     ids = torch.tensor([[store_tok.sentinel("<commit_after>"), 5, 6]])
     assert model(input_ids=ids, labels=ids).loss.isfinite()
-    assert check_vocabulary(model, path, store_tok) is None  # nothing more to do
+    assert not check_vocabulary(model, path, store_tok)  # nothing more to do
+
+
+def test_lora_trains_the_new_sentinel_rows_too(tmp_path, sp_bytes):
+    store_tok, missing = Tokenizer.for_user_model(sp_bytes)
+    path = save_tiny_gpt2(tmp_path / "m", vocab_size=SP_VOCAB)
+    model = load_hf_model(path, lora_rank=4, store_tokenizer=store_tok)
+    first, second = (store_tok.sentinel(name) for name in missing[:2])
+    ids = torch.tensor([[first, 5, second, 7, first, 9]])
+
+    def embeddings():
+        return model.get_input_embeddings()(torch.arange(store_tok.vocab_size)).detach()
+
+    before = embeddings()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    after = embeddings()
+    for sentinel in (first, second):  # the new rows learn
+        assert not torch.allclose(after[sentinel], before[sentinel])
+    assert torch.equal(after[:SP_VOCAB], before[:SP_VOCAB])  # the model's own rows stay
 
 
 def test_a_model_smaller_than_the_store_vocabulary_is_refused(tmp_path, sp_bytes):
@@ -145,7 +166,7 @@ def test_the_model_tokenizer_must_be_the_store_one(tmp_path, sp_bytes):
     assert tokenizer_matches(path, store_tok) is None  # no tokenizer saved: sizes only
     (path / "tokenizer.model").write_bytes(model_bytes)
     assert tokenizer_matches(path, store_tok) is None
-    assert check_vocabulary(load_hf_model(path), path, store_tok) is None
+    assert not check_vocabulary(load_hf_model(path), path, store_tok)
     # another tokenizer of the same size, as tokenizer.json
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers

@@ -12,6 +12,7 @@ shift inside, -100 ignored), so the training loop and the evaluation treat both 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,18 @@ def _require(module: str) -> Any:
 
 def load_hf_model(path: str | Path, *, lora_rank: int | None = None,
                   lora_alpha: int | None = None, lora_dropout: float = 0.0,
-                  target_modules: str | list[str] = "all-linear") -> Any:
+                  target_modules: str | list[str] = "all-linear",
+                  store_tokenizer: Any = None) -> Any:
     """A causal LM from a ``save_pretrained`` directory, in fp32 (the training loop's master
     weights; autocast makes the fp16 copies on CUDA), attention through PyTorch SDPA where the
     architecture supports it.
 
-    With ``lora_rank`` the model is wrapped by peft: LoRA adapters of that rank (alpha twice
-    the rank, the usual scaling) on every linear layer but the output head ("all-linear"),
-    and only the adapters train.
+    With ``store_tokenizer`` the model is checked against it first (:func:`check_vocabulary`),
+    its embeddings resized for the store's extra sentinel ids. With ``lora_rank`` the model is
+    then wrapped by peft: LoRA adapters of that rank (alpha twice the rank, the usual scaling)
+    on every linear layer but the output head ("all-linear"), and only the adapters train,
+    plus the embedding rows of those new sentinel ids, which would otherwise keep their
+    initial values: samples close to the mean embedding, barely distinguishable.
     """
     transformers = _require("transformers")
     torch = _require("torch")
@@ -70,20 +75,31 @@ def load_hf_model(path: str | Path, *, lora_rank: int | None = None,
             model = transformers.AutoModelForCausalLM.from_pretrained(path, **options)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model in {path}: {_first_line(exc)}") from exc
+    new_ids: Sequence[int] = ()
+    if store_tokenizer is not None:
+        new_ids = check_vocabulary(model, path, store_tokenizer)
     if lora_rank:
         model = apply_lora(model, lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                           target_modules=target_modules)
+                           target_modules=target_modules, trainable_tokens=new_ids)
     return model
 
 
 def apply_lora(model: Any, rank: int, *, alpha: int | None = None, dropout: float = 0.0,
-               target_modules: str | list[str] = "all-linear") -> Any:
-    """Wrap ``model`` with LoRA adapters; only they are trainable afterwards."""
+               target_modules: str | list[str] = "all-linear",
+               trainable_tokens: Sequence[int] = ()) -> Any:
+    """Wrap ``model`` with LoRA adapters; only they are trainable afterwards, and the
+    embedding rows of ``trainable_tokens`` (peft's trainable tokens)."""
     peft = _require("peft")
     if rank < 1:
         raise ModelError(f"the LoRA rank must be at least 1, not {rank}")
+    tokens = None
+    if trainable_tokens:
+        embedding = model.get_input_embeddings()
+        name = next(n for n, m in model.named_modules() if m is embedding)
+        tokens = {name.rsplit(".", 1)[-1]: list(trainable_tokens)}
     config = peft.LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout,
-                             target_modules=target_modules, task_type="CAUSAL_LM")
+                             target_modules=target_modules, task_type="CAUSAL_LM",
+                             trainable_token_indices=tokens)
     return peft.get_peft_model(model, config)
 
 
@@ -104,14 +120,14 @@ def lora_linear_dims(model: Any) -> list[tuple[int, int]]:
     return dims
 
 
-def check_vocabulary(model: Any, model_path: str | Path, store_tokenizer: Any) -> int | None:
+def check_vocabulary(model: Any, model_path: str | Path, store_tokenizer: Any) -> range:
     """Refuse a model that does not speak the store's tokenizer; resize its embeddings when the
     store only adds sentinel ids after the model's vocabulary.
 
     The store's base vocabulary must fit the model's embedding rows, and when the model's
-    directory holds a tokenizer it must be the store's. Returns the new number of embedding
-    rows after a resize, else None. Call it before LoRA wraps the model: under LoRA the new
-    rows keep their initial values (the mean of the others).
+    directory holds a tokenizer it must be the store's. Returns the ids of the rows added
+    (empty when none were). Call it before LoRA wraps the model and make those rows trainable
+    (:func:`load_hf_model` does both): they start as samples close to the mean embedding.
     """
     model_path = Path(model_path)
     reason = tokenizer_matches(model_path, store_tokenizer)
@@ -120,7 +136,7 @@ def check_vocabulary(model: Any, model_path: str | Path, store_tokenizer: Any) -
     rows = model.get_input_embeddings().weight.shape[0]
     base, total = store_tokenizer.base_size, store_tokenizer.vocab_size
     if total <= rows:
-        return None
+        return range(0)
     if base > rows:
         raise ModelError(
             f"the store's tokenizer has {base} tokens but the model in {model_path} has "
@@ -129,7 +145,7 @@ def check_vocabulary(model: Any, model_path: str | Path, store_tokenizer: Any) -
     model.resize_token_embeddings(total)
     log.info("resized the model's token embeddings from %d to %d rows for the store's %d "
              "sentinel ids beyond the tokenizer's vocabulary", rows, total, total - base)
-    return total
+    return range(rows, total)
 
 
 def tokenizer_matches(model_path: str | Path, store_tokenizer: Any) -> str | None:
