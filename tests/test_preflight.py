@@ -82,7 +82,7 @@ def test_what_does_not_fit_gets_advice_whose_alternatives_fit():
         assert advice.settings.effective_batch >= 16  # accumulation keeps the effective batch
     message = est.message()
     assert "does not fit the budget of 6.00 GiB" in message
-    assert "--accumulate" in message and "GiB" in message
+    assert "--grad-accum" in message and "GiB" in message
     # an HF model too large to fully fine-tune is told about LoRA
     big = transformers.GPT2Config(n_layer=24, n_head=16, n_embd=1024, vocab_size=32_000)
     hf = estimate_hf(big, batch=1, context=1024, precision="fp16")

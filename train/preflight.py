@@ -276,20 +276,20 @@ def _advice(arch: Architecture, s: Settings, budget: int) -> list[Advice]:
     while batch > 1:
         batch //= 2
         steps = -(-s.effective_batch // batch)
-        options.append((f"--batch {batch} --accumulate {steps}",
+        options.append((f"--batch-size {batch} --grad-accum {steps}",
                         replace(s, batch=batch, accumulation=steps)))
     if not s.checkpointing:
-        options.append(("--checkpointing", replace(s, checkpointing=True)))
+        options.append(("--activation-checkpointing", replace(s, checkpointing=True)))
         batch = s.batch
         while batch > 1:
             batch //= 2
             steps = -(-s.effective_batch // batch)
-            options.append((f"--checkpointing --batch {batch} --accumulate {steps}",
+            options.append((f"--activation-checkpointing --batch-size {batch} --grad-accum {steps}",
                             replace(s, checkpointing=True, batch=batch, accumulation=steps)))
     if arch.kind == "hf" and not s.lora_rank:
         for rank in (16, 8):
             options.append((f"--lora {rank}", replace(s, lora_rank=rank)))
-            options.append((f"--lora {rank} --checkpointing",
+            options.append((f"--lora {rank} --activation-checkpointing",
                             replace(s, lora_rank=rank, checkpointing=True)))
     advice = []
     for change, settings in options:
