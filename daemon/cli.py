@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from repofeed.store.errors import RepofeedError
+from repofeed.train import cli as train_cli
 
 app = typer.Typer(
     name="repofeed",
@@ -437,6 +438,10 @@ def show(
     out.print(header, style="bold", highlight=False, markup=False)
     sys.stdout.flush()
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+# Training verbs live with the training room; their module imports no torch until they run.
+app.command("train")(train_cli.train)
 
 
 def _shown(path: str) -> str:

@@ -33,3 +33,8 @@ class RepoError(RepofeedError):
 
 class TokenizerError(RepofeedError):
     """A tokenizer cannot be trained or loaded."""
+
+
+class TrainError(RepofeedError):
+    """A training, evaluation or ablation run cannot go as asked (no data, a model or
+    checkpoint that does not match the store, a memory budget it does not fit, no CUDA)."""

@@ -1,0 +1,120 @@
+"""The ``train``, ``eval`` and ``ablate`` verbs of the command line.
+
+``repofeed.daemon.cli`` registers these functions on its app. Nothing here imports torch at
+import time: ``repofeed status`` and the other light verbs must not pay for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from repofeed.store.errors import ConfigError
+
+RepoArg = Annotated[
+    Path | None,
+    typer.Argument(help="The repository (any path inside it); default: the current directory.",
+                   show_default=False),
+]
+
+
+def parse_mix(text: str | None) -> dict[str, float] | None:
+    """``windows=3,evolution=1`` → {"windows": 3.0, "evolution": 1.0}."""
+    if not text:
+        return None
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            mix[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--mix {text!r}: write source=ratio pairs separated by commas, "
+                              f"e.g. windows=3,evolution=1") from None
+    return mix
+
+
+def _default_run_dir(store_dir: Path) -> Path:
+    return store_dir.parent / "train"
+
+
+def train(
+    repo: RepoArg = None,
+    store: Annotated[Path | None, typer.Option(
+        help="Store directory (default: the repository's).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run directory for checkpoints and metrics.jsonl (default: train/ beside the "
+             "store).", show_default=False)] = None,
+    model: Annotated[str, typer.Option(
+        help="A built-in GPT size (trained from scratch), or a Hugging Face model directory "
+             "saved with save_pretrained (needs repofeed[hf]).")] = "tiny",
+    lora: Annotated[int | None, typer.Option(
+        help="Train LoRA adapters of this rank instead of every weight (Hugging Face models).",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 8,
+    grad_accum: Annotated[int, typer.Option(
+        min=1, help="Micro-batches per optimizer step.")] = 1,
+    context: Annotated[int | None, typer.Option(
+        help="Window length in tokens (default: the store's, 1024).", show_default=False)] = None,
+    overlap: Annotated[int | None, typer.Option(
+        help="Window overlap (default: the store's, 768).", show_default=False)] = None,
+    labels: Annotated[str, typer.Option(
+        help="all: loss on every token of a window; new: only on tokens past its "
+             "overlap.")] = "all",
+    mix: Annotated[str | None, typer.Option(
+        help="Sources by ratio, e.g. windows=3,evolution=1 (default: every item once per "
+             "epoch).", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(
+        help="Peak learning rate (default 2e-5 fine-tuning a model, 1e-3 from scratch).",
+        show_default=False)] = None,
+    warmup: Annotated[int | None, typer.Option(
+        help="Warm-up steps (default 5% of the run, at most 200).", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="Optimizer steps to run.", show_default=False)] = None,
+    tokens: Annotated[int | None, typer.Option(
+        min=1, help="Or: token positions to train on (steps = tokens / (batch × accum × "
+                    "context)).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(
+        min=1, help="Passes over the data (default 1 unless --steps, --tokens or --follow).",
+        show_default=False)] = None,
+    follow: Annotated[bool, typer.Option(
+        help="Keep training as the store grows; new data joins at epoch boundaries.")] = False,
+    replay: Annotated[float | None, typer.Option(
+        help="After the first epoch, each epoch is the new items plus replayed old ones, the "
+             "new making up this fraction.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(
+        min=0, help="Steps between checkpoints (0: only at the end and on a signal).")] = 200,
+    activation_checkpointing: Annotated[bool, typer.Option(
+        help="Recompute activations in the backward pass: less memory, ~30% more time.")
+    ] = False,
+    memory_budget: Annotated[float, typer.Option(
+        help="GiB the run may use on the device; the preflight refuses what does not fit.")
+    ] = 6.0,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out exactly where its last checkpoint stopped.")] = False,
+    log_every: Annotated[int, typer.Option(min=1, help="Steps between progress lines.")] = 10,
+) -> None:
+    """Train a model on the store: from scratch, or fine-tune a Hugging Face model."""
+    from repofeed.store.locate import resolve_store_dir
+
+    from .loop import GiB, Trainer, TrainOptions
+
+    store_dir = resolve_store_dir(store or repo)
+    options = TrainOptions(
+        store=str(store_dir), out=str(out or _default_run_dir(store_dir)), model=model,
+        lora=lora, device=device, batch_size=batch_size, grad_accum=grad_accum,
+        context=context, overlap=overlap, labels=labels, mix=parse_mix(mix), lr=lr,
+        warmup=warmup, max_steps=steps, train_tokens=tokens,
+        epochs=epochs if epochs or steps or tokens or follow else 1, follow=follow,
+        replay=replay, seed=seed, checkpoint_every=checkpoint_every,
+        activation_checkpointing=activation_checkpointing,
+        memory_budget=int(memory_budget * GiB), resume=resume, log_every=log_every)
+    result = Trainer(options).run()
+    loss = f", last loss {result.last_loss:.4f}" if result.last_loss is not None else ""
+    typer.echo(f"Trained {result.steps:,} steps on {result.tokens:,} token positions in "
+               f"{result.seconds:,.1f} s{loss}; checkpoint in {result.checkpoint}.")
