@@ -442,6 +442,7 @@ def show(
 
 # Training verbs live with the training room; their module imports no torch until they run.
 app.command("train")(train_cli.train)
+app.command("ablate")(train_cli.ablate)
 
 
 def _shown(path: str) -> str:

@@ -118,3 +118,49 @@ def train(
     loss = f", last loss {result.last_loss:.4f}" if result.last_loss is not None else ""
     typer.echo(f"Trained {result.steps:,} steps on {result.tokens:,} token positions in "
                f"{result.seconds:,.1f} s{loss}; checkpoint in {result.checkpoint}.")
+
+
+def ablate(
+    repo: RepoArg = None,
+    holdout: Annotated[int | None, typer.Option(
+        help="Hold out the N newest non-merge commits (over everything the tip reaches, by "
+             "commit date).", show_default=False)] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Or hold out what was committed since this date (the cut is the newest "
+             "first-parent commit before it).", show_default=False)] = None,
+    configs: Annotated[str, typer.Option(
+        help="Comma-separated configurations to compare.")] =
+        "mission,default,no-overlap,no-evolution,new-labels",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per configuration.")] = 3,
+    scale: Annotated[str, typer.Option(
+        help="cpu: a tiny model, minutes per run on two cores; gpu: a small model on a 6 GB "
+             "GPU.")] = "cpu",
+    tokens: Annotated[int | None, typer.Option(
+        help="Training token positions per run (default: the scale's).", show_default=False)
+    ] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Built-in model size (default: the scale's).", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu or cuda (default: the scale's).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where runs, ablation.json and ablation.md go (default: ablate/ beside the "
+             "store).", show_default=False)] = None,
+) -> None:
+    """Train named data configurations at equal compute and compare held-out bits per byte."""
+    from repofeed.store.locate import open_repository, repofeed_dir
+
+    from .ablate import SCALES, with_overrides
+    from .ablate import ablate as run_ablation
+
+    if (holdout is None) == (since is None):
+        raise ConfigError("give --holdout N or --since DATE (one of them).")
+    if scale not in SCALES:
+        raise ConfigError(f"--scale {scale!r}: use one of {', '.join(SCALES)}.")
+    chosen = with_overrides(SCALES[scale], train_tokens=tokens, model=model)
+    names = [c.strip() for c in configs.split(",") if c.strip()]
+    target = out or repofeed_dir(open_repository(repo)) / "ablate"
+    report = run_ablation(repo or Path("."), configs=names, seeds=seeds, scale=chosen,
+                          out=target, holdout=holdout, since=since, device=device,
+                          progress=lambda line: typer.echo(line, err=True))
+    typer.echo(report.markdown())
+    typer.echo(f"Written: {target / 'ablation.md'} and {target / 'ablation.json'}")
