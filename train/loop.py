@@ -124,10 +124,15 @@ class _Stop(Exception):
 
 class Trainer:
     def __init__(self, options: TrainOptions,
-                 on_step: Callable[[dict[str, Any]], None] | None = None):
+                 on_step: Callable[[dict[str, Any]], None] | None = None,
+                 batch_source: Callable[..., Iterator] | None = None):
+        """``on_step(record)`` is called after each step with its log record;
+        ``batch_source(stream, batch_size)`` replaces reading batches from the stream (the
+        data-path benchmark feeds the same model from memory through it)."""
         self.opt = options
         self.run_dir = Path(options.out)
         self.on_step = on_step
+        self.batch_source = batch_source
         self._stop_requested = False
         self._waiting = False
 
@@ -245,7 +250,8 @@ class Trainer:
                 "stream": stream_state, "rng": checkpoint.rng_state(),
                 "step": step, "tokens": tokens}, info)
 
-        batches = _batches(stream, opt.batch_size, opt.workers)
+        batches = (self.batch_source(stream, opt.batch_size) if self.batch_source
+                   else batches_from(stream, opt.batch_size, opt.workers))
         log = open(self.run_dir / "metrics.jsonl", "a")
         previous = self._install_signals()
         started = time.perf_counter()
@@ -408,8 +414,8 @@ def _schedule(warmup: int, max_steps: int | None, min_ratio: float) -> Callable[
     return factor
 
 
-def _batches(stream, batch_size: int, workers: int
-             ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+def batches_from(stream, batch_size: int, workers: int = 0
+                 ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
     """Batches from the stream, each with the stream's state just after it: the state to
     checkpoint once the batch has been trained on."""
     if workers:
