@@ -335,7 +335,7 @@ def score_items(model: torch.nn.Module, items: Sequence[Item], *, context: int, 
                         f"the store's tokenizer has ids ({vocab_size:,}): it was not made for "
                         f"this tokenizer.")
                 for row, w in enumerate(batch):
-                    rows = logits[row, w.lo - 1 - w.begin:w.hi - 1 - w.begin].float()
+                    rows = logits[row, w.lo - 1 - w.begin:w.hi - 1 - w.begin].double()
                     target = ids[row, w.lo - w.begin:w.hi - w.begin]
                     loss = torch.nn.functional.cross_entropy(rows, target, reduction="sum")
                     tokens[w.item] += w.hi - w.lo
