@@ -449,6 +449,7 @@ def evaluate_checkpoint(model: torch.nn.Module, info: dict[str, Any],
     with Store(Path(store_dir)) as opened:
         tokenizer = opened.tokenizer
         pin = opened.meta(K_PIN)
+        options.setdefault("max_file_bytes", opened.config.max_file_bytes)  # the ingest's
     wanted = info.get("tokenizer_id")
     if wanted is not None and wanted != tokenizer.id:
         raise EvalError(f"the checkpoint's tokenizer ({wanted}) is not the store's "
