@@ -467,6 +467,7 @@ def show(
 
 # Training verbs live with the training room; their module imports no torch until they run.
 app.command("train")(train_cli.train)
+app.command("eval")(train_cli.evaluate)
 app.command("ablate")(train_cli.ablate)
 
 

@@ -168,9 +168,10 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     """Train every configuration with every seed on the cut store and score it."""
     from repofeed.daemon.split import cut_store, find_cut
     from repofeed.store.locate import open_repository
+    from repofeed.store.reader import Store
 
     from .checkpoint import load_model
-    from .evaluate import prepare_eval, score
+    from .evaluate import evaluate
     from .loop import Trainer
 
     unknown = [c for c in configs if c not in CONFIGS]
@@ -184,14 +185,16 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = cut_store(git, cut, out / "store")
+    with Store(store) as opened:
+        tokenizer = opened.tokenizer
     eval_context = min(CONFIGS[c].context for c in configs)
-    eval_set = prepare_eval(git, cut, store, max_bytes=scale.eval_max_bytes)
     report = AblationReport(str(repo), cut.cut, holdout, since, asdict(scale), eval_context)
     for seed in range(seeds):
         for name in configs:
             run_dir = out / "runs" / f"{name}-seed{seed}"
             options = run_options(CONFIGS[name], scale, store=store, out=run_dir, seed=seed,
                                   device=device)
+            options.extra = {"split": cut.to_dict(), "holdout": holdout}
             if (run_dir / "result.json").is_file():       # finished before: keep it
                 result = RunResult(**json.loads((run_dir / "result.json").read_text()))
             else:
@@ -204,8 +207,10 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                 train_seconds = time.perf_counter() - started
                 started = time.perf_counter()
                 model, _ = load_model(run_dir, device=options.device)
-                scored = score(model, eval_set, context=eval_context, device=options.device)
-                result = RunResult(name, seed, scored.bpb_summary(), round(train_seconds, 2),
+                scored = evaluate(model, tokenizer, git, cut, context=eval_context,
+                                  limit_bytes=scale.eval_max_bytes, device=options.device,
+                                  store_dir=store)
+                result = RunResult(name, seed, bits_per_byte(scored), round(train_seconds, 2),
                                    round(time.perf_counter() - started, 2), trained.steps,
                                    trained.tokens, trained.last_loss)
                 (run_dir / "result.json").write_text(json.dumps(asdict(result)))
@@ -215,6 +220,15 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     (out / "ablation.json").write_text(json.dumps(report.as_dict(), indent=2))
     (out / "ablation.md").write_text(report.markdown())
     return report
+
+
+def bits_per_byte(report) -> dict[str, float | None]:
+    """Held-out bits per byte of each part, and of both together."""
+    out = {name: part.total.bits_per_byte for name, part in report.parts.items()}
+    nats = sum(part.total.nats for part in report.parts.values())
+    nbytes = sum(part.total.bytes for part in report.parts.values())
+    out["all"] = nats / math.log(2) / nbytes if nbytes else None
+    return out
 
 
 def with_overrides(scale: Scale, **changes: Any) -> Scale:

@@ -41,6 +41,72 @@ def _default_run_dir(store_dir: Path) -> Path:
     return store_dir.parent / "train"
 
 
+def split_store(repo: Path | None, holdout: int | None, since: str | None
+                ) -> tuple[Path, dict]:
+    """The store at a temporal split's cut (made once per cut), and what the checkpoint
+    records of the split so that `repofeed eval` scores the same held-out commits."""
+    from repofeed.daemon.split import cut_store, find_cut
+    from repofeed.store.locate import open_repository, repofeed_dir
+
+    git = open_repository(repo)
+    cut = find_cut(git, holdout=holdout, since=since)
+    typer.echo(f"Temporal split: training on the history up to {cut.cut[:12]}; "
+               f"{len(cut.held_out):,} newer commit(s) held out.", err=True)
+    store_dir = cut_store(git, cut, repofeed_dir(git) / "cuts" / cut.cut[:12] / "store")
+    return store_dir, {"split": cut.to_dict(), "holdout": holdout, "since": since}
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(
+        help="A run directory that `repofeed train` wrote, or a checkpoint directory in it.")],
+    repo: RepoArg = None,
+    holdout: Annotated[int | None, typer.Option(
+        help="Score the N newest non-merge commits (default: the split the run trained on).",
+        show_default=False)] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Or score what was committed since this date.", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    context: Annotated[int | None, typer.Option(
+        help="Tokens per scored window (default: the model's training context).",
+        show_default=False)] = None,
+    stride: Annotated[int | None, typer.Option(
+        help="Tokens between windows; each token is scored once, with at least context − "
+             "stride tokens before it (default: half the context).", show_default=False)
+    ] = None,
+    limit_bytes: Annotated[int | None, typer.Option(
+        help="Score at most this many bytes per part (a fixed selection), for a CPU budget.",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Held-out bits per byte of a trained model on the newest commits (a temporal split)."""
+    import json
+
+    from rich.console import Console
+
+    from repofeed.store.reader import Store
+    from repofeed.store.schema import K_REPO
+
+    from .checkpoint import load_model
+    from .evaluate import evaluate_checkpoint, report_table
+    from .loop import resolve_device
+
+    target = resolve_device(device)
+    model, info = load_model(run, device=target)
+    if repo is None:
+        with Store(Path(info["store"])) as store:
+            repo = Path(store.meta(K_REPO))
+    report = evaluate_checkpoint(model, info, repo, holdout=holdout, since=since,
+                                 device=target, context=context, stride=stride,
+                                 limit_bytes=limit_bytes)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    console = Console(soft_wrap=True)
+    console.print(report_table(report))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 def train(
     repo: RepoArg = None,
     store: Annotated[Path | None, typer.Option(
@@ -98,13 +164,27 @@ def train(
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out exactly where its last checkpoint stopped.")] = False,
     log_every: Annotated[int, typer.Option(min=1, help="Steps between progress lines.")] = 10,
+    holdout: Annotated[int | None, typer.Option(
+        help="Train on a temporal split: a store of the history before the N newest non-merge "
+             "commits (made, or reused, under <git dir>/repofeed/cuts/), for `repofeed eval`.",
+        show_default=False)] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Or split at a date: train on what was committed before it.", show_default=False)
+    ] = None,
 ) -> None:
     """Train a model on the store: from scratch, or fine-tune a Hugging Face model."""
     from repofeed.store.locate import resolve_store_dir
 
     from .loop import GiB, Trainer, TrainOptions
 
-    store_dir = resolve_store_dir(store or repo)
+    extra = {}
+    if holdout is not None or since is not None:
+        if store is not None:
+            raise ConfigError("--holdout/--since make their own store at the cut; leave out "
+                              "--store.")
+        store_dir, extra = split_store(repo, holdout, since)
+    else:
+        store_dir = resolve_store_dir(store or repo)
     options = TrainOptions(
         store=str(store_dir), out=str(out or _default_run_dir(store_dir)), model=model,
         lora=lora, device=device, batch_size=batch_size, grad_accum=grad_accum,
@@ -113,7 +193,8 @@ def train(
         epochs=epochs if epochs or steps or tokens or follow else 1, follow=follow,
         replay=replay, seed=seed, checkpoint_every=checkpoint_every,
         activation_checkpointing=activation_checkpointing,
-        memory_budget=int(memory_budget * GiB), resume=resume, log_every=log_every)
+        memory_budget=int(memory_budget * GiB), resume=resume, log_every=log_every,
+        extra=extra)
     result = Trainer(options).run()
     loss = f", last loss {result.last_loss:.4f}" if result.last_loss is not None else ""
     typer.echo(f"Trained {result.steps:,} steps on {result.tokens:,} token positions in "

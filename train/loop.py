@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from repofeed.store.errors import TrainError
 from repofeed.store.reader import Store
+from repofeed.store.schema import K_PIN
 
 from . import checkpoint
 from .models import build_model, model_spec, trained_state
@@ -138,11 +139,10 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def _open_store(self) -> tuple[Store, dict[str, Any]]:
+    def _open_store(self) -> Store:
         from repofeed.store.locate import resolve_store_dir
 
-        store = Store(resolve_store_dir(self.opt.store))
-        return store, store.meta(b"tokenizer")
+        return Store(resolve_store_dir(self.opt.store))
 
     def _info(self, store: Store, spec: dict[str, Any], context: int) -> dict[str, Any]:
         tok = store.tokenizer
@@ -155,9 +155,9 @@ class Trainer:
             "context": context,
             "options": {k: v for k, v in asdict(self.opt).items() if k != "extra"},
         }
-        pin = store.meta(b"pinned")
+        pin = store.meta(K_PIN)             # a store made at a temporal split's cut
         if pin:
-            info["cut"] = pin.get("commit") if isinstance(pin, dict) else pin
+            info["cut"] = pin
         info.update(self.opt.extra)
         return info
 
@@ -178,7 +178,7 @@ class Trainer:
 
         device = resolve_device(opt.device)
         cuda = device.type == "cuda"
-        store, _ = self._open_store()
+        store = self._open_store()
         context = opt.context or store.config.max_tokens
         saved = checkpoint.latest(self.run_dir) if opt.resume else None
         if opt.resume and saved is None:
