@@ -17,7 +17,7 @@ import numpy as np
 from . import lmdbenv
 from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
-from .errors import StoreCorrupt, StoreError
+from .errors import ArrayMissing, StoreCorrupt, StoreError
 from .evolution import View, plan_views
 from .gc import survey
 from .locate import resolve_store_dir
@@ -76,7 +76,7 @@ class TokenReader(lmdbenv.Snapshot):
         try:
             return read_slice(self._txn, None, array, start, stop, self.dtype, self._verified)
         except ChunkMissing:
-            raise StoreError(f"token array {array} is missing from the store at {self.path}: "
+            raise ArrayMissing(f"token array {array} is missing from the store at {self.path}: "
                              f"the index that names it is older than the store's last "
                              f"garbage collection; call refresh().") from None
         except ValueError as exc:  # fewer tokens stored than the index says
@@ -200,6 +200,12 @@ class Store:
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Records as stored: token-array ids instead of text."""
         return [r for _, r in self._raw_records(include_superseded)]
+
+    def numbered_records(self, include_superseded: bool = False
+                         ) -> list[tuple[int, dict[str, Any]]]:
+        """``raw_records`` with each record's sequence number (stable until garbage
+        collection removes the record), as ``(number, record)`` pairs."""
+        return list(self._raw_records(include_superseded))
 
     def _text(self, array: int | None) -> str | None:
         if array is None:
