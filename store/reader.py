@@ -106,6 +106,12 @@ class Store:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
 
+    def version(self) -> int:
+        """The id of the store's last write transaction: it changes whenever anything is
+        written, and reading it costs one empty read transaction (for polling)."""
+        with self._txn() as txn:
+            return txn.id()
+
     def token_reader(self) -> TokenReader:
         """A reader of token slices for many small reads (see ``TokenReader``)."""
         return TokenReader(self)
