@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import msgpack
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,9 @@ from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import EvolutionDataset, RepofeedError, WindowDataset, open_store
 from repofeed.store.errors import ConfigError, StoreError
+from repofeed.store.gc import collect
+from repofeed.store.locate import resolve_store_dir
+from repofeed.store.writer import StoreWriter
 from repofeed.train.stream import TrainStream
 
 
@@ -95,30 +99,68 @@ def test_new_commits_join_at_the_next_epoch(store_repo):
     assert _bag(rest[length - len(head):]) == after          # epoch 1: the new data in it
 
 
-def test_resume_after_new_data_gives_the_rest_of_the_run(store_repo):
+@pytest.mark.parametrize("replay, in_epoch", [(None, 0), (0.5, 1)])
+def test_resume_after_new_data_gives_the_rest_of_the_run(store_repo, replay, in_epoch):
     changed = sorted(d["path"] for d in open_store(store_repo.path).documents())[0]
-    uninterrupted = TrainStream(store_repo.path, seed=5, epochs=2)
-    stopped = TrainStream(store_repo.path, seed=5, epochs=2)
+    uninterrupted = TrainStream(store_repo.path, seed=5, epochs=3, replay=replay)
+    stopped = TrainStream(store_repo.path, seed=5, epochs=3, replay=replay)
+    a, b = iter(uninterrupted), iter(stopped)
+    seen = []
+    if in_epoch == 1:  # new data for a replay epoch, which the state then holds
+        for _ in range(stopped.epoch_length()):
+            seen.append(_fingerprint(next(a)))
+            next(b)
+        _write_more(store_repo, 6)
+    next(a), next(b)
     length = stopped.epoch_length()
-    rng = np.random.default_rng(0)
-    cut = int(rng.integers(1, length - 1))
-    it = iter(stopped)
+    cut = int(np.random.default_rng(in_epoch).integers(1, length - 1))
     for _ in range(cut):
-        next(it)
+        seen.append(_fingerprint(next(a)))
+        next(b)
+    assert stopped.epoch == in_epoch
     state = stopped.state_dict()
     assert isinstance(state["watermark"]["windows"]["array"], bytes)
+    assert (state["previous"] is not None) == (in_epoch == 1)
+    state = msgpack.unpackb(msgpack.packb(state), strict_map_key=False)  # small and portable
     _write_more(store_repo, 2, change=changed)   # a new file, and a file changed under it
-    resumed = TrainStream(store_repo.path, seed=5, epochs=2)
+    resumed = TrainStream(store_repo.path, seed=5, epochs=3, replay=replay)
     resumed.load_state_dict(state)
-    expected = [_fingerprint(i) for i in uninterrupted][cut:]
+    expected = [_fingerprint(i) for i in a]
     got = [_fingerprint(i) for i in resumed]
-    assert got == expected
-    assert resumed.skipped == 0 and resumed.epoch == 2
+    assert got == expected and len(got) > length
+    assert resumed.skipped == 0 and resumed.epoch == 3
 
 
-def test_stateful_dataloader_with_workers_resumes_exactly(store_repo):
+def test_items_garbage_collected_meanwhile_are_skipped_and_counted(sample_repo):
+    init_store(sample_repo.path, max_tokens=64, overlap=32)
+    backfill(sample_repo.path)
+    tweaked = sorted(sample_files())[0]  # the file the last commit of sample_repo changed
+    uninterrupted = TrainStream(sample_repo.path, seed=9)
+    stopped = TrainStream(sample_repo.path, seed=9)
+    a, b = iter(uninterrupted), iter(stopped)
+    for _ in range(3):
+        next(a), next(b)
+    state = stopped.state_dict()
+    # amend the last commit: its record is superseded, and the version of the file it made
+    # is referenced by nothing any more; a collection with no grace removes both
+    sample_repo.write(tweaked, sample_files()[tweaked] + "\n# amended\n")
+    sample_repo.git("commit", "-q", "-a", "--amend", "-m", "Tweak, amended")
+    backfill(sample_repo.path)
+    with StoreWriter(resolve_store_dir(sample_repo.path)) as writer:
+        done = collect(writer, grace=0)
+    assert done.records >= 1 and done.arrays >= 1
+    resumed = TrainStream(sample_repo.path, seed=9)
+    resumed.load_state_dict(state)
+    expected = [_fingerprint(i) for i in a]
+    assert [_fingerprint(i) for i in resumed] == expected
+    assert resumed.skipped == uninterrupted.skipped > 0
+    assert len(expected) + resumed.skipped + 3 == stopped.epoch_length()
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+def test_stateful_dataloader_resumes_exactly(store_repo, workers):
     def loader(stream):
-        return StatefulDataLoader(stream, batch_size=4, num_workers=2)
+        return StatefulDataLoader(stream, batch_size=4, num_workers=workers)
 
     def make():
         return TrainStream(store_repo.path, seed=7, epochs=1, batch_size=4)

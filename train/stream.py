@@ -65,8 +65,11 @@ to rank ``b % world_size``, and within the rank to DataLoader worker
 disjoint and together the epoch. With ``batch_size`` equal to the DataLoader's, the batches of
 a rank are the same whatever the number of workers, since the loader takes one batch from each
 worker in turn (determinism independent of the worker count: mosaicml/composer #1356).
-torchdata's ``StatefulDataLoader`` calls ``state_dict()`` in each worker and hands each worker
-its own state back: a state belongs to its shard, and loading it into another is refused.
+torchdata's ``StatefulDataLoader`` (0.11) calls ``state_dict()`` in each worker after every
+batch by default (``snapshot_every_n_steps=1``; so the encoded watermark is made once per
+epoch and reused), keeps each worker's state with the batches it sent, and on resume calls
+``load_state_dict()`` on each worker's copy before that worker calls ``iter()``: a state
+belongs to its shard, and loading it into another is refused.
 Ranks may differ by one block at the end of an epoch. Every shard takes each watermark itself:
 shards that cross an epoch boundary while the store is being written may take different
 watermarks (epoch 0's is taken when the stream is made, and DataLoader workers inherit it; to
