@@ -85,6 +85,16 @@ def test_the_next_epoch_has_another_order(store_repo):
     assert stream.epoch == 2 and list(stream) == []  # epochs counts in all
 
 
+def test_new_files_do_not_move_the_old_items_order(store_repo):
+    before = [_fingerprint(i) for i in TrainStream(store_repo.path, seed=2, mix={"windows": 1})]
+    store_repo.commit("A file first in path order", {"aaa/first.py": _new_module(0)})
+    backfill(store_repo.path)
+    after = [_fingerprint(i) for i in TrainStream(store_repo.path, seed=2, mix={"windows": 1})]
+    old = set(before)
+    assert len(after) > len(before)
+    assert [f for f in after if f in old] == before
+
+
 def test_new_commits_join_at_the_next_epoch(store_repo):
     before = _dataset_bag(store_repo.path)
     stream = TrainStream(store_repo.path, seed=0, epochs=2)

@@ -306,6 +306,11 @@ class TrainStream(torch.utils.data.IterableDataset):
     ``store``: a repository, a store directory, or a ``Store``. ``batch_size``: the block in
     which draws are sharded among ranks and workers (pass the DataLoader's batch size so that
     batches do not depend on the number of workers).
+
+    Attributes: ``epoch`` (the epoch being read, from 0), ``position`` (items of this shard
+    consumed in it), ``skipped`` (items whose content was garbage-collected, in all),
+    ``waiting`` (True while ``follow=True`` waits for the writer). ``epoch_length()`` gives the
+    draws of the current epoch over all shards.
     """
 
     def __init__(self, store: str | Path | Store | None, *, mix: dict[str, float] | None = None,
