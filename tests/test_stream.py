@@ -201,6 +201,11 @@ def test_ranks_are_disjoint_and_together_the_epoch(store_repo):
     assert abs(len(shards[0]) - len(shards[1])) <= 3
     assert len(shards[0]) + len(shards[1]) == len(full)
     assert _bag(shards[0]) + _bag(shards[1]) == _bag(full)
+    # a state from the start of an epoch fits any shard: rank 0's shares its watermark
+    late = TrainStream(store_repo.path, seed=4, batch_size=3, rank=1, world_size=2)
+    late.load_state_dict(TrainStream(store_repo.path, seed=4, batch_size=3, rank=0,
+                                     world_size=2).state_dict())
+    assert _bag(late) == _bag(shards[1])
     # block b of the epoch goes to rank b % 2
     blocks = [full[i:i + 3] for i in range(0, len(full), 3)]
     assert [_fingerprint(i) for b in blocks[0::2] for i in b] == list(map(_fingerprint,
@@ -319,3 +324,10 @@ def test_a_state_of_other_settings_is_refused(store_repo):
         other.load_state_dict(state)
     with pytest.raises(ConfigError, match="not a TrainStream state"):
         other.load_state_dict({"epoch": 3})
+    rank0 = TrainStream(store_repo.path, seed=1, rank=0, world_size=2)
+    it = iter(rank0)
+    next(it), next(it)
+    rank1 = TrainStream(store_repo.path, seed=1, rank=1, world_size=2)
+    rank1.load_state_dict(rank0.state_dict())
+    with pytest.raises(ConfigError, match="belongs to shard"):
+        next(iter(rank1))

@@ -12,6 +12,12 @@ records left out. A source is an entry of ``SOURCES`` (a ``Source`` subclass: ho
 item set from the store, how to encode it compactly, how to read an item), so later sources
 (variants, context documents) plug in as another entry.
 
+**Labels.** ``labels="all"``: loss on every real token. ``labels="new"``: a window takes loss
+only on the tokens it adds beyond its predecessor (``WindowDataset(labels_on="new")``), so that
+each token of a document is a label once per pass; at the default 768 overlap ``"all"`` trains
+every token about four times per pass. For evolution records ``"new"`` is the same as
+``"all"``: a record's views are sequences of their own, not overlapping windows of a document.
+
 **Mix.** ``mix=None``: natural proportions, every item of every source exactly once per epoch.
 ``mix={"windows": 3, "evolution": 1}``: each source gets that share of the epoch's draws
 (ratios are normalised; a source at 0 is left out; a source with no items in an epoch is left
@@ -68,12 +74,16 @@ worker in turn (determinism independent of the worker count: mosaicml/composer #
 torchdata's ``StatefulDataLoader`` (0.11) calls ``state_dict()`` in each worker after every
 batch by default (``snapshot_every_n_steps=1``; so the encoded watermark is made once per
 epoch and reused), keeps each worker's state with the batches it sent, and on resume calls
-``load_state_dict()`` on each worker's copy before that worker calls ``iter()``: a state
-belongs to its shard, and loading it into another is refused.
-Ranks may differ by one block at the end of an epoch. Every shard takes each watermark itself:
-shards that cross an epoch boundary while the store is being written may take different
-watermarks (epoch 0's is taken when the stream is made, and DataLoader workers inherit it; to
-share it between ranks, load rank 0's ``state_dict()`` into the others).
+``load_state_dict()`` on each worker's copy before that worker calls ``iter()``. A state saved
+mid-epoch belongs to its shard, and loading it into another is refused; one at the start of an
+epoch (position 0) fits any shard. Ranks may differ by one block at the end of an epoch.
+
+Every shard takes each watermark itself. Epoch 0's is taken when the stream is made, and
+DataLoader workers inherit it; to share it between ranks, load rank 0's fresh
+``state_dict()`` into the others. Shards that cross a later epoch boundary while the store is
+being written may take different watermarks, and then overlap or miss items in that epoch
+(nothing detects it); a training loop with several ranks can share the state at the boundary
+the same way.
 
 **Lightness.** Index building is numpy-vectorised (window spans, keys, hashes, orders); items
 are read through the store's ``TokenReader``; the LMDB handle is opened lazily in each process
@@ -596,7 +606,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.seed = int(state["seed"])
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.skipped = int(state["skipped"])
-        self._shard_loaded = tuple(state["shard"])
+        self._shard_loaded = tuple(state["shard"]) if self.position else None
         previous = None
         if state["previous"] is not None:
             previous = {name: self.sources[name].rebuild(
