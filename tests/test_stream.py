@@ -250,6 +250,31 @@ def test_follow_with_replay_waits_for_new_data(store_repo):
     assert _bag(got + rest) & new == new
 
 
+def test_workers_waiting_for_new_data_take_the_same_watermark(store_repo):
+    stream = TrainStream(store_repo.path, seed=0, follow=True, replay=0.5, epochs=2,
+                         poll_seconds=0.05)
+    length = stream.epoch_length()
+    before = _dataset_bag(store_repo.path)
+    loader = StatefulDataLoader(stream, batch_size=1, num_workers=2)
+    it = iter(loader)
+    first = [next(it) for _ in range(length)]
+    rest = []
+    consumer = threading.Thread(target=lambda: rest.extend(it), daemon=True)
+    consumer.start()
+    _write_more(store_repo, 7)
+    consumer.join(timeout=120)
+    assert not consumer.is_alive()
+
+    def unbatched(batches):
+        return [{k: v[0] for k, v in b.items()} for b in batches]
+
+    new = _dataset_bag(store_repo.path) - before
+    assert _bag(unbatched(first)) == before
+    got = _bag(unbatched(rest))
+    assert sum(got.values()) == 2 * sum(new.values())
+    assert got & new == new and not (got - new) - before     # each new item once, and old ones
+
+
 def test_mix_ratios_share_the_draws(store_repo):
     stream = TrainStream(store_repo.path, seed=0, mix={"windows": 1, "evolution": 3})
     n_windows = len(WindowDataset(store_repo.path))

@@ -49,7 +49,9 @@ as many as make the new ones a fraction F of the epoch's item set (all old ones,
 too few). Re-warming the learning rate with replay of old data matched full retraining
 (arXiv 2403.08763). With no new items an epoch is a full pass, except with ``follow=True``:
 then the stream waits, polling the store every ``poll_seconds`` (one empty read transaction:
-``Store.version()``, the id of the last write), until new items arrive. With an explicit mix
+``Store.version()``, the id of the last write), until new items arrive; it takes the new
+watermark once the store has been quiet for one poll, so that shards waiting side by side
+take the same one. With an explicit mix
 the fraction F holds for the item set; the mix then sets each source's draws.
 
 **State.** ``state_dict()`` is a small dict of ints, bytes and lists (msgpack/pickle-able): the
@@ -448,11 +450,22 @@ class TrainStream(torch.utils.data.IterableDataset):
                 raise StoreError(self._empty_message())
             self.waiting = True
             try:
-                while self.store.version() == seen:  # wait, cheaply, for the writer
-                    time.sleep(self.poll_seconds)
+                seen = self._settled(seen)
             finally:
                 self.waiting = False
-            seen = self.store.version()
+
+    def _settled(self, seen: int) -> int:
+        """Wait until the store's version differs from ``seen`` and then stays the same for
+        one poll: the writer is done with its burst (a commit lands in more than one
+        transaction), so shards waiting side by side take the same watermark."""
+        store = self.store
+        while store.version() == seen:  # wait, cheaply, for the writer
+            time.sleep(self.poll_seconds)
+        while True:
+            current = store.version()
+            time.sleep(self.poll_seconds)
+            if store.version() == current:
+                return current
 
     # -- the order ------------------------------------------------------------------------
 
