@@ -15,6 +15,10 @@ class StoreMissing(StoreError):
     pass
 
 
+class ArrayMissing(StoreError):
+    """A token array an index names is gone: garbage collection reclaimed it since."""
+
+
 class StoreCorrupt(StoreError):
     """The store's files are damaged; it is a cache of git, to be rebuilt."""
 

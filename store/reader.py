@@ -17,7 +17,7 @@ import numpy as np
 from . import lmdbenv
 from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
-from .errors import StoreCorrupt, StoreError
+from .errors import ArrayMissing, StoreCorrupt, StoreError
 from .evolution import View, plan_views
 from .gc import survey
 from .locate import resolve_store_dir
@@ -77,7 +77,7 @@ class TokenReader(lmdbenv.Snapshot):
         try:
             return read_slice(self._txn, None, array, start, stop, self.dtype, self._verified)
         except ChunkMissing:
-            raise StoreError(f"token array {array} is missing from the store at {self.path}: "
+            raise ArrayMissing(f"token array {array} is missing from the store at {self.path}: "
                              f"the index that names it is older than the store's last "
                              f"garbage collection; call refresh().") from None
         except ValueError as exc:  # fewer tokens stored than the index says
@@ -106,6 +106,12 @@ class Store:
         with self._txn(DB_META) as txn:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
+
+    def version(self) -> int:
+        """The id of the store's last write transaction: it changes whenever anything is
+        written, and reading it costs one empty read transaction (for polling)."""
+        with self._txn() as txn:
+            return txn.id()
 
     def token_reader(self) -> TokenReader:
         """A reader of token slices for many small reads (see ``TokenReader``)."""
@@ -201,6 +207,12 @@ class Store:
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Records as stored: token-array ids instead of text."""
         return [r for _, r in self._raw_records(include_superseded)]
+
+    def numbered_records(self, include_superseded: bool = False
+                         ) -> list[tuple[int, dict[str, Any]]]:
+        """``raw_records`` with each record's sequence number (stable until garbage
+        collection removes the record), as ``(number, record)`` pairs."""
+        return list(self._raw_records(include_superseded))
 
     def _text(self, array: int | None) -> str | None:
         if array is None:
