@@ -201,7 +201,7 @@ class Trainer:
         stream = TrainStream(store.path, mix=opt.mix, max_tokens=context, overlap=opt.overlap,
                              labels=opt.labels, seed=opt.seed, replay=opt.replay,
                              follow=opt.follow, epochs=opt.epochs,
-                             poll_seconds=opt.poll_seconds)
+                             poll_seconds=opt.poll_seconds, batch_size=opt.batch_size)
         per_step = opt.batch_size * opt.grad_accum * context
         max_steps = self._max_steps(stream, per_step)
         preflight = self._preflight(model, spec, context, device) if opt.preflight else None
@@ -217,10 +217,16 @@ class Trainer:
             [{"params": decay, "weight_decay": opt.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda or None)
+        # the schedule's length: the steps asked for, or those of the epochs asked for
+        schedule_steps = max_steps
+        if schedule_steps is None and opt.epochs and not opt.follow:
+            per_step_items = opt.batch_size * opt.grad_accum
+            schedule_steps = max(1, math.ceil(stream.epoch_length() * opt.epochs
+                                              / per_step_items))
         warmup = opt.warmup if opt.warmup is not None else (
-            min(200, max(1, (max_steps or 2000) // 20)))
+            min(200, max(1, (schedule_steps or 2000) // 20)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _schedule(warmup, max_steps, opt.min_lr_ratio))
+            optimizer, _schedule(warmup, schedule_steps, opt.min_lr_ratio))
         scaler = torch.amp.GradScaler("cuda", enabled=cuda)
 
         step, tokens = 0, 0
