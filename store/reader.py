@@ -43,7 +43,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, stored_tokenizer
 from .windows import window_counts, window_spans
 
 
@@ -135,9 +135,8 @@ class Store:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
-                                        spliceable=info.get("source") == "trained")
+            self._tokenizer = stored_tokenizer(self.meta(K_TOKENIZER_MODEL),
+                                               self.meta(K_TOKENIZER_INFO))
         return self._tokenizer
 
     @property
@@ -292,6 +291,7 @@ class Store:
             "repo": self.meta(K_REPO),
             "followed": self.meta(K_FOLLOW),
             "tokenizer_id": info["id"],
+            "tokenizer_kind": info.get("kind", "sentencepiece"),
             "tokenizer_source": info.get("source"),
             "vocab_size": info["vocab_size"],
             "token_dtype": self.dtype,
