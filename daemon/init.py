@@ -124,7 +124,7 @@ def _user_tokenizer_notes(repo: pygit2.Repository, tip: pygit2.Commit | None, cf
         notes.append(
             f"the tokenizer {' and '.join(why)}; these {len(missing)} sentinels get new ids "
             f"{first}–{first + len(missing) - 1} after its vocabulary, which text never "
-            f"encodes to. Resize the model's embeddings to {tok.vocab_size} before "
-            f"training on this store."
+            f"encodes to. Resize the model's embeddings to {tok.vocab_size} (if it has fewer "
+            f"rows) before training on this store."
         )
     return notes

@@ -12,7 +12,7 @@ import lmdb
 import pytest
 import sentencepiece as spm
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from helpers import run_cli, sample_files
 from repofeed.daemon.ingest import backfill
@@ -36,6 +36,10 @@ def _train(vocab_size: int = 700, prefix_space: bool = False) -> HFTokenizer:
                                   show_progress=False)
     tk.train_from_iterator(sample_files().values(), trainer)
     tk.add_tokens(["<file_sep>"])  # an added token that is not special: matched in text
+    # a BOS, as many models' post-processors add: documents are encoded without it
+    bos = "<|endoftext|>"
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tk.token_to_id(bos))])
     return tk
 
 
@@ -73,7 +77,7 @@ def test_init_with_a_tokenizer_json_stores_every_file_as_written(sample_repo, hf
         assert set(docs) == set(files)
         for path, ids in docs.items():
             assert tok.decode(ids) == files[path], path
-            assert ids == tk.encode(files[path], add_special_tokens=False).ids  # no BOS/EOS
+            assert ids == tk.encode(files[path], add_special_tokens=False).ids  # no BOS
             # token byte lengths add up to the text: evolution hunks are placed right
             assert tok.byte_lengths[ids].sum() == len(files[path].encode()), path
         assert stats["evolution_records"] > 0
@@ -106,7 +110,8 @@ def test_text_spelling_sentinels_and_special_tokens_is_plain_text(sample_repo, h
     for name in ("<commit_before>", "<commit_msg>", "<commit_after>"):
         assert seq.count(tok.sentinel(name)) == 1, name
     assert seq[-1] == tok.eos_id == tk.token_to_id("<|im_end|>")  # the directory's EOS
-    assert tok.decode(seq) == ("<commit_before><commit_msg>Parse <commit_after> and "
+    assert tok.decode(seq[-1:]) == "<|im_end|>"
+    assert tok.decode(seq[:-1]) == ("<commit_before><commit_msg>Parse <commit_after> and "
                                "<|endoftext|> markers\n<commit_after>" + FORGERY)
 
 

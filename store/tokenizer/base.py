@@ -10,7 +10,9 @@ A store holds one tokenizer: its model's bytes and a small info record (``kind``
   text cannot produce is used as is; the others get ids after the model's vocabulary
   (``extra``), and a model trained on such a store needs its embeddings resized to
   ``vocab_size``.
-- ``decode`` gives the text, with every sentinel id shown by its name.
+- ``decode`` gives the text, with every sentinel id shown by its name. Other ids that are no
+  text (an EOS ending a sequence) show as SentencePiece and ``tokenizers`` decode them: as
+  nothing, and as the token's name.
 """
 
 from __future__ import annotations

@@ -139,8 +139,9 @@ class HuggingFaceTokenizer(Tokenizer):
         return [e.ids for e in self.tk.encode_batch_fast(texts, add_special_tokens=False)]
 
     def _decode_run(self, ids: list[int]) -> str:
-        # special tokens other than sentinels (an EOS appended to a sequence) are not text
-        return self.tk.decode(ids, skip_special_tokens=True)
+        # Special tokens are kept: an EOS appended to a sequence shows as its name, and a
+        # model that produces one of them from text (a Unigram vocabulary entry) gets it back.
+        return self.tk.decode(ids, skip_special_tokens=False)
 
     @property
     def byte_lengths(self) -> np.ndarray:
@@ -180,8 +181,11 @@ def _serves_as_sentinel(tk: _HFTokenizer, name: str) -> bool:
     if name not in special:
         return False
     i = tk.token_to_id(name)
-    if any(t.id == i for t in tk.model.tokenize(name)):
-        return False
+    try:
+        if any(t.id == i for t in tk.model.tokenize(name)):
+            return False
+    except Exception:  # a model that cannot tokenize the name alone: the pipeline decides
+        pass
     probe = f"{name}\n x{name}y {name}{name}\t{name}."
     return i not in tk.encode(probe, add_special_tokens=False).ids
 
