@@ -135,6 +135,26 @@ def test_sentinels_the_tokenizer_cannot_serve_get_new_ids_and_a_note(sample_repo
         assert tok.pad_id == tk.token_to_id("<pad>")
 
 
+def test_a_special_token_the_model_itself_produces_from_text_is_no_sentinel(tmp_path):
+    """A Unigram model holds its special tokens as vocabulary entries and picks them for text
+    that spells them, whatever the added-token handling says: such a sentinel gets a new id."""
+    tk = HFTokenizer(models.Unigram())
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Metaspace()
+    tk.train_from_iterator(sample_files().values(), trainers.UnigramTrainer(
+        vocab_size=600, special_tokens=["<fim_prefix>", "</s>"], unk_token="<unk>",
+        show_progress=False))
+    path = tmp_path / "tokenizer.json"
+    tk.save(str(path))
+    tok = load_tokenizer(path)
+    own = tk.token_to_id("<fim_prefix>")
+    assert own in tok.encode("a <fim_prefix> b")            # the model's entry, from text
+    assert tok.sentinel("<fim_prefix>") >= tok.base_size   # so the sentinel is a new id
+    assert tok.sentinel("<fim_prefix>") not in tok.encode("a <fim_prefix> b")
+    assert tok.decode(tok.encode("a <fim_prefix> b")) == "a <fim_prefix> b"
+    assert tok.eos_id == tok.pad_id == tk.token_to_id("</s>")  # no pad: the EOS pads
+
+
 def test_same_vocabulary_tells_the_store_tokenizer_from_others(sample_repo, hf, tmp_path):
     _, json_path, model_dir = hf
     init_store(sample_repo.path, tokenizer=json_path)
