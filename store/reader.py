@@ -43,7 +43,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer, stored_tokenizer
+from .tokenizer import Tokenizer, kind_of, stored_tokenizer
 from .windows import window_counts, window_spans
 
 
@@ -291,7 +291,7 @@ class Store:
             "repo": self.meta(K_REPO),
             "followed": self.meta(K_FOLLOW),
             "tokenizer_id": info["id"],
-            "tokenizer_kind": info.get("kind", "sentencepiece"),
+            "tokenizer_kind": kind_of(info),
             "tokenizer_source": info.get("source"),
             "vocab_size": info["vocab_size"],
             "token_dtype": self.dtype,

@@ -30,11 +30,9 @@ from .sentencepiece import (
 
 __all__ = [
     "CODE_TRAINER_OPTIONS", "HuggingFaceTokenizer", "ROUNDTRIP_PROBE", "SENTINELS",
-    "SentencePieceTokenizer", "Tokenizer", "TrainResult", "check_roundtrip", "line_starts",
-    "load_tokenizer", "same_vocabulary", "stored_tokenizer", "train_tokenizer",
+    "SentencePieceTokenizer", "Tokenizer", "TrainResult", "check_roundtrip", "kind_of",
+    "line_starts", "load_tokenizer", "same_vocabulary", "stored_tokenizer", "train_tokenizer",
 ]
-
-KINDS = {cls.kind: cls for cls in (SentencePieceTokenizer, HuggingFaceTokenizer)}
 
 _WHAT_TO_PASS = ("pass the base model's SentencePiece `.model` file, its Hugging Face "
                  "`tokenizer.json`, or the model directory holding it")
@@ -95,9 +93,15 @@ def _model_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+def kind_of(info: dict[str, Any]) -> str:
+    """The kind of tokenizer a store's info record describes (``sentencepiece`` in stores made
+    before there were two kinds)."""
+    return info.get("kind", SentencePieceTokenizer.kind)
+
+
 def stored_tokenizer(model: bytes, info: dict[str, Any]) -> Tokenizer:
     """The tokenizer a store holds: its model bytes and its info record."""
-    kind = info.get("kind", SentencePieceTokenizer.kind)  # stores made before kinds existed
+    kind = kind_of(info)
     extra = info.get("extra", {})
     if kind == SentencePieceTokenizer.kind:
         return SentencePieceTokenizer(model, extra, spliceable=info.get("source") == "trained")
