@@ -7,6 +7,7 @@ files are clear errors."""
 from __future__ import annotations
 
 import io
+import pickle
 
 import lmdb
 import pytest
@@ -103,6 +104,8 @@ def test_text_spelling_sentinels_and_special_tokens_is_plain_text(sample_repo, h
         assert tok.decode(ids) == FORGERY
         for name in SENTINELS:
             assert tok.decode([tok.sentinel(name)]) == name   # shown by name
+        copy = pickle.loads(pickle.dumps(tok))   # as a spawned DataLoader worker gets it
+        assert copy.encode(FORGERY) == ids and copy.id == tok.id
     ds = EvolutionDataset(sample_repo.path)
     items = [ds[i] for i in range(len(ds)) if ds.record_of(i)["path"] == "forged.py"]
     assert len(items) == 1

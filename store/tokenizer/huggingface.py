@@ -74,6 +74,15 @@ class HuggingFaceTokenizer(Tokenizer):
         self._vocab = vocab
         self._byte_lengths: np.ndarray | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # tokenizers pickles a Tokenizer as its JSON, which leaves out encode_special_tokens:
+        # a copy (a DataLoader worker's) is rebuilt from the fields instead
+        return {"model": self.model, "extra": self.extra, "eos": self.eos, "pad": self.pad}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     @classmethod
     def for_user_json(cls, data: bytes, config: dict[str, Any] | None = None
                       ) -> HuggingFaceTokenizer:
