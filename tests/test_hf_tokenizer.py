@@ -202,13 +202,19 @@ def _sentencepiece_model() -> bytes:
     return out.getvalue()
 
 
-def test_a_directory_with_only_a_sentencepiece_model_is_read_as_one(sample_repo, tmp_path):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "tokenizer.model").write_bytes(_sentencepiece_model())
-    run_cli("init", str(sample_repo.path), "--tokenizer", str(tmp_path / "model"))
+def test_a_directory_with_only_a_sentencepiece_model_is_read_as_one(sample_repo, tmp_path,
+                                                                    hf):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "tokenizer.model").write_bytes(_sentencepiece_model())
+    run_cli("init", str(sample_repo.path), "--tokenizer", str(model_dir))
     with open_store(sample_repo.path) as store:
         assert store.stats()["tokenizer_kind"] == "sentencepiece"
         assert store.tokenizer.base_size == 600
+        # beside a tokenizer.json, the directory is read as the kind the store asks for
+        hf[0].save(str(model_dir / "tokenizer.json"))
+        assert load_tokenizer(model_dir).kind == "huggingface"
+        assert same_vocabulary(store.tokenizer, load_tokenizer(model_dir, prefer="sentencepiece"))
 
 
 @pytest.mark.parametrize("name, content, message", [

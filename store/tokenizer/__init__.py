@@ -38,13 +38,18 @@ _WHAT_TO_PASS = ("pass the base model's SentencePiece `.model` file, its Hugging
                  "`tokenizer.json`, or the model directory holding it")
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
+def load_tokenizer(path: str | Path, prefer: str | None = None) -> Tokenizer:
     """The tokenizer at ``path``: a SentencePiece model, a ``tokenizer.json``, or a directory.
 
-    Sentinels it cannot serve get ids after its vocabulary (``Tokenizer.extra``).
+    Sentinels it cannot serve get ids after its vocabulary (``Tokenizer.extra``). A directory's
+    ``tokenizer.json`` is read before its ``tokenizer.model``; ``prefer="sentencepiece"`` reads
+    the ``tokenizer.model`` of a directory that holds both (as Llama-style models ship), which
+    is how to compare a model directory with a store made from that file.
     """
     path = Path(path)
     if path.is_dir():
+        if prefer == SentencePieceTokenizer.kind and (path / "tokenizer.model").is_file():
+            return _load_sentencepiece(path / "tokenizer.model")
         if (path / "tokenizer.json").is_file():
             return _load_json(path / "tokenizer.json")
         if (path / "tokenizer.model").is_file():
@@ -114,6 +119,8 @@ def stored_tokenizer(model: bytes, info: dict[str, Any]) -> Tokenizer:
 def same_vocabulary(a: Tokenizer, b: Tokenizer) -> bool:
     """Whether ``a`` and ``b`` are of one kind and map the same tokens to the same ids.
 
-    Only the models' own vocabularies count: the sentinels added after them may differ.
+    Only the models' own vocabularies count: the sentinels added after them may differ. To
+    check a model directory against a store: ``same_vocabulary(store.tokenizer,
+    load_tokenizer(directory, prefer=store.tokenizer.kind))``.
     """
     return a.kind == b.kind and a.base_vocabulary() == b.base_vocabulary()
