@@ -56,12 +56,16 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:,.0f} commits/s", style="cyan")
 
 
+_KIND_NAMES = {"sentencepiece": "SentencePiece, ", "huggingface": "Hugging Face, "}
+
+
 @app.command()
 def init(
     repo: RepoArg = None,
     tokenizer: Annotated[Path | None, typer.Option(
-        help="Use this SentencePiece model (the base model's own) instead of training one.",
-    )] = None,
+        help="Use the base model's tokenizer instead of training one: a SentencePiece `.model` "
+             "file, a Hugging Face `tokenizer.json`, or a model directory holding one.",
+        show_default=False)] = None,
     vocab_size: Annotated[int | None, typer.Option(
         help="Vocabulary size when training (default 16384; capped to what the text supports).",
         show_default=False)] = None,
@@ -106,7 +110,8 @@ def init(
                   f"backfill --until {at} --store {result.store_dir}`.", highlight=False)
         return
     out.print(f"Initialised {result.store_dir}: following {result.follow}, tokenizer "
-              f"{result.tokenizer_source} ({result.vocab_size:,} ids). "
+              f"{result.tokenizer_source} ({_KIND_NAMES.get(result.tokenizer_kind, '')}"
+              f"{result.vocab_size:,} ids). "
               f"Next: `repofeed backfill`.")
 
 

@@ -44,7 +44,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, kind_of, stored_tokenizer
 from .windows import window_counts, window_spans
 
 
@@ -142,9 +142,8 @@ class Store:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
-                                        spliceable=info.get("source") == "trained")
+            self._tokenizer = stored_tokenizer(self.meta(K_TOKENIZER_MODEL),
+                                               self.meta(K_TOKENIZER_INFO))
         return self._tokenizer
 
     @property
@@ -305,6 +304,7 @@ class Store:
             "repo": self.meta(K_REPO),
             "followed": self.meta(K_FOLLOW),
             "tokenizer_id": info["id"],
+            "tokenizer_kind": kind_of(info),
             "tokenizer_source": info.get("source"),
             "vocab_size": info["vocab_size"],
             "token_dtype": self.dtype,

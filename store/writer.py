@@ -63,7 +63,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, stored_tokenizer
 
 T = TypeVar("T")
 
@@ -354,8 +354,7 @@ class StoreWriter:
             K_SCHEMA: SCHEMA_VERSION,
             K_CONFIG: config.to_dict(),
             K_TOKENIZER_MODEL: tokenizer.model,
-            K_TOKENIZER_INFO: {**tokenizer_info, "id": tokenizer.id,
-                               "vocab_size": tokenizer.vocab_size, "extra": tokenizer.extra},
+            K_TOKENIZER_INFO: {**tokenizer_info, **tokenizer.stored_info()},
             K_REPO: repo,
             K_FOLLOW: follow,
             K_HEAD: None,
@@ -388,9 +387,8 @@ class StoreWriter:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
-                                        spliceable=info.get("source") == "trained")
+            self._tokenizer = stored_tokenizer(self.meta(K_TOKENIZER_MODEL),
+                                               self.meta(K_TOKENIZER_INFO))
         return self._tokenizer
 
     @property
