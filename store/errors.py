@@ -42,3 +42,7 @@ class TokenizerError(RepofeedError):
 class TrainError(RepofeedError):
     """A training, evaluation or ablation run cannot go as asked (no data, a model or
     checkpoint that does not match the store, a memory budget it does not fit, no CUDA)."""
+
+
+class ModelError(TrainError):
+    """A model cannot be loaded or does not suit the store (vocabulary, tokenizer, memory)."""
