@@ -140,9 +140,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
 
     info = read_info(path)
     state = read_state(path, device)
-    model = build_model(info["model"], vocab_size=info["vocab_size"], context=info["context"])
-    model.load_state_dict(state["model"], strict=info["model"].get("kind") == "gpt"
-                          or not info["model"].get("lora"))
+    spec = info["model"]
+    model = build_model(spec, vocab_size=info["vocab_size"])
+    # a LoRA checkpoint holds the adapters only; the base weights are the model on disk
+    model.load_state_dict(state["model"], strict=not (spec["kind"] == "hf" and spec.get("lora")))
     model.to(device)
     model.eval()
     return model, info

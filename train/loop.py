@@ -197,7 +197,8 @@ class Trainer:
             info = self._info(store, spec, context)
 
         torch.manual_seed(opt.seed)
-        model = build_model(spec, vocab_size=store.tokenizer.vocab_size, context=context)
+        model = build_model(spec, vocab_size=store.tokenizer.vocab_size,
+                            tokenizer=store.tokenizer)
         stream = TrainStream(store.path, mix=opt.mix, max_tokens=context, overlap=opt.overlap,
                              labels=opt.labels, seed=opt.seed, replay=opt.replay,
                              follow=opt.follow, epochs=opt.epochs,
@@ -335,15 +336,21 @@ class Trainer:
         return None   # until the stream ends (its epochs), or forever with --follow
 
     def _preflight(self, model, spec, context: int, device: torch.device) -> dict[str, Any]:
-        from .preflight import estimate_for
+        from .preflight import estimate_gpt, estimate_hf, precision_for
 
-        result = estimate_for(model, spec, batch_size=self.opt.batch_size, context=context,
-                              device=device.type,
-                              checkpointing=self.opt.activation_checkpointing,
-                              budget=self.opt.memory_budget)
-        if not result["fits"]:
-            raise TrainError(result["message"])
-        return result
+        common = dict(batch=self.opt.batch_size, context=context,
+                      precision=precision_for(device.type), budget=self.opt.memory_budget)
+        if spec["kind"] == "gpt":
+            result = estimate_gpt(model.config, checkpointing=spec["config"]["checkpointing"],
+                                  **common)
+        else:
+            result = estimate_hf(model.config, checkpointing=bool(spec.get("checkpointing")),
+                                 lora_rank=spec.get("lora"), model=model, **common)
+        if not result.fits:
+            raise TrainError(f"{result.message()}\n(--memory-budget sets the budget; "
+                             f"--grad-accum keeps the effective batch with a smaller --batch-size)")
+        _say(result.summary())
+        return result.to_dict()
 
     def _next_micro_batches(self, batches: Iterator, n: int) -> list[tuple[dict, dict]] | None:
         micro = []
@@ -376,7 +383,7 @@ class Trainer:
                                        reduction="sum")
             loss = loss_sum / max(n_labels, 1)
             scaler.scale(loss).backward()
-            total += float(loss_sum)
+            total += float(loss_sum.detach())
         scaler.unscale_(optimizer)
         if self.opt.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.opt.grad_clip)

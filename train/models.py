@@ -21,14 +21,13 @@ from repofeed.store.errors import TrainError
 def model_spec(name: str, *, vocab_size: int, context: int, lora: int | None = None,
                checkpointing: bool = False) -> dict[str, Any]:
     """The spec for ``--model NAME``: a built-in size name, or a path to a model directory."""
-    from .model import SIZES, GPTConfig
+    from .model import SIZES, size_config
 
     if name in SIZES:
         if lora:
             raise TrainError("--lora applies to Hugging Face models (--model PATH); the built-in "
                              "GPT trains from scratch, every parameter.")
-        config = GPTConfig(vocab_size=vocab_size, context=context, checkpointing=checkpointing,
-                           **SIZES[name])
+        config = size_config(name, vocab_size, context, checkpointing=checkpointing)
         return {"kind": "gpt", "size": name, "config": config.to_dict()}
     path = Path(name).expanduser()
     if not path.exists():
@@ -38,17 +37,32 @@ def model_spec(name: str, *, vocab_size: int, context: int, lora: int | None = N
             "checkpointing": checkpointing}
 
 
-def build_model(spec: dict[str, Any], *, vocab_size: int, context: int) -> torch.nn.Module:
-    """A model from its spec, freshly initialised (GPT, from the torch RNG) or loaded (HF)."""
+def build_model(spec: dict[str, Any], *, vocab_size: int, tokenizer=None) -> torch.nn.Module:
+    """A model from its spec, freshly initialised (GPT, from the torch RNG) or loaded (HF).
+
+    A Hugging Face model is checked against the store's ``tokenizer`` when given (a new run):
+    its tokenizer must be the store's, and its embeddings grow to ``vocab_size`` when the store
+    gave sentinels ids after the tokenizer's vocabulary — before LoRA wraps it, so that a
+    checkpoint's adapters load onto the same shapes.
+    """
     if spec["kind"] == "gpt":
         from .model import GPT, GPTConfig
 
         return GPT(GPTConfig.from_dict(spec["config"]))
     if spec["kind"] == "hf":
-        from .hf import load_hf_model
+        from .hf import apply_lora, check_vocabulary, load_hf_model
 
-        return load_hf_model(spec["path"], lora_rank=spec.get("lora"), vocab_size=vocab_size,
-                             checkpointing=spec.get("checkpointing", False))
+        model = load_hf_model(spec["path"])
+        if tokenizer is not None:
+            check_vocabulary(model, spec["path"], tokenizer)
+        if model.get_input_embeddings().weight.shape[0] < vocab_size:
+            model.resize_token_embeddings(vocab_size)
+        if spec.get("checkpointing"):
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        if spec.get("lora"):
+            model = apply_lora(model, spec["lora"])
+        return model
     raise TrainError(f"unknown model kind {spec['kind']!r} in a checkpoint: it was written by a "
                      f"newer repofeed.")
 
