@@ -123,3 +123,110 @@ def test_a_store_with_no_data_is_refused(make_repo, tmp_path):
                    "--steps", "1", check=False)
     assert done.returncode == 1 and "backfill" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _records(run_dir):
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+
+
+@pytest.fixture
+def little_store(make_repo):
+    """A store of a few short files: an epoch is a handful of batches."""
+    repo = make_repo("little")
+    repo.commit("A few functions", {
+        f"src/m{i}.py": "".join(f"def f{i}_{j}(x):\n    return x + {j}\n" for j in range(12))
+        for i in range(3)})
+    init_store(repo.path, vocab_size=300, max_tokens=64, overlap=32)
+    backfill(repo.path)
+    return repo
+
+
+def test_follow_trains_on_new_commits_without_restarting(little_store, tmp_path):
+    """`train --follow --replay 0.5` runs through the store, waits, takes in the commits the
+    writer adds as a new epoch, and stops on SIGTERM with a checkpoint (exit 0)."""
+    import subprocess
+    import sys
+
+    from helpers import wait_for
+    from repofeed.train.stream import TrainStream
+
+    small_store = little_store
+    first_epoch = TrainStream(small_store.path, max_tokens=64, overlap=32).epoch_length()
+    assert first_epoch >= 8
+    out = tmp_path / "run"
+    log = open(tmp_path / "stderr", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repofeed.daemon", "train", str(small_store.path), "--out",
+         str(out), "--device", "cpu", "--batch-size", "4", "--context", "64", "--overlap", "32",
+         "--follow", "--replay", "0.5", "--poll-seconds", "0.1", "--checkpoint-every", "0",
+         "--log-every", "1"], stderr=log, stdout=subprocess.PIPE, text=True)
+    try:
+        # every full batch of the first epoch is trained on, then the stream waits
+        wait_for(lambda: len(_records(out)) >= first_epoch // 4, "the first epoch", 120)
+        assert all(r["epoch"] == 0 for r in _records(out))
+        small_store.commit("New code arrives", {
+            "lib/arrived.py": "".join(f"def arrived_{i}(x):\n    return x * {i}\n"
+                                      for i in range(60))})
+        backfill(small_store.path)
+        wait_for(lambda: any(r["epoch"] >= 1 for r in _records(out)), "an epoch of new data",
+                 120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    stderr = (tmp_path / "stderr").read_text()
+    assert "stopped at step" in stderr and "Traceback" not in stderr
+    assert checkpoint.read_info(out)["step"] == _records(out)[-1]["step"]
+
+
+def test_train_on_a_temporal_split_then_eval_scores_the_held_out_commits(little_store,
+                                                                          tmp_path):
+    repo = little_store
+    cut = repo.head()
+    repo.commit("Rework m1", {"src/m1.py": "".join(
+        f"def g{j}(y):\n    return y * {j}\n" for j in range(15))})
+    out = tmp_path / "run"
+    done = run_cli("train", str(repo.path), "--holdout", "1", "--out", str(out), "--device",
+                   "cpu", "--batch-size", "2", "--context", "64", "--overlap", "32", "--steps",
+                   "3")
+    assert "1 newer commit(s) held out" in done.stderr
+    info = checkpoint.read_info(out)
+    assert info["cut"] == cut and info["split"]["held_out"] == [repo.head()]
+
+    report = json.loads(run_cli("eval", str(out), "--json").stdout)
+    assert report["cut"]["cut"] == cut
+    files, records = report["parts"]["files"], report["parts"]["records"]
+    assert files["items"] == 1 and records["items"] == 1       # src/m1.py, and its record
+    assert files["by_language"].keys() == {"python"} and "core" in files["by_class"]
+    for part in (files, records):
+        assert part["bits_per_byte"] > 0 and part["tokens"] > 0
+    table = run_cli("eval", str(out)).stdout
+    assert "bits/byte" in table and "python" in table
+
+
+@pytest.mark.slow
+def test_ablate_trains_each_configuration_per_seed_and_tables_the_held_out_bits(
+        little_store, tmp_path):
+    repo = little_store
+    repo.commit("Rework m2", {"src/m2.py": "".join(
+        f"def h{j}(z):\n    return z - {j}\n" for j in range(15))})
+    out = tmp_path / "ablate"
+    args = ["ablate", str(repo.path), "--holdout", "1", "--configs", "mission,default",
+            "--seeds", "2", "--tokens", "16384", "--out", str(out)]
+    done = run_cli(*args, timeout=600)
+    assert "| mission |" in done.stdout and "| default |" in done.stdout
+    report = json.loads((out / "ablation.json").read_text())
+    assert [r["config"] for r in report["summary"]] == ["mission", "default"]
+    assert len(report["runs"]) == 4 and report["eval_context"] == 512
+    for run in report["runs"]:
+        assert run["tokens"] == 16384 and run["steps"] == 2     # equal compute
+        assert run["bpb"]["files"] > 0 and run["bpb"]["records"] > 0
+    for row in report["summary"]:
+        assert row["all"]["min"] <= row["all"]["mean"] <= row["all"]["max"]
+    # the same seed gives the same result: a rerun reuses finished runs, and they agree
+    again = run_cli(*args, timeout=600)
+    assert json.loads((out / "ablation.json").read_text())["summary"] == report["summary"]
+    assert (out / "ablation.md").read_text() in again.stdout

@@ -152,6 +152,9 @@ def train(
     replay: Annotated[float | None, typer.Option(
         help="After the first epoch, each epoch is the new items plus replayed old ones, the "
              "new making up this fraction.", show_default=False)] = None,
+    poll_seconds: Annotated[float, typer.Option(
+        min=0.01, help="With --follow --replay: how often to look for new data when there "
+                       "is none.")] = 2.0,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Steps between checkpoints (0: only at the end and on a signal).")] = 200,
@@ -191,7 +194,7 @@ def train(
         context=context, overlap=overlap, labels=labels, mix=parse_mix(mix), lr=lr,
         warmup=warmup, max_steps=steps, train_tokens=tokens,
         epochs=epochs if epochs or steps or tokens or follow else 1, follow=follow,
-        replay=replay, seed=seed, checkpoint_every=checkpoint_every,
+        replay=replay, poll_seconds=poll_seconds, seed=seed, checkpoint_every=checkpoint_every,
         activation_checkpointing=activation_checkpointing,
         memory_budget=int(memory_budget * GiB), resume=resume, log_every=log_every,
         extra=extra)

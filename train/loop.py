@@ -52,6 +52,7 @@ GiB = 1 << 30
 FINETUNE_LR = 2e-5
 SCRATCH_LR = 1e-3
 DEFAULT_BATCH = 8
+UNTIL_STEPS = 1 << 62   # the stream's epochs when the steps decide where a run ends
 
 
 @dataclass
@@ -199,12 +200,14 @@ class Trainer:
         torch.manual_seed(opt.seed)
         model = build_model(spec, vocab_size=store.tokenizer.vocab_size,
                             tokenizer=store.tokenizer)
+        per_step = opt.batch_size * opt.grad_accum * context
+        max_steps = self._max_steps(per_step)
+        # a run sized in steps or tokens passes over the data as often as that takes
+        epochs = opt.epochs or (None if max_steps is None else UNTIL_STEPS)
         stream = TrainStream(store.path, mix=opt.mix, max_tokens=context, overlap=opt.overlap,
                              labels=opt.labels, seed=opt.seed, replay=opt.replay,
-                             follow=opt.follow, epochs=opt.epochs,
+                             follow=opt.follow, epochs=epochs,
                              poll_seconds=opt.poll_seconds, batch_size=opt.batch_size)
-        per_step = opt.batch_size * opt.grad_accum * context
-        max_steps = self._max_steps(stream, per_step)
         preflight = self._preflight(model, spec, context, device) if opt.preflight else None
 
         model.to(device)
@@ -325,7 +328,7 @@ class Trainer:
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def _max_steps(self, stream, per_step: int) -> int | None:
+    def _max_steps(self, per_step: int) -> int | None:
         opt = self.opt
         if opt.max_steps is not None and opt.train_tokens is not None:
             raise TrainError("give --steps or --tokens, not both.")
