@@ -222,7 +222,7 @@ def test_ablate_trains_each_configuration_per_seed_and_tables_the_held_out_bits(
     assert [r["config"] for r in report["summary"]] == ["mission", "default"]
     assert len(report["runs"]) == 4 and report["eval_context"] == 512
     for run in report["runs"]:
-        assert run["tokens"] == 16384 and run["steps"] == 2     # equal compute
+        assert run["tokens"] == 16384 and run["steps"] == 4     # equal compute: 4 × 4,096
         assert run["bpb"]["files"] > 0 and run["bpb"]["records"] > 0
     for row in report["summary"]:
         assert row["all"]["min"] <= row["all"]["mean"] <= row["all"]["max"]

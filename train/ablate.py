@@ -64,14 +64,16 @@ class Scale:
     model: str
     train_tokens: int
     step_tokens: int
-    eval_max_bytes: int | None
+    eval_max_bytes: int | None     # per part (files, records): a fixed selection
     device: str
+    vocab_size: int | None = None  # of the tokenizer trained at the cut (None: the default)
 
 
 SCALES: dict[str, Scale] = {
-    # minutes per run on two CPU cores
-    "cpu": Scale(model="tiny", train_tokens=393_216, step_tokens=8 * 1024,
-                 eval_max_bytes=400_000, device="cpu"),
+    # about two minutes per run on two CPU cores: a 4,096-token vocabulary (with 16,384 the
+    # output layer is most of a tiny model's compute), 60 steps of 4,096 token positions
+    "cpu": Scale(model="tiny", train_tokens=245_760, step_tokens=4 * 1024,
+                 eval_max_bytes=150_000, device="cpu", vocab_size=4096),
     # a 6 GB GPU: the mission's batch of 8 × 1,024
     "gpu": Scale(model="small", train_tokens=50_000_000, step_tokens=8 * 1024,
                  eval_max_bytes=None, device="cuda"),
@@ -184,7 +186,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     cut = find_cut(git, holdout=holdout, since=since)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = cut_store(git, cut, out / "store")
+    store = cut_store(git, cut, out / "store", vocab_size=scale.vocab_size)
     with Store(store) as opened:
         tokenizer = opened.tokenizer
     eval_context = min(CONFIGS[c].context for c in configs)
