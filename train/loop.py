@@ -86,7 +86,6 @@ class TrainOptions:
     memory_budget: int = 6 * GiB
     preflight: bool = True
     log_every: int = 10
-    workers: int = 0
     poll_seconds: float = 2.0
     resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)   # recorded in info.json as is
@@ -261,7 +260,7 @@ class Trainer:
                 "step": step, "tokens": tokens}, info)
 
         batches = (self.batch_source(stream, opt.batch_size) if self.batch_source
-                   else batches_from(stream, opt.batch_size, opt.workers))
+                   else batches_from(stream, opt.batch_size))
         log = open(self.run_dir / "metrics.jsonl", "a")
         previous = self._install_signals()
         started = time.perf_counter()
@@ -430,13 +429,11 @@ def _schedule(warmup: int, max_steps: int | None, min_ratio: float) -> Callable[
     return factor
 
 
-def batches_from(stream, batch_size: int, workers: int = 0
+def batches_from(stream, batch_size: int
                  ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
-    """Batches from the stream, each with the stream's state just after it: the state to
-    checkpoint once the batch has been trained on."""
-    if workers:
-        raise TrainError("--workers: reading in DataLoader workers is not wired into the loop "
-                         "yet; the store reads fast enough in-process (see docs/benchmarks.md).")
+    """Batches from the stream, read in this process (the store reads far faster than a step
+    trains: benchmarks/train_data_path.py), each with the stream's state just after it: the
+    state to checkpoint once the batch has been trained on."""
     items: list[dict[str, torch.Tensor]] = []
     for item in stream:
         items.append(item)
