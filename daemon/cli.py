@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from repofeed.store.errors import RepofeedError
+from repofeed.train import cli as train_cli
 
 app = typer.Typer(
     name="repofeed",
@@ -55,12 +56,16 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:,.0f} commits/s", style="cyan")
 
 
+_KIND_NAMES = {"sentencepiece": "SentencePiece, ", "huggingface": "Hugging Face, "}
+
+
 @app.command()
 def init(
     repo: RepoArg = None,
     tokenizer: Annotated[Path | None, typer.Option(
-        help="Use this SentencePiece model (the base model's own) instead of training one.",
-    )] = None,
+        help="Use the base model's tokenizer instead of training one: a SentencePiece `.model` "
+             "file, a Hugging Face `tokenizer.json`, or a model directory holding one.",
+        show_default=False)] = None,
     vocab_size: Annotated[int | None, typer.Option(
         help="Vocabulary size when training (default 16384; capped to what the text supports).",
         show_default=False)] = None,
@@ -73,6 +78,13 @@ def init(
     include_merges: Annotated[bool | None, typer.Option(
         "--include-merges/--no-merges",
         help="Give merge commits evolution records against their first parent.",
+        show_default=False)] = None,
+    at: Annotated[str | None, typer.Option(
+        metavar="REV",
+        help="Make a store for a temporal split, pinned at commit REV: the tokenizer is "
+             "trained on REV's tree (not the tip's, which holds the held-out text), "
+             "`backfill --until REV --store DIR` fills it, the daemon never runs on it. "
+             "Needs --store; DIR does not become the repository's default store.",
         show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
@@ -89,16 +101,31 @@ def init(
     with err.status("Training the tokenizer…" if tokenizer is None else "Loading the tokenizer…"):
         result = init_store(repo, tokenizer=tokenizer, vocab_size=vocab_size, store=store,
                             force=force, max_tokens=max_tokens, overlap=overlap,
-                            include_merges=include_merges)
+                            include_merges=include_merges, at=at)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}")
+    if at is not None:
+        out.print(f"Initialised {result.store_dir}: pinned at {at}, tokenizer "
+                  f"{result.tokenizer_source} ({result.vocab_size:,} ids). Next: `repofeed "
+                  f"backfill --until {at} --store {result.store_dir}`.", highlight=False)
+        return
     out.print(f"Initialised {result.store_dir}: following {result.follow}, tokenizer "
-              f"{result.tokenizer_source} ({result.vocab_size:,} ids). "
+              f"{result.tokenizer_source} ({_KIND_NAMES.get(result.tokenizer_kind, '')}"
+              f"{result.vocab_size:,} ids). "
               f"Next: `repofeed backfill`.")
 
 
 @app.command()
-def backfill(repo: RepoArg = None) -> None:
+def backfill(
+    repo: RepoArg = None,
+    until: Annotated[str | None, typer.Option(
+        metavar="REV",
+        help="Ingest the history up to commit REV and the snapshot at REV, into a store "
+             "pinned there (`init --at REV --store DIR`), for a temporal split.",
+        show_default=False)] = None,
+    store: Annotated[Path | None, typer.Option(
+        help="Store directory (default: the repository's store).", show_default=False)] = None,
+) -> None:
     """Ingest the followed branch's history and tip (resumes where a previous run stopped)."""
     from .ingest import backfill as run_backfill
 
@@ -118,10 +145,12 @@ def backfill(repo: RepoArg = None) -> None:
 
     try:
         with progress:
-            result = run_backfill(repo, progress=start)
+            result = run_backfill(repo, progress=start, store=store, until=until)
     except KeyboardInterrupt:
-        err.print("[yellow]Interrupted.[/] Every commit stored so far is complete; run "
-                  "`repofeed backfill` again to go on.")
+        again = "repofeed backfill" + (f" --until {until}" if until else "") + \
+            (f" --store {store}" if store else "")
+        err.print(f"[yellow]Interrupted.[/] Every commit stored so far is complete; run "
+                  f"`{again}` again to go on.")
         raise typer.Exit(130) from None
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -265,12 +294,14 @@ def daemon(
 @app.command()
 def status(
     repo: RepoArg = None,
+    store: Annotated[Path | None, typer.Option(
+        help="Store directory (default: the repository's store).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether the daemon runs, what it follows, and how far behind the store is."""
     from .status import daemon_status
 
-    data = daemon_status(repo)
+    data = daemon_status(repo, store)
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -437,6 +468,12 @@ def show(
     out.print(header, style="bold", highlight=False, markup=False)
     sys.stdout.flush()
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+# Training verbs live with the training room; their module imports no torch until they run.
+app.command("train")(train_cli.train)
+app.command("eval")(train_cli.evaluate)
+app.command("ablate")(train_cli.ablate)
 
 
 def _shown(path: str) -> str:

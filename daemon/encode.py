@@ -2,7 +2,7 @@
 
 ``TextBatch`` gathers the texts of several commits, each hashed once, and notes which text is
 an edit of which. ``Encoder.encode_missing`` encodes the texts the store lacks in one
-multi-threaded SentencePiece call per wave, re-encoding an edited text only around git's
+multi-threaded encode call per wave, re-encoding an edited text only around git's
 hunks (``Tokenizer.plan_edit``), and calls a heartbeat between chunks of work so that the
 daemon can feed systemd's watchdog during a commit of hundreds of MB.
 """
@@ -18,7 +18,7 @@ from repofeed.store.writer import StoreWriter
 
 from .history import CommitChanges, message_of
 
-ENCODE_CHUNK_BYTES = 256 << 10  # text per SentencePiece call: a fraction of a second
+ENCODE_CHUNK_BYTES = 256 << 10  # text per encode call: a fraction of a second
 
 
 def no_heartbeat() -> None:
@@ -74,7 +74,7 @@ class Encoder:
         """Token ids of the texts the store lacks.
 
         A text edited from a known one (``bases``) is re-encoded around its hunks only
-        (``Tokenizer.plan_edit``). Everything SentencePiece must see — whole texts and the
+        (``Tokenizer.plan_edit``). Everything the tokenizer must see — whole texts and the
         edited spans — goes to it in one multi-threaded call per wave; a wave handles the
         edits whose base is known, so an edit of a text new in this batch waits one wave.
         """

@@ -148,6 +148,16 @@ def tip_of(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
         raise RepoError(f"cannot resolve {ref} in {repo.path}: {exc}") from exc
 
 
+def resolve_commit(repo: pygit2.Repository, rev: str) -> pygit2.Commit:
+    """The commit ``rev`` names (a hash, a branch, a tag, ``HEAD~3``, ...), or a clear error."""
+    try:
+        return repo.revparse_single(rev).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise RepoError(f"{rev!r} names no commit in {repo.workdir or repo.path} ({exc}); "
+                        f"give a commit hash, a branch, a tag or an expression such as "
+                        f"HEAD~10.") from exc
+
+
 def new_commits(repo: pygit2.Repository, tip: pygit2.Commit | None, old_tip: str | None
                 ) -> list[pygit2.Commit]:
     """Commits reachable from ``tip`` but not from ``old_tip``, oldest first (parents first).

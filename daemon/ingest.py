@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pygit2
 
+from repofeed.store.errors import StoreError
 from repofeed.store.locate import is_under, open_repository, own_paths, store_dir_of
-from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO, K_SHALLOW
+from repofeed.store.schema import K_FOLLOW, K_HEAD, K_PIN, K_REPO, K_SHALLOW
 from repofeed.store.writer import CommitWrite, StoreWriter
 
 from .encode import Encoder, TextBatch
@@ -33,6 +34,7 @@ from .history import (
     followed_repository,
     new_commits,
     ref_problem,
+    resolve_commit,
     shallow_boundaries,
     tip_of,
 )
@@ -66,13 +68,64 @@ class BackfillResult:
 ProgressFn = Callable[[int, int], None]
 
 
+def record_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobReader, *,
+                   own: tuple[str, ...] = (), include_merges: bool = False,
+                   boundary: bool = False) -> CommitChanges:
+    """What a commit gives evolution records from: its text files changed against its first
+    parent, none for a shallow clone's boundary (its diff would claim every file added) or,
+    unless ``include_merges``, for a merge; repofeed's own files (``own``) left out. The
+    evaluation of held-out commits (repofeed.train.evaluate) forms its records the same way."""
+    if boundary:
+        return CommitChanges(commit, None, [], {}, boundary=True)
+    if len(commit.parents) > 1 and not include_merges:
+        return CommitChanges(commit, commit.parents[0], [], {})
+    changes = commit_changes(repo, commit, blobs)
+    changes.files = [f for f in changes.files if not is_under(f.path, own)]
+    return changes
+
+
+def pinned_tip(repo: pygit2.Repository, writer: StoreWriter, until: str | None
+               ) -> pygit2.Commit | None:
+    """The commit a pinned store ends at (``init --at``), checked against ``until``; None for
+    a store that follows its branch. A pinned store is only ever brought up to its pin, and
+    ``until`` only ever names a pinned store's pin: anything else is refused, clearly."""
+    pin = writer.meta(K_PIN)
+    where = writer.path
+    if pin is None:
+        if until is None:
+            return None
+        raise StoreError(
+            f"the store at {where} follows its branch: it cannot stop at {until}. A store "
+            f"for a temporal split is made apart, its tokenizer trained on that commit's tree: "
+            f"`repofeed init --at {until} --store DIR`, then `repofeed backfill --until "
+            f"{until} --store DIR`.")
+    if until is None:
+        raise StoreError(
+            f"the store at {where} is pinned at {pin[:12]} (made by `init --at` for a temporal "
+            f"split): it holds the history up to that commit and never follows the branch, so "
+            f"neither the daemon nor a plain backfill runs on it. Complete it with `repofeed "
+            f"backfill --until {pin[:12]} --store {where}`.")
+    wanted = str(resolve_commit(repo, until).id)
+    if wanted != pin:
+        raise StoreError(
+            f"the store at {where} is pinned at {pin[:12]}, not at {until} ({wanted[:12]}): "
+            f"make another store for that cut (`repofeed init --at {until} --store DIR`).")
+    try:
+        return repo[pin].peel(pygit2.Commit)
+    except (KeyError, ValueError) as exc:
+        raise StoreError(f"the store at {where} is pinned at {pin}, which this repository "
+                         f"does not hold.") from exc
+
+
 class Syncer:
     """Keeps one store up to date with one repository: what ``backfill`` runs once and the
     daemon on every nudge."""
 
-    def __init__(self, repo: pygit2.Repository, writer: StoreWriter):
+    def __init__(self, repo: pygit2.Repository, writer: StoreWriter, until: str | None = None):
         self.repo = repo = followed_repository(repo, writer.meta(K_REPO))
         self.writer = writer
+        # A pinned store (init --at) is brought to its pin, never to the branch's tip.
+        self.pin = pinned_tip(repo, writer, until)
         self.cfg = writer.config
         self.encoder = Encoder(writer)
         self.lengths = writer.tokenizer.byte_lengths
@@ -190,7 +243,7 @@ class Syncer:
             writer.forget_boundaries(regained)
             # libgit2 reads .git/shallow once per Repository: a fresh one sees the parents.
             self.repo = repo = pygit2.Repository(repo.path)
-        tip = tip_of(repo, follow)
+        tip = self.pin if self.pin is not None else tip_of(repo, follow)
         if tip is None:
             kept = self.missing_tip(follow, result)
             if kept:
@@ -222,14 +275,9 @@ class Syncer:
             try:
                 batch, limit = TextBatch(), FIRST_BATCH_COMMITS
                 for commit in todo:
-                    if str(commit.id) in shallow:  # its diff would claim every file added
-                        changes = CommitChanges(commit, None, [], {}, boundary=True)
-                    elif len(commit.parents) > 1 and not self.cfg.include_merges:
-                        changes = CommitChanges(commit, commit.parents[0], [], {})
-                    else:
-                        changes = commit_changes(repo, commit, self.blobs)
-                        changes.files = [f for f in changes.files
-                                         if not is_under(f.path, self.own)]
+                    changes = record_changes(repo, commit, self.blobs, own=self.own,
+                                             include_merges=self.cfg.include_merges,
+                                             boundary=str(commit.id) in shallow)
                     batch.add(changes)
                     if len(batch.items) >= limit or batch.bytes >= BATCH_BYTES:
                         if pending:
@@ -259,13 +307,15 @@ class Syncer:
 
 def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
              progress: Callable[[int], ProgressFn] | None = None,
-             stop_after: int | None = None) -> BackfillResult:
+             stop_after: int | None = None, until: str | None = None) -> BackfillResult:
     """Process every commit of the followed ref not yet in the store, then the snapshot.
 
     ``progress(total)`` returns a callback ``(done, bytes)`` called after each commit.
     ``stop_after`` ends after that many commits (tests of interrupted runs use it).
+    ``until`` (a commit, for a store pinned there by ``init --at``) takes in the history up to
+    that commit and the snapshot at it; a pinned store needs it, and only its own pin.
     """
     repo = open_repository(repo_path)
     store_dir = Path(store) if store else store_dir_of(repo)
     with StoreWriter(store_dir) as writer:
-        return Syncer(repo, writer).run(progress, stop_after)
+        return Syncer(repo, writer, until).run(progress, stop_after)

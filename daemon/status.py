@@ -17,7 +17,7 @@ from repofeed.hooks.install import hook_states
 from repofeed.store.locate import open_repository, repofeed_dir, store_dir_of
 from repofeed.store.proclocks import lock_holders
 from repofeed.store.reader import Store
-from repofeed.store.schema import K_FOLLOW, K_HEAD, K_REPO
+from repofeed.store.schema import K_FOLLOW, K_HEAD, K_PIN, K_REPO
 from repofeed.store.writer import lock_path
 
 from .history import (
@@ -74,10 +74,12 @@ def _follow_warning(repo: pygit2.Repository, follow: str, tip: pygit2.Commit | N
     return f"{describe_ref(repo, follow)} {problem}{kept}"
 
 
-def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
+def daemon_status(repo_path: str | Path | None, store: str | Path | None = None
+                  ) -> dict[str, Any]:
+    """The daemon and the repository's store, or the store at ``store`` (a pinned one, say)."""
     repo = open_repository(repo_path)
     state = read_state(repo)
-    store_dir = store_dir_of(repo)
+    store_dir = Path(store).resolve() if store else store_dir_of(repo)
     holder = lock_holder(lock_path(store_dir))
     if Path("/proc/locks").exists():
         running = holder is not None and holder == state.get("pid") and \
@@ -87,8 +89,9 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
     with Store(store_dir) as store:
         follow = store.meta(K_FOLLOW)
         head = store.meta(K_HEAD)
+        pin = store.meta(K_PIN)
         followed = followed_repository(repo, store.meta(K_REPO))
-        tip = tip_of(followed, follow)
+        tip = tip_of(followed, follow) if pin is None else followed.get(pin)
         todo = new_commits(followed, tip, head)
         lag = len(store.unprocessed([c.id.raw for c in todo]))
         store_path = str(store.path)
@@ -97,7 +100,9 @@ def daemon_status(repo_path: str | Path | None) -> dict[str, Any]:
         "pid": state.get("pid") if running else None,
         "followed": [follow],
         "checked_out": describe_ref(followed, follow),
-        "following": describe_tip(followed, follow, tip),
+        "following": describe_tip(followed, follow, tip) if pin is None else
+        f"commit {pin[:12]} (pinned: a store for a temporal split)",
+        "pinned_at": pin,
         "warning": _follow_warning(followed, follow, tip, head),
         "head": head,
         "tip": str(tip.id) if tip is not None else None,

@@ -2,8 +2,12 @@
 
 An item is a dict of 1-D ``torch.long`` tensors of length ``max_tokens``: ``input_ids``,
 ``attention_mask`` and ``labels`` (-100 where no loss is taken: padding, and with
-``labels_on="after"`` everything but the after part of a commit). Labels are not shifted; a
-causal LM shifts them itself, as Hugging Face models do.
+``labels_on="after"`` everything but the after part of a commit, with windows'
+``labels_on="new"`` the tokens a window shares with its predecessor). Labels are not shifted;
+a causal LM shifts them itself, as Hugging Face models do.
+
+Items are made by the module functions ``pad_item``, ``window_item`` and ``record_item``, which
+the training stream (``repofeed.train.stream``) calls too: an item is the same whichever reads it.
 
 Each dataset indexes the store when it is made and on ``refresh()``; call ``refresh()`` at an
 epoch boundary to take in what the writer committed since. Token arrays are content-addressed
@@ -20,12 +24,64 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evolution import plan_views
+from .evolution import View, plan_views
 from .locate import resolve_store_dir
 from .reader import Store, TokenReader
-from .windows import window_spans
+from .windows import new_label_starts, window_spans
 
 IGNORE_INDEX = -100
+
+
+def pad_item(ids: np.ndarray, label_mask: np.ndarray | None, length: int, pad_id: int
+             ) -> dict[str, torch.Tensor]:
+    """The item of token ids (at most ``length``): padded, with labels where ``label_mask``
+    (every real token when None) and -100 elsewhere."""
+    n = len(ids)
+    if n == length and label_mask is None:
+        input_ids = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+        return {"input_ids": input_ids,
+                "attention_mask": torch.ones(length, dtype=torch.long),
+                "labels": input_ids.clone()}
+    padded = np.full(length, pad_id, dtype=np.int64)
+    padded[:n] = ids
+    mask = np.zeros(length, dtype=np.int64)
+    mask[:n] = 1
+    labels = np.full(length, IGNORE_INDEX, dtype=np.int64)
+    labels[:n] = ids if label_mask is None else np.where(label_mask, ids, IGNORE_INDEX)
+    return {"input_ids": torch.from_numpy(padded),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(labels)}
+
+
+def window_item(read, array: int, start: int, stop: int, new_from: int, length: int,
+                pad_id: int) -> dict[str, torch.Tensor]:
+    """Window ``start:stop`` of token array ``array``; loss from offset ``new_from`` on (0:
+    on every token; see ``windows.new_label_starts``)."""
+    ids = read(array, start, stop)
+    mask = None
+    if new_from > 0:
+        mask = np.arange(len(ids)) >= new_from
+    return pad_item(ids, mask, length, pad_id)
+
+
+def record_item(read, rec: dict[str, Any], view: View, special: tuple[int, int, int, int],
+                labels_on: str, length: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """One view of an evolution record in the CommitPack layout; ``special`` holds the ids
+    of ``<commit_before>``, ``<commit_msg>``, ``<commit_after>`` and eos (-1: none)."""
+    before_id, msg_id, after_id, eos = special
+    empty = np.zeros(0, dtype=np.int64)
+    before = read(rec["before"], *view.before) if rec["before"] is not None else empty
+    message = read(rec["message"], 0, view.message) if view.message else empty
+    after = read(rec["after"], *view.after) if rec["after"] is not None else empty
+    tail = [eos] if view.after[1] == rec["n_after"] and eos >= 0 else []
+    parts = [np.array([before_id]), before, np.array([msg_id]), message,
+             np.array([after_id]), after, np.array(tail, dtype=np.int64)]
+    ids = np.concatenate(parts).astype(np.int64)
+    mask = None
+    if labels_on == "after":
+        mask = np.zeros(len(ids), dtype=bool)
+        mask[len(ids) - len(after) - len(tail):] = True
+    return pad_item(ids, mask, length, pad_id)
 
 
 class _StoreDataset(torch.utils.data.Dataset):
@@ -86,22 +142,7 @@ class _StoreDataset(torch.utils.data.Dataset):
 
     def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None
               ) -> dict[str, torch.Tensor]:
-        n = len(ids)
-        length = self.max_tokens
-        if n == length and label_mask is None:
-            input_ids = torch.from_numpy(ids)
-            return {"input_ids": input_ids,
-                    "attention_mask": torch.ones(length, dtype=torch.long),
-                    "labels": input_ids.clone()}
-        padded = np.full(length, self.pad_id, dtype=np.int64)
-        padded[:n] = ids
-        mask = np.zeros(length, dtype=np.int64)
-        mask[:n] = 1
-        labels = np.full(length, IGNORE_INDEX, dtype=np.int64)
-        labels[:n] = ids if label_mask is None else np.where(label_mask, ids, IGNORE_INDEX)
-        return {"input_ids": torch.from_numpy(padded),
-                "attention_mask": torch.from_numpy(mask),
-                "labels": torch.from_numpy(labels)}
+        return pad_item(ids, label_mask, self.max_tokens, self.pad_id)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -115,12 +156,18 @@ class _StoreDataset(torch.utils.data.Dataset):
 class WindowDataset(_StoreDataset):
     """Windows over the snapshot documents, in path order.
 
-    ``max_tokens`` and ``overlap`` default to the store's (1,024 and 768).
+    ``max_tokens`` and ``overlap`` default to the store's (1,024 and 768). ``labels_on="all"``
+    takes loss on every real token of a window; ``"new"`` only on the tokens it adds beyond
+    its predecessor (the first window of a document on all of its tokens), so that each token
+    of a document is a label exactly once per pass, however much the windows overlap.
     """
 
     def __init__(self, path: str | Path | None = None, max_tokens: int | None = None,
-                 overlap: int | None = None):
+                 overlap: int | None = None, labels_on: str = "all"):
+        if labels_on not in ("all", "new"):
+            raise ValueError(f'labels_on must be "all" or "new", got {labels_on!r}')
         super().__init__(path, max_tokens)
+        self.labels_on = labels_on
         cfg = self.store.config
         self.overlap = cfg.overlap if overlap is None else overlap
         if not 0 <= self.overlap < self.max_tokens:
@@ -132,10 +179,14 @@ class WindowDataset(_StoreDataset):
         docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
         self._arrays = [d["array"] for d in docs]
-        # One entry per window, computed once: (document, start, stop). 24 bytes a window in
-        # compact arrays whose items come out as plain ints, so an access does no search.
+        # One entry per window, computed once: (document, start, stop, first labelled
+        # offset). Compact arrays whose items come out as plain ints, so an access does no
+        # search.
         spans = window_spans([d["n_tokens"] for d in docs], self.max_tokens, self.stride)
-        self._doc, self._start, self._stop = (array("q", a.tobytes()) for a in spans)
+        new_from = new_label_starts(*spans) if self.labels_on == "new" else \
+            np.zeros(len(spans[0]), dtype=np.int64)
+        self._doc, self._start, self._stop, self._new = (
+            array("q", a.tobytes()) for a in (*spans, new_from))
         self._renew()
         return self
 
@@ -148,8 +199,8 @@ class WindowDataset(_StoreDataset):
         return self._doc[index], self._start[index]
 
     def _get(self, read, index: int) -> dict[str, torch.Tensor]:
-        return self._item(read(self._arrays[self._doc[index]], self._start[index],
-                               self._stop[index]))
+        return window_item(read, self._arrays[self._doc[index]], self._start[index],
+                           self._stop[index], self._new[index], self.max_tokens, self.pad_id)
 
 
 class EvolutionDataset(_StoreDataset):
@@ -167,10 +218,8 @@ class EvolutionDataset(_StoreDataset):
         self.labels_on = labels_on
         self.include_superseded = include_superseded
         tok = self.tokenizer
-        self._before, self._msg, self._after = (
-            tok.sentinel("<commit_before>"), tok.sentinel("<commit_msg>"),
-            tok.sentinel("<commit_after>"))
-        self._eos = tok.eos_id
+        self.special = (tok.sentinel("<commit_before>"), tok.sentinel("<commit_msg>"),
+                        tok.sentinel("<commit_after>"), tok.eos_id)
         self.refresh()
 
     def refresh(self) -> EvolutionDataset:
@@ -194,17 +243,5 @@ class EvolutionDataset(_StoreDataset):
 
     def _get(self, read, index: int) -> dict[str, torch.Tensor]:
         number, view = self._views[index]
-        rec = self._records[number]
-        empty = np.zeros(0, dtype=np.int64)
-        before = read(rec["before"], *view.before) if rec["before"] is not None else empty
-        message = read(rec["message"], 0, view.message) if view.message else empty
-        after = read(rec["after"], *view.after) if rec["after"] is not None else empty
-        tail = [self._eos] if view.after[1] == rec["n_after"] and self._eos >= 0 else []
-        parts = [np.array([self._before]), before, np.array([self._msg]), message,
-                 np.array([self._after]), after, np.array(tail, dtype=np.int64)]
-        ids = np.concatenate(parts).astype(np.int64)
-        mask = None
-        if self.labels_on == "after":
-            mask = np.zeros(len(ids), dtype=bool)
-            mask[len(ids) - len(after) - len(tail):] = True
-        return self._item(ids, mask)
+        return record_item(read, self._records[number], view, self.special, self.labels_on,
+                           self.max_tokens, self.pad_id)

@@ -15,6 +15,10 @@ class StoreMissing(StoreError):
     pass
 
 
+class ArrayMissing(StoreError):
+    """A token array an index names is gone: garbage collection reclaimed it since."""
+
+
 class StoreCorrupt(StoreError):
     """The store's files are damaged; it is a cache of git, to be rebuilt."""
 
@@ -35,5 +39,10 @@ class TokenizerError(RepofeedError):
     """A tokenizer cannot be trained or loaded."""
 
 
-class ModelError(RepofeedError):
+class TrainError(RepofeedError):
+    """A training, evaluation or ablation run cannot go as asked (no data, a model or
+    checkpoint that does not match the store, a memory budget it does not fit, no CUDA)."""
+
+
+class ModelError(TrainError):
     """A model cannot be loaded or does not suit the store (vocabulary, tokenizer, memory)."""

@@ -17,7 +17,7 @@ import numpy as np
 from . import lmdbenv
 from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
-from .errors import StoreCorrupt, StoreError
+from .errors import ArrayMissing, StoreCorrupt, StoreError
 from .evolution import View, plan_views
 from .gc import survey
 from .locate import resolve_store_dir
@@ -33,6 +33,7 @@ from .schema import (
     K_FOLLOW,
     K_HEAD,
     K_NEXT_SEQ,
+    K_PIN,
     K_RECORD_SKIPS,
     K_REPO,
     K_STORED_TOKENS,
@@ -43,7 +44,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, kind_of, stored_tokenizer
 from .windows import window_counts, window_spans
 
 
@@ -76,7 +77,7 @@ class TokenReader(lmdbenv.Snapshot):
         try:
             return read_slice(self._txn, None, array, start, stop, self.dtype, self._verified)
         except ChunkMissing:
-            raise StoreError(f"token array {array} is missing from the store at {self.path}: "
+            raise ArrayMissing(f"token array {array} is missing from the store at {self.path}: "
                              f"the index that names it is older than the store's last "
                              f"garbage collection; call refresh().") from None
         except ValueError as exc:  # fewer tokens stored than the index says
@@ -105,6 +106,12 @@ class Store:
         with self._txn(DB_META) as txn:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
+
+    def version(self) -> int:
+        """The id of the store's last write transaction: it changes whenever anything is
+        written, and reading it costs one empty read transaction (for polling)."""
+        with self._txn() as txn:
+            return txn.id()
 
     def token_reader(self) -> TokenReader:
         """A reader of token slices for many small reads (see ``TokenReader``)."""
@@ -135,9 +142,8 @@ class Store:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
-                                        spliceable=info.get("source") == "trained")
+            self._tokenizer = stored_tokenizer(self.meta(K_TOKENIZER_MODEL),
+                                               self.meta(K_TOKENIZER_INFO))
         return self._tokenizer
 
     @property
@@ -200,6 +206,12 @@ class Store:
     def raw_records(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Records as stored: token-array ids instead of text."""
         return [r for _, r in self._raw_records(include_superseded)]
+
+    def numbered_records(self, include_superseded: bool = False
+                         ) -> list[tuple[int, dict[str, Any]]]:
+        """``raw_records`` with each record's sequence number (stable until garbage
+        collection removes the record), as ``(number, record)`` pairs."""
+        return list(self._raw_records(include_superseded))
 
     def _text(self, array: int | None) -> str | None:
         if array is None:
@@ -292,12 +304,14 @@ class Store:
             "repo": self.meta(K_REPO),
             "followed": self.meta(K_FOLLOW),
             "tokenizer_id": info["id"],
+            "tokenizer_kind": kind_of(info),
             "tokenizer_source": info.get("source"),
             "vocab_size": info["vocab_size"],
             "token_dtype": self.dtype,
             "max_tokens": cfg.max_tokens,
             "overlap": cfg.overlap,
             "head": self.meta(K_HEAD),
+            "pinned_at": self.meta(K_PIN),
             "commits_processed": self.meta(K_COMMITS_DONE, 0),
             "evolution_records": n_records - superseded,
             "superseded_records": superseded,

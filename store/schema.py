@@ -50,6 +50,7 @@ K_ROOTS = b"roots"                # ref -> commit id: the tips that kept commits
 K_SUPERSEDED = b"superseded_commits"  # how many processed commits are superseded now
 K_PENDING = b"pending_tips"       # tips a run began ingesting from; cleared when it completes
 K_SHALLOW = b"shallow_boundaries"  # commits processed as a shallow clone's boundary (no parents)
+K_PIN = b"pinned_at"              # a store made for a temporal split: the cut commit it ends at
 
 # LMDB's default build refuses keys over 511 bytes (MDB_MAXKEYSIZE); a longer path is keyed by
 # a prefix of it, a NUL (which no git path holds) and a hash of the whole.

@@ -43,6 +43,7 @@ from .schema import (
     K_NEXT_ARRAY,
     K_NEXT_SEQ,
     K_PENDING,
+    K_PIN,
     K_RECORD_SKIPS,
     K_REPO,
     K_ROOTS,
@@ -62,7 +63,7 @@ from .schema import (
     token_dtype,
     unpack,
 )
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, stored_tokenizer
 
 T = TypeVar("T")
 
@@ -306,14 +307,16 @@ class StoreWriter:
 
     @classmethod
     def create(cls, store_dir: Path, *, config: Config, tokenizer: Tokenizer,
-               tokenizer_info: dict[str, Any], repo: str, follow: str, force: bool = False
-               ) -> StoreWriter:
+               tokenizer_info: dict[str, Any], repo: str, follow: str, force: bool = False,
+               pin: str | None = None) -> StoreWriter:
         """Make a store at ``store_dir`` and return its writer.
 
         The new store is built in a sibling directory and renamed into place only when it is
         complete, so a failure (a bad ``map_size``, a full disk) leaves an old store as it
         was. ``force`` replaces an existing store, and only a repofeed store: its own files
         are removed, never a directory holding anything else (see ``_existing_store``).
+        ``pin`` (a commit hash) makes a store for a temporal split: it takes in the history
+        up to that commit and never moves past it (``ingest.pinned_tip``).
         """
         store_dir = Path(store_dir)
         config.validate()
@@ -327,7 +330,7 @@ class StoreWriter:
                 # holding the flock (flock(2): released when the last duplicate is closed).
                 with cls(build, _create=True, map_size=config.map_size,
                          _lock_fd=os.dup(fd)) as builder:
-                    builder._write_meta(config, tokenizer, tokenizer_info, repo, follow)
+                    builder._write_meta(config, tokenizer, tokenizer_info, repo, follow, pin)
                 _swap_in(build, store_dir, old)
             except (MemoryError, OverflowError, lmdb.Error) as exc:
                 _remove_store_files(build)
@@ -345,14 +348,13 @@ class StoreWriter:
         return cls(store_dir, map_size=config.map_size, _lock_fd=fd)
 
     def _write_meta(self, config: Config, tokenizer: Tokenizer, tokenizer_info: dict[str, Any],
-                    repo: str, follow: str) -> None:
+                    repo: str, follow: str, pin: str | None = None) -> None:
         meta = {
             K_FORMAT: FORMAT_NAME,
             K_SCHEMA: SCHEMA_VERSION,
             K_CONFIG: config.to_dict(),
             K_TOKENIZER_MODEL: tokenizer.model,
-            K_TOKENIZER_INFO: {**tokenizer_info, "id": tokenizer.id,
-                               "vocab_size": tokenizer.vocab_size, "extra": tokenizer.extra},
+            K_TOKENIZER_INFO: {**tokenizer_info, **tokenizer.stored_info()},
             K_REPO: repo,
             K_FOLLOW: follow,
             K_HEAD: None,
@@ -362,6 +364,8 @@ class StoreWriter:
             K_STORED_TOKENS: 0,
             K_RECORD_SKIPS: {},
         }
+        if pin is not None:
+            meta[K_PIN] = pin
 
         def put(txn: lmdb.Transaction) -> None:
             for key, value in meta.items():
@@ -383,9 +387,8 @@ class StoreWriter:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            info = self.meta(K_TOKENIZER_INFO)
-            self._tokenizer = Tokenizer(self.meta(K_TOKENIZER_MODEL), info.get("extra", {}),
-                                        spliceable=info.get("source") == "trained")
+            self._tokenizer = stored_tokenizer(self.meta(K_TOKENIZER_MODEL),
+                                               self.meta(K_TOKENIZER_INFO))
         return self._tokenizer
 
     @property

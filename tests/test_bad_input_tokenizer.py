@@ -15,7 +15,7 @@ from repofeed.daemon.init import init_store
 from repofeed.store import SENTINELS, EvolutionDataset, open_store
 from repofeed.store.errors import TokenizerError
 from repofeed.store.schema import DB_META, K_SCHEMA, pack
-from repofeed.store.tokenizer import CODE_TRAINER_OPTIONS, Tokenizer
+from repofeed.store.tokenizer import CODE_TRAINER_OPTIONS, SentencePieceTokenizer, Tokenizer
 
 # Every character class code uses: space, tab, newline, ASCII punctuation, digits, and
 # non-ASCII text (two-, three- and four-byte UTF-8) that byte fallback must carry.
@@ -121,7 +121,7 @@ def test_the_roundtrip_check_refuses_a_trained_model_that_loses_spaces():
     out = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(["x=1"]), model_writer=out,
                                    vocab_size=272, **options)
-    tok = Tokenizer(out.getvalue(), spliceable=True)
+    tok = SentencePieceTokenizer(out.getvalue(), spliceable=True)
     assert tok.decode(tok.encode("a b")) != "a b"      # the fault the check exists for
     with pytest.raises(TokenizerError, match="does not reproduce"):
         check_roundtrip(tok)

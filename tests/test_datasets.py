@@ -14,7 +14,7 @@ from helpers import fast_history, sample_files, wait_for
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
-from repofeed.store.windows import window_count, window_spans
+from repofeed.store.windows import new_label_starts, window_count, window_spans
 
 
 @pytest.mark.parametrize("n", [1, 100, 1024, 1025, 1280, 1281, 5000])
@@ -31,6 +31,17 @@ def test_window_arithmetic(n):
     if n <= length:
         assert count == 1
     assert window_count(0, length, stride) == 0
+
+
+@pytest.mark.parametrize("n, length, overlap", [(1, 1024, 768), (1025, 1024, 768),
+                                                (1281, 1024, 768), (5000, 1024, 768),
+                                                (5000, 1024, 0), (777, 64, 63)])
+def test_new_labels_cover_each_token_once(n, length, overlap):
+    doc, start, stop = window_spans([n], length, length - overlap)
+    labelled = np.zeros(n, dtype=np.int64)
+    for s, e, f in zip(start, stop, new_label_starts(doc, start, stop)):
+        labelled[s + f:e] += 1
+    assert (labelled == 1).all()
 
 
 def _ready(repo, **kw):

@@ -12,7 +12,7 @@ from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import SENTINELS, open_store
 from repofeed.store.errors import TokenizerError
-from repofeed.store.tokenizer import Tokenizer, train_tokenizer
+from repofeed.store.tokenizer import SentencePieceTokenizer, train_tokenizer
 
 TRICKY = [
     "def f(x):\n\tif x:\n\t\treturn 1\n\n\n    return 0\n",
@@ -133,7 +133,7 @@ def test_user_tokenizer_that_loses_whitespace_is_reported(sample_repo, tmp_path)
 
 def test_not_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(TokenizerError, match="not a SentencePiece model"):
-        Tokenizer.for_user_model(b"definitely not a protobuf")
+        SentencePieceTokenizer.for_user_model(b"definitely not a protobuf")
 
 
 def test_encode_edit_equals_a_full_encode(sample_repo):

@@ -4,13 +4,12 @@ With its defaults SentencePiece destroys newlines and indentation; the options i
 ``CODE_TRAINER_OPTIONS`` keep every byte so that ``decode(encode(text)) == text``.
 
 SentencePiece uses U+2581 ("▁") as its whitespace marker, so a literal U+2581 in the text would
-decode as a space. ``Tokenizer.encode`` spells that character with its three byte-fallback
-pieces instead, which decode to the character itself.
+decode as a space. ``SentencePieceTokenizer.encode`` spells that character with its three
+byte-fallback pieces instead, which decode to the character itself.
 
-Sentinels are ids that encoding text never produces, so source code that spells ``<file_sep>``
-cannot forge the structural token: a trained model has them as control symbols (SentencePiece
-matches user-defined symbols in text, never control symbols), and a user's model that lacks
-them, or has one as a piece text can encode to, gets new ids after its vocabulary.
+Sentinels: a trained model has them as control symbols (SentencePiece matches user-defined
+symbols in text, never control symbols), and a user's model that lacks them, or has one as a
+piece text can encode to, gets new ids after its vocabulary.
 """
 
 from __future__ import annotations
@@ -19,24 +18,13 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import sentencepiece as spm
-import xxhash
 
-from .errors import TokenizerError
-
-SENTINELS = (
-    "<fim_prefix>",
-    "<fim_middle>",
-    "<fim_suffix>",
-    "<fim_pad>",
-    "<commit_before>",
-    "<commit_msg>",
-    "<commit_after>",
-    "<file_sep>",
-    "<mask>",
-)
+from ..errors import TokenizerError
+from .base import SENTINELS, Tokenizer
 
 CODE_TRAINER_OPTIONS = dict(
     model_type="bpe",
@@ -64,15 +52,6 @@ CODE_TRAINER_OPTIONS = dict(
 _MARKER = "\u2581"  # SentencePiece's whitespace marker
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _CHUNK_CHARS = 1 << 16
-
-# Every character class code uses: spaces (single, runs), tab, newlines, all of printable ASCII,
-# digits, non-ASCII of two, three and four UTF-8 bytes, and sentinel spellings.
-ROUNDTRIP_PROBE = (
-    "a b  c\td\n\t\tif x:\r\n    return 0\n\n"
-    + "".join(chr(c) for c in range(0x21, 0x7F)) + " 0123456789 é ß Ω 日本 🙂 ▁\n"
-    + "".join(SENTINELS) + "\n"
-)
-
 
 @dataclass
 class TrainResult:
@@ -134,7 +113,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> TrainResult:
 
 
 @dataclass
-class Tokenizer:
+class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model plus the sentinel ids repofeed needs.
 
     Sentinels the model lacks, or has only as pieces that text encodes to, get ids after its
@@ -142,6 +121,7 @@ class Tokenizer:
     its embeddings resized to ``vocab_size``. The others are the model's control symbols.
     """
 
+    kind: ClassVar[str] = "sentencepiece"
     model: bytes
     extra: dict[str, int] = field(default_factory=dict)
     # True for models trained by repofeed (identity normalization, no dummy prefix, pieces
@@ -150,19 +130,16 @@ class Tokenizer:
 
     def __post_init__(self) -> None:
         self.sp = spm.SentencePieceProcessor(model_proto=self.model)
-        self.id = xxhash.xxh3_64_hexdigest(self.model + repr(sorted(self.extra.items())).encode())
-        self.base_size = self.sp.get_piece_size()
-        self.vocab_size = self.base_size + len(self.extra)
         # SentencePiece decodes a control id to "", so sentinels are named here to decode as text
-        self._names = {self.sp.piece_to_id(name): name for name in SENTINELS
-                       if name not in self.extra and _is_control(self.sp, name)}
-        self._names.update({i: name for name, i in self.extra.items()})
+        self._identify(self.sp.get_piece_size(),
+                       {self.sp.piece_to_id(name): name for name in SENTINELS
+                        if name not in self.extra and _is_control(self.sp, name)})
         self._byte_lengths: np.ndarray | None = None
         marker = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in _MARKER.encode()]
         self._marker_ids = marker if all(self.sp.is_byte(i) for i in marker) else None
 
     @classmethod
-    def for_user_model(cls, model: bytes) -> tuple[Tokenizer, list[str]]:
+    def for_user_model(cls, model: bytes) -> tuple[SentencePieceTokenizer, list[str]]:
         """Wrap a user's model; returns it and the sentinels given new ids.
 
         Only a control symbol of the model serves as a sentinel: a user-defined symbol (or any
@@ -181,11 +158,6 @@ class Tokenizer:
         missing = [s for s in SENTINELS if not _is_control(sp, s)]
         return cls(model, {s: size + i for i, s in enumerate(missing)}), missing
 
-    def sentinel(self, name: str) -> int:
-        if name in self.extra:
-            return self.extra[name]
-        return self.sp.piece_to_id(name)
-
     @property
     def eos_id(self) -> int:
         return self.sp.eos_id()
@@ -196,6 +168,14 @@ class Tokenizer:
             if candidate >= 0:
                 return candidate
         return 0
+
+    def piece_id(self, text: str) -> int | None:
+        i = self.sp.piece_to_id(text)
+        return None if i == self.sp.unk_id() and text != self.sp.id_to_piece(i) else i
+
+    def base_vocabulary(self) -> dict[str, int]:
+        return {piece: i for i, piece in
+                enumerate(self.sp.id_to_piece(list(range(self.base_size))))}
 
     def encode(self, text: str) -> list[int]:
         if _MARKER in text and self._marker_ids:
@@ -218,20 +198,8 @@ class Tokenizer:
             ids.extend(self.sp.encode(part))
         return ids
 
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = [int(i) for i in ids]
-        if self._names.keys().isdisjoint(ids):
-            return self.sp.decode(ids)
-        parts, run = [], []
-        for i in ids:
-            if i in self._names:
-                parts.append(self.sp.decode(run))
-                parts.append(self._names[i])
-                run = []
-            else:
-                run.append(i)
-        parts.append(self.sp.decode(run))
-        return "".join(parts)
+    def _decode_run(self, ids: list[int]) -> str:
+        return self.sp.decode(ids)
 
     def plan_edit(self, before: str, before_ids: np.ndarray, after: str,
                   hunks: Sequence[Sequence[int]]) -> list[tuple[int, int] | str] | None:
@@ -287,26 +255,6 @@ class Tokenizer:
             return None                 # most of the file changed: splicing saves little
         return plan
 
-    @staticmethod
-    def assemble(before_ids: np.ndarray, plan: list[tuple[int, int] | str],
-                 encoded: Iterable[list[int]]) -> list[int]:
-        """The tokens a plan describes, given the encodings of its texts in order."""
-        encoded = iter(encoded)
-        out: list[int] = []
-        for step in plan:
-            out.extend(next(encoded) if isinstance(step, str)
-                       else before_ids[step[0]:step[1]].tolist())
-        return out
-
-    def encode_edit(self, before: str, before_ids: np.ndarray, after: str,
-                    hunks: Sequence[Sequence[int]]) -> list[int]:
-        """``encode(after)``, re-encoding only around ``hunks`` (see ``plan_edit``)."""
-        plan = self.plan_edit(before, before_ids, after, hunks)
-        if plan is None:
-            return self.encode(after)
-        return self.assemble(before_ids, plan,
-                             (self.sp.encode(s) for s in plan if isinstance(s, str)))
-
     @property
     def byte_lengths(self) -> np.ndarray:
         """UTF-8 bytes each id decodes to: a cumulative sum maps tokens to text offsets."""
@@ -327,27 +275,6 @@ class Tokenizer:
 def _is_control(sp: spm.SentencePieceProcessor, piece: str) -> bool:
     i = sp.piece_to_id(piece)
     return i != sp.unk_id() and sp.is_control(i)
-
-
-def check_roundtrip(tok: Tokenizer) -> None:
-    """Refuse a model that cannot reproduce every character class code uses.
-
-    ``init`` runs this on the model it trains: a tip with little text once gave a model that
-    decoded every space as "▁" (issue 7), and stored text would be wrong from then on.
-    """
-    ids = tok.encode(ROUNDTRIP_PROBE)
-    decoded = tok.decode(ids)
-    forged = sorted({tok._names[i] for i in ids if i in tok._names})
-    if decoded == ROUNDTRIP_PROBE and not forged:
-        return
-    lost = sorted({c for c in ROUNDTRIP_PROBE if c not in decoded})
-    what = (f"text encodes to the sentinels {', '.join(forged)}" if forged else
-            f"decode(encode(text)) != text, losing {''.join(lost)!r}" if lost else
-            "decode(encode(text)) != text")
-    raise TokenizerError(
-        f"the trained tokenizer does not reproduce code ({what}); this is a repofeed bug: "
-        f"please report it, and meanwhile pass `--tokenizer MODEL`."
-    )
 
 
 def line_starts(data: np.ndarray) -> np.ndarray:

@@ -1,0 +1,237 @@
+"""``repofeed ablate``: which data makes the smarter model, measured.
+
+Named data configurations are trained on one repository at equal compute — the same model,
+the same number of token positions (a 512-token configuration takes twice the sequences per
+step of a 1,024-token one, so both take the same steps) — over several seeds, each evaluated
+on held-out bits per byte of a temporal split (``evaluate.py``): the model trains on a store
+pinned at the cut and is scored on what the newest commits wrote. Every model is scored with
+the same context (the smallest training context of the configurations compared), so a row
+differs from another only by the data it trained on. Seeds pair runs: seed s gives every
+configuration the same initialisation and the same data-order seed.
+
+The rows (``CONFIGS``):
+
+- ``mission``: the mission's starting point — 512-token windows with 128 overlap, snapshot
+  only, every file equal;
+- ``default``: 1,024-token windows with 768 overlap, plus evolution records;
+- ``no-overlap``: 1,024-token windows with no overlap, plus evolution records;
+- ``no-evolution``: the default windows without evolution records;
+- ``new-labels``: the default, loss only on the tokens a window adds beyond its overlap
+  (at 768 overlap every token is otherwise trained about four times per pass).
+
+Later data features add a switch (a field of ``DataConfig``) and a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from repofeed.store.errors import TrainError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a training run reads; everything else about the run is held equal."""
+
+    context: int = 1024
+    overlap: int = 768
+    mix: dict[str, float] | None = None      # None: windows and evolution records, each once
+    labels: str = "all"
+    note: str = ""
+
+
+CONFIGS: dict[str, DataConfig] = {
+    "mission": DataConfig(512, 128, {"windows": 1.0},
+                          note="512/128 windows, snapshot only, every file equal"),
+    "default": DataConfig(1024, 768, None, note="1,024/768 windows + evolution records"),
+    "no-overlap": DataConfig(1024, 0, None, note="1,024 windows, no overlap, + evolution"),
+    "no-evolution": DataConfig(1024, 768, {"windows": 1.0}, note="1,024/768 windows only"),
+    "new-labels": DataConfig(1024, 768, None, labels="new",
+                             note="default, loss only on tokens past the overlap"),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big one run is: the model, the training tokens, and the tokens per step."""
+
+    model: str
+    train_tokens: int
+    step_tokens: int
+    eval_max_bytes: int | None     # per part (files, records): a fixed selection
+    device: str
+    vocab_size: int | None = None  # of the tokenizer trained at the cut (None: the default)
+
+
+SCALES: dict[str, Scale] = {
+    # about two minutes per run on two CPU cores: a 4,096-token vocabulary (with 16,384 the
+    # output layer is most of a tiny model's compute), 60 steps of 4,096 token positions
+    "cpu": Scale(model="tiny", train_tokens=245_760, step_tokens=4 * 1024,
+                 eval_max_bytes=150_000, device="cpu", vocab_size=4096),
+    # a 6 GB GPU: the mission's batch of 8 × 1,024
+    "gpu": Scale(model="small", train_tokens=50_000_000, step_tokens=8 * 1024,
+                 eval_max_bytes=None, device="cuda"),
+}
+
+
+@dataclass
+class RunResult:
+    config: str
+    seed: int
+    bpb: dict[str, float]           # "files", "records", "all"
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+    tokens: int
+    final_loss: float | None
+
+
+@dataclass
+class AblationReport:
+    repo: str
+    cut: str
+    holdout: int | None
+    since: str | None
+    scale: dict[str, Any]
+    eval_context: int
+    runs: list[RunResult] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per configuration: mean and spread over seeds of each measure."""
+        rows = []
+        for name in dict.fromkeys(r.config for r in self.runs):
+            runs = [r for r in self.runs if r.config == name]
+            row: dict[str, Any] = {"config": name, "note": CONFIGS[name].note
+                                   if name in CONFIGS else "", "seeds": len(runs)}
+            for measure in ("files", "records", "all"):
+                values = [r.bpb[measure] for r in runs if r.bpb.get(measure) is not None]
+                row[measure] = _spread(values)
+            row["wall_seconds"] = round(statistics.fmean(
+                r.train_seconds + r.eval_seconds for r in runs), 1)
+            rows.append(row)
+        return rows
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "cut": self.cut, "holdout": self.holdout,
+                "since": self.since, "scale": self.scale, "eval_context": self.eval_context,
+                "summary": self.summary(), "runs": [asdict(r) for r in self.runs]}
+
+    def markdown(self) -> str:
+        lines = [f"Held-out bits per byte (lower is better), mean ± sample std over seeds; "
+                 f"cut {self.cut[:12]}, eval context {self.eval_context}.", "",
+                 "| config | data | files bpb | records bpb | all bpb | seeds | wall s/run |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
+        for row in self.summary():
+            lines.append(f"| {row['config']} | {row['note']} | {_fmt(row['files'])} | "
+                         f"{_fmt(row['records'])} | {_fmt(row['all'])} | {row['seeds']} | "
+                         f"{row['wall_seconds']:,} |")
+        return "\n".join(lines) + "\n"
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def _fmt(cell: dict[str, float] | None) -> str:
+    if cell is None:
+        return "—"
+    return f"{cell['mean']:.4f} ± {cell['std']:.4f}"
+
+
+def run_options(config: DataConfig, scale: Scale, *, store: Path, out: Path, seed: int,
+                device: str | None = None):
+    """The ``TrainOptions`` of one run: equal tokens per step and in all, whatever the context."""
+    from .loop import TrainOptions
+
+    if scale.step_tokens % config.context:
+        raise TrainError(f"a step of {scale.step_tokens} tokens is not a whole number of "
+                         f"{config.context}-token sequences")
+    return TrainOptions(
+        store=str(store), out=str(out), model=scale.model, device=device or scale.device,
+        batch_size=scale.step_tokens // config.context, context=config.context,
+        overlap=config.overlap, mix=config.mix, labels=config.labels, seed=seed,
+        max_steps=max(1, math.ceil(scale.train_tokens / scale.step_tokens)),
+        checkpoint_every=0, log_every=50)
+
+
+def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, out: Path,
+           holdout: int | None = None, since: str | None = None, device: str | None = None,
+           progress=print) -> AblationReport:
+    """Train every configuration with every seed on the cut store and score it."""
+    from repofeed.daemon.split import cut_store, find_cut
+    from repofeed.store.locate import open_repository
+    from repofeed.store.reader import Store
+
+    from .checkpoint import load_model
+    from .evaluate import evaluate
+    from .loop import Trainer
+
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise TrainError(f"unknown configuration(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(CONFIGS)}")
+    if seeds < 1:
+        raise TrainError("--seeds must be at least 1 (3 or more to see the spread).")
+    git = open_repository(repo)
+    cut = find_cut(git, holdout=holdout, since=since)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = cut_store(git, cut, out / "store", vocab_size=scale.vocab_size)
+    with Store(store) as opened:
+        tokenizer = opened.tokenizer
+    eval_context = min(CONFIGS[c].context for c in configs)
+    report = AblationReport(str(repo), cut.cut, holdout, since, asdict(scale), eval_context)
+    for seed in range(seeds):
+        for name in configs:
+            run_dir = out / "runs" / f"{name}-seed{seed}"
+            options = run_options(CONFIGS[name], scale, store=store, out=run_dir, seed=seed,
+                                  device=device)
+            options.extra = {"split": cut.to_dict(), "holdout": holdout}
+            if (run_dir / "result.json").is_file():       # finished before: keep it
+                result = RunResult(**json.loads((run_dir / "result.json").read_text()))
+            else:
+                if run_dir.exists():
+                    import shutil
+
+                    shutil.rmtree(run_dir)                # an interrupted run: start it over
+                started = time.perf_counter()
+                trained = Trainer(options).run()
+                train_seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                model, _ = load_model(run_dir, device=options.device)
+                scored = evaluate(model, tokenizer, git, cut, context=eval_context,
+                                  limit_bytes=scale.eval_max_bytes, device=options.device,
+                                  store_dir=store)
+                result = RunResult(name, seed, bits_per_byte(scored), round(train_seconds, 2),
+                                   round(time.perf_counter() - started, 2), trained.steps,
+                                   trained.tokens, trained.last_loss)
+                (run_dir / "result.json").write_text(json.dumps(asdict(result)))
+            report.runs.append(result)
+            progress(f"{name} seed {seed}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in result.bpb.items() if v is not None) + " bits/byte")
+    (out / "ablation.json").write_text(json.dumps(report.as_dict(), indent=2))
+    (out / "ablation.md").write_text(report.markdown())
+    return report
+
+
+def bits_per_byte(report) -> dict[str, float | None]:
+    """Held-out bits per byte of each part, and of both together."""
+    out = {name: part.total.bits_per_byte for name, part in report.parts.items()}
+    nats = sum(part.total.nats for part in report.parts.values())
+    nbytes = sum(part.total.bytes for part in report.parts.values())
+    out["all"] = nats / math.log(2) / nbytes if nbytes else None
+    return out
+
+
+def with_overrides(scale: Scale, **changes: Any) -> Scale:
+    return replace(scale, **{k: v for k, v in changes.items() if v is not None})
