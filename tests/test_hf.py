@@ -14,7 +14,7 @@ import torch
 
 from helpers import sample_files
 from repofeed.store.errors import ModelError
-from repofeed.store.tokenizer import Tokenizer
+from repofeed.store.tokenizer import HuggingFaceTokenizer, SentencePieceTokenizer
 from repofeed.train.hf import check_vocabulary, load_hf_model, tokenizer_matches
 from repofeed.train.model import shifted_cross_entropy
 from repofeed.train.preflight import estimate_hf
@@ -115,7 +115,7 @@ def sp_model(vocab_size: int) -> bytes:
 
 def test_store_sentinels_beyond_the_vocabulary_resize_the_embeddings(tmp_path, caplog,
                                                                     sp_bytes):
-    store_tok, missing = Tokenizer.for_user_model(sp_bytes)
+    store_tok, missing = SentencePieceTokenizer.for_user_model(sp_bytes)
     assert missing and store_tok.vocab_size == SP_VOCAB + len(missing)
     path = save_tiny_gpt2(tmp_path / "m", vocab_size=SP_VOCAB)
     model = load_hf_model(path)
@@ -130,7 +130,7 @@ def test_store_sentinels_beyond_the_vocabulary_resize_the_embeddings(tmp_path, c
 
 
 def test_lora_trains_the_new_sentinel_rows_too(tmp_path, sp_bytes):
-    store_tok, missing = Tokenizer.for_user_model(sp_bytes)
+    store_tok, missing = SentencePieceTokenizer.for_user_model(sp_bytes)
     path = save_tiny_gpt2(tmp_path / "m", vocab_size=SP_VOCAB)
     model = load_hf_model(path, lora_rank=4, store_tokenizer=store_tok)
     first, second = (store_tok.sentinel(name) for name in missing[:2])
@@ -150,7 +150,7 @@ def test_lora_trains_the_new_sentinel_rows_too(tmp_path, sp_bytes):
 
 
 def test_a_model_smaller_than_the_store_vocabulary_is_refused(tmp_path, sp_bytes):
-    store_tok, _ = Tokenizer.for_user_model(sp_bytes)
+    store_tok, _ = SentencePieceTokenizer.for_user_model(sp_bytes)
     path = save_tiny_gpt2(tmp_path / "m", vocab_size=SP_VOCAB - 20)
     with pytest.raises(ModelError) as err:
         check_vocabulary(load_hf_model(path), path, store_tok)
@@ -161,28 +161,49 @@ def test_a_model_smaller_than_the_store_vocabulary_is_refused(tmp_path, sp_bytes
 
 def test_the_model_tokenizer_must_be_the_store_one(tmp_path, sp_bytes):
     model_bytes = sp_bytes
-    store_tok, _ = Tokenizer.for_user_model(model_bytes)
+    store_tok, _ = SentencePieceTokenizer.for_user_model(model_bytes)
     path = save_tiny_gpt2(tmp_path / "m", vocab_size=store_tok.vocab_size)
     assert tokenizer_matches(path, store_tok) is None  # no tokenizer saved: sizes only
     (path / "tokenizer.model").write_bytes(model_bytes)
     assert tokenizer_matches(path, store_tok) is None
     assert not check_vocabulary(load_hf_model(path), path, store_tok)
-    # another tokenizer of the same size, as tokenizer.json
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import models, pre_tokenizers, trainers
-
-    other = HFTokenizer(models.BPE())
-    other.pre_tokenizer = pre_tokenizers.ByteLevel()
-    other.train_from_iterator(list(sample_files().values()),
-                              trainers.BpeTrainer(vocab_size=SP_VOCAB, show_progress=False))
+    # a Hugging Face tokenizer.json: another kind than the store's
     (path / "tokenizer.model").unlink()
+    bpe_tokenizer(SP_VOCAB, "a").save(str(path / "tokenizer.json"))
+    reason = tokenizer_matches(path, store_tok)
+    assert reason is not None and "huggingface tokenizer, the store's a sentencepiece" in reason
+    assert f"repofeed init --tokenizer {path}" in reason
+    with pytest.raises(ModelError, match="tokenizer"):
+        check_vocabulary(load_hf_model(path), path, store_tok)
+
+
+def test_a_tokenizer_json_of_the_same_kind_and_size_but_other_tokens_is_refused(tmp_path):
+    ours = bpe_tokenizer(SP_VOCAB, "a")
+    store_tok = HuggingFaceTokenizer.for_user_json(ours.to_str().encode())
+    path = save_tiny_gpt2(tmp_path / "m", vocab_size=store_tok.vocab_size)
+    ours.save(str(path / "tokenizer.json"))
+    assert tokenizer_matches(path, store_tok) is None
+    other = bpe_tokenizer(SP_VOCAB, "b")
     other.save(str(path / "tokenizer.json"))
     reason = tokenizer_matches(path, store_tok)
     assert reason is not None
     assert "differs from the store's: token" in reason or "tokens, the store's" in reason
-    assert f"repofeed init --tokenizer {path}" in reason
-    with pytest.raises(ModelError, match="tokenizer"):
-        check_vocabulary(load_hf_model(path), path, store_tok)
+
+
+def bpe_tokenizer(vocab_size: int, corpus: str):
+    """A byte-level BPE trained on the spot: on the sample files ("a") or on their lines
+    reversed ("b"), which gives other merges."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    texts = list(sample_files().values())
+    if corpus == "b":
+        texts = ["\n".join(line[::-1] for line in text.splitlines()) for text in texts]
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size,
+                                                       show_progress=False))
+    return tok
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])

@@ -152,52 +152,38 @@ def tokenizer_matches(model_path: str | Path, store_tokenizer: Any) -> str | Non
     """Why the tokenizer saved with the model is not the store's, or None when it is (or when
     the model directory holds no tokenizer: then only the sizes can be checked).
 
-    The vocabularies are compared piece by piece over the store's base vocabulary (its extra
-    sentinel ids come after it and are the store's own).
+    The model directory is read as the store's kind where it holds both a ``tokenizer.json``
+    and a ``tokenizer.model``; only the tokenizers' own vocabularies are compared (the
+    sentinel ids a store adds after them are its own): ``same_vocabulary``.
     """
+    from repofeed.store.errors import TokenizerError
+    from repofeed.store.tokenizer import load_tokenizer, same_vocabulary
+
     model_path = Path(model_path)
-    model_pieces = _model_pieces(model_path)
-    if model_pieces is None:
+    if not any((model_path / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         return None
-    store_pieces = _store_pieces(store_tokenizer)
     advice = f"make a store for this model with `repofeed init --tokenizer {model_path}`"
-    if store_pieces is None:
-        return (f"cannot read the store's tokenizer vocabulary to compare it with the model's "
-                f"in {model_path}; {advice}")
-    if len(model_pieces) != len(store_pieces):
-        return (f"the model's tokenizer in {model_path} has {len(model_pieces)} tokens, the "
-                f"store's {len(store_pieces)}: they are different tokenizers; {advice}")
-    for i, (ours, theirs) in enumerate(zip(store_pieces, model_pieces, strict=True)):
-        if ours != theirs:
-            return (f"the model's tokenizer in {model_path} differs from the store's: token "
-                    f"{i} is {theirs!r} in the model's, {ours!r} in the store's; {advice}")
-    return None
-
-
-def _model_pieces(model_path: Path) -> list[str] | None:
-    if (model_path / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-        return [tok.id_to_token(i) for i in range(tok.get_vocab_size(with_added_tokens=True))]
-    if (model_path / "tokenizer.model").is_file():
-        import sentencepiece as spm
-
-        sp = spm.SentencePieceProcessor(model_file=str(model_path / "tokenizer.model"))
-        return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    return None
-
-
-def _store_pieces(store_tokenizer: Any) -> list[str] | None:
-    sp = getattr(store_tokenizer, "sp", None)
-    if sp is not None:
-        return [sp.id_to_piece(i) for i in range(store_tokenizer.base_size)]
-    from tokenizers import Tokenizer
-
-    for value in vars(store_tokenizer).values():
-        if isinstance(value, Tokenizer):
-            return [value.id_to_token(i) for i in range(store_tokenizer.base_size)]
-    return None
+    try:
+        theirs = load_tokenizer(model_path, prefer=store_tokenizer.kind)
+    except TokenizerError as exc:
+        return f"cannot read the tokenizer saved with the model: {exc}"
+    if same_vocabulary(store_tokenizer, theirs):
+        return None
+    where = f"the model's tokenizer in {model_path}"
+    if theirs.kind != store_tokenizer.kind:
+        return (f"{where} is a {theirs.kind} tokenizer, the store's a {store_tokenizer.kind} "
+                f"one; {advice}")
+    ours_vocab, their_vocab = store_tokenizer.base_vocabulary(), theirs.base_vocabulary()
+    if len(ours_vocab) != len(their_vocab):
+        return (f"{where} has {len(their_vocab)} tokens, the store's {len(ours_vocab)}: they "
+                f"are different tokenizers; {advice}")
+    ours_by_id = {i: t for t, i in ours_vocab.items()}
+    theirs_by_id = {i: t for t, i in their_vocab.items()}
+    first = min(i for i in ours_by_id.keys() | theirs_by_id.keys()
+                if ours_by_id.get(i) != theirs_by_id.get(i))
+    return (f"{where} differs from the store's: token {first} is "
+            f"{theirs_by_id.get(first)!r} in the model's, {ours_by_id.get(first)!r} in the "
+            f"store's; {advice}")
 
 
 def _first_line(exc: BaseException) -> str:
