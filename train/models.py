@@ -53,15 +53,18 @@ def build_model(spec: dict[str, Any], *, vocab_size: int, tokenizer=None) -> tor
         from .hf import apply_lora, check_vocabulary, load_hf_model
 
         model = load_hf_model(spec["path"])
+        rows = model.get_input_embeddings().weight.shape[0]
         if tokenizer is not None:
-            check_vocabulary(model, spec["path"], tokenizer)
-        if model.get_input_embeddings().weight.shape[0] < vocab_size:
+            check_vocabulary(model, spec["path"], tokenizer)   # refuses, or resizes
+        elif rows < vocab_size:
             model.resize_token_embeddings(vocab_size)
         if spec.get("checkpointing"):
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         if spec.get("lora"):
-            model = apply_lora(model, spec["lora"])
+            # the rows added for the store's sentinels train too, or they stay near the mean
+            model = apply_lora(model, spec["lora"],
+                               trainable_tokens=range(rows, max(rows, vocab_size)))
         return model
     raise TrainError(f"unknown model kind {spec['kind']!r} in a checkpoint: it was written by a "
                      f"newer repofeed.")
