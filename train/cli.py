@@ -116,7 +116,7 @@ def train(
              "store).", show_default=False)] = None,
     model: Annotated[str, typer.Option(
         help="A built-in GPT size (trained from scratch), or a Hugging Face model directory "
-             "saved with save_pretrained (needs repofeed[hf]).")] = "tiny",
+             "saved with save_pretrained (needs repofeed\\[hf]).")] = "tiny",
     lora: Annotated[int | None, typer.Option(
         help="Train LoRA adapters of this rank instead of every weight (Hugging Face models).",
         show_default=False)] = None,
@@ -148,6 +148,7 @@ def train(
         min=1, help="Passes over the data (default 1 unless --steps, --tokens or --follow).",
         show_default=False)] = None,
     follow: Annotated[bool, typer.Option(
+        "--follow",
         help="Keep training as the store grows; new data joins at epoch boundaries.")] = False,
     replay: Annotated[float | None, typer.Option(
         help="After the first epoch, each epoch is the new items plus replayed old ones, the "
@@ -159,12 +160,15 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Steps between checkpoints (0: only at the end and on a signal).")] = 200,
     activation_checkpointing: Annotated[bool, typer.Option(
-        help="Recompute activations in the backward pass: less memory, ~30% more time.")
+        "--activation-checkpointing",
+        help="Recompute activations in the backward pass: less memory, one more forward pass "
+             "of compute.")
     ] = False,
     memory_budget: Annotated[float, typer.Option(
         help="GiB the run may use on the device; the preflight refuses what does not fit.")
     ] = 6.0,
     resume: Annotated[bool, typer.Option(
+        "--resume",
         help="Continue the run in --out exactly where its last checkpoint stopped.")] = False,
     log_every: Annotated[int, typer.Option(min=1, help="Steps between progress lines.")] = 10,
     holdout: Annotated[int | None, typer.Option(
