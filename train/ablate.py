@@ -57,6 +57,9 @@ CONFIGS: dict[str, DataConfig] = {
 }
 
 
+BASELINE = "default"   # the row others are compared with, seed by seed
+
+
 @dataclass(frozen=True)
 class Scale:
     """How big one run is: the model, the training tokens, and the tokens per step."""
@@ -114,8 +117,19 @@ class AblationReport:
                 row[measure] = _spread(values)
             row["wall_seconds"] = round(statistics.fmean(
                 r.train_seconds + r.eval_seconds for r in runs), 1)
+            row["vs_baseline"] = self._paired(runs)
             rows.append(row)
         return rows
+
+    def _paired(self, runs: list[RunResult]) -> dict[str, float] | None:
+        """This row minus the baseline row, seed by seed (runs of one seed share their
+        initialisation and data-order seed), over all the held-out bytes."""
+        base = {r.seed: r.bpb.get("all") for r in self.runs if r.config == BASELINE}
+        deltas = [r.bpb["all"] - base[r.seed] for r in runs
+                  if r.bpb.get("all") is not None and base.get(r.seed) is not None]
+        if not deltas or runs[0].config == BASELINE:
+            return None
+        return _spread(deltas)
 
     def as_dict(self) -> dict[str, Any]:
         return {"repo": self.repo, "cut": self.cut, "holdout": self.holdout,
@@ -125,12 +139,15 @@ class AblationReport:
     def markdown(self) -> str:
         lines = [f"Held-out bits per byte (lower is better), mean ± sample std over seeds; "
                  f"cut {self.cut[:12]}, eval context {self.eval_context}.", "",
-                 "| config | data | files bpb | records bpb | all bpb | seeds | wall s/run |",
-                 "|---|---|---:|---:|---:|---:|---:|"]
+                 f"| config | data | files bpb | records bpb | all bpb | all − {BASELINE}, "
+                 f"paired | seeds | wall s/run |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|"]
         for row in self.summary():
+            delta = row["vs_baseline"]
+            paired = "—" if delta is None else f"{delta['mean']:+.4f} ± {delta['std']:.4f}"
             lines.append(f"| {row['config']} | {row['note']} | {_fmt(row['files'])} | "
-                         f"{_fmt(row['records'])} | {_fmt(row['all'])} | {row['seeds']} | "
-                         f"{row['wall_seconds']:,} |")
+                         f"{_fmt(row['records'])} | {_fmt(row['all'])} | {paired} | "
+                         f"{row['seeds']} | {row['wall_seconds']:,} |")
         return "\n".join(lines) + "\n"
 
 
