@@ -338,21 +338,25 @@ class Trainer:
         return None   # until the stream ends (its epochs), or forever with --follow
 
     def _preflight(self, model, spec, context: int, device: torch.device) -> dict[str, Any]:
-        from .preflight import estimate_gpt, estimate_hf, precision_for
+        from .preflight import estimate_gpt, estimate_hf, fmt_bytes, precision_for
 
         common = dict(batch=self.opt.batch_size, context=context,
                       precision=precision_for(device.type), budget=self.opt.memory_budget)
-        if spec["kind"] == "gpt":
-            result = estimate_gpt(model.config, checkpointing=spec["config"]["checkpointing"],
-                                  **common)
-        else:
-            result = estimate_hf(model.config, checkpointing=bool(spec.get("checkpointing")),
-                                 lora_rank=spec.get("lora"), model=model, **common)
+        def estimate(checkpointing: bool):
+            if spec["kind"] == "gpt":
+                return estimate_gpt(model.config, checkpointing=checkpointing, **common)
+            return estimate_hf(model.config, checkpointing=checkpointing,
+                               lora_rank=spec.get("lora"), model=model, **common)
+
+        chosen = (spec["config"]["checkpointing"] if spec["kind"] == "gpt"
+                  else bool(spec.get("checkpointing")))
+        result, other = estimate(chosen), estimate(not chosen)
         if not result.fits:
             raise TrainError(f"{result.message()}\n(--memory-budget sets the budget; "
                              f"--grad-accum keeps the effective batch with a smaller --batch-size)")
-        _say(result.summary())
-        return result.to_dict()
+        _say(f"{result.summary()}; {'without' if chosen else 'with'} activation checkpointing "
+             f"{fmt_bytes(other.total)}")
+        return {**result.to_dict(), "other_checkpointing_total": other.total}
 
     def _next_micro_batches(self, batches: Iterator, n: int) -> list[tuple[dict, dict]] | None:
         micro = []
