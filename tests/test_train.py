@@ -230,3 +230,22 @@ def test_ablate_trains_each_configuration_per_seed_and_tables_the_held_out_bits(
     again = run_cli(*args, timeout=600)
     assert json.loads((out / "ablation.json").read_text())["summary"] == report["summary"]
     assert (out / "ablation.md").read_text() in again.stdout
+
+
+def test_a_crash_while_a_checkpoint_is_written_leaves_the_previous_one(little_store,
+                                                                       tmp_path):
+    """The states a kill -9 can leave between save()'s steps: a half-written checkpoint.tmp,
+    and the old checkpoint moved aside before the new one is in place. Either way the run
+    resumes from a whole checkpoint."""
+    out = tmp_path / "run"
+    Trainer(_options(little_store, out, max_steps=2)).run()
+    # killed while writing: a partial checkpoint.tmp beside the complete one
+    (out / checkpoint.TMP).mkdir()
+    (out / checkpoint.TMP / checkpoint.STATE).write_bytes(b"\x80 half a pickle")
+    assert checkpoint.latest(out) == out / checkpoint.CURRENT
+    # killed between the two renames: only checkpoint.old is whole
+    (out / checkpoint.CURRENT).rename(out / checkpoint.OLD)
+    assert checkpoint.latest(out) == out / checkpoint.OLD
+    resumed = Trainer(_options(little_store, out, max_steps=4, resume=True)).run()
+    assert resumed.steps == 4
+    assert checkpoint.read_info(out)["step"] == 4 and not (out / checkpoint.OLD).exists()
