@@ -81,6 +81,16 @@ def test_the_command_line_trains_logs_and_resumes(small_store, tmp_path):
     model, info = checkpoint.load_model(out)
     assert info["step"] == 5 and not model.training
 
+    # a resume takes the run's own settings; one given with another value is refused
+    other = run_cli("train", str(small_store.path), "--out", str(out), "--resume",
+                    "--batch-size", "4", check=False)
+    assert other.returncode == 1 and "batch_size 4" in other.stderr and "(the run has 2)" \
+        in other.stderr
+    run_cli("train", str(small_store.path), "--out", str(out), "--resume", "--steps", "6")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[-1]["tokens"] == 6 * 2 * 64           # still batch 2 × context 64
+
 
 def test_cuda_without_cuda_is_refused_plainly(small_store, tmp_path):
     import torch

@@ -56,7 +56,7 @@ def test_full_fine_tuning_of_a_saved_model_trains_and_reloads(hf_store, hf_model
     assert result.steps == 3 and result.last_loss is not None
     model, info = checkpoint.load_model(tmp_path / "full")
     assert info["model"] == {"kind": "hf", "path": str(hf_model.resolve()), "lora": None,
-                             "checkpointing": False}
+                             "checkpointing": False, "new_ids_from": 600}
     # the store gave the sentinels the tokenizer lacks ids after its vocabulary: the
     # embeddings were resized to the store's vocabulary
     assert model.get_input_embeddings().weight.shape[0] == info["vocab_size"]

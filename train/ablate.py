@@ -91,8 +91,10 @@ class RunResult:
     train_seconds: float
     eval_seconds: float
     steps: int
-    tokens: int
+    tokens: int                     # positions trained on: equal across rows (equal compute)
     final_loss: float | None
+    label_tokens: int = 0           # tokens the loss was taken on: differs (padding, labels)
+    settings: dict[str, Any] = field(default_factory=dict)   # what made it, to reuse it safely
 
 
 @dataclass
@@ -118,6 +120,7 @@ class AblationReport:
             row["wall_seconds"] = round(statistics.fmean(
                 r.train_seconds + r.eval_seconds for r in runs), 1)
             row["vs_baseline"] = self._paired(runs)
+            row["label_tokens"] = round(statistics.fmean(r.label_tokens for r in runs))
             rows.append(row)
         return rows
 
@@ -138,15 +141,17 @@ class AblationReport:
 
     def markdown(self) -> str:
         lines = [f"Held-out bits per byte (lower is better), mean ± sample std over seeds; "
-                 f"cut {self.cut[:12]}, eval context {self.eval_context}.", "",
+                 f"cut {self.cut[:12]}, eval context {self.eval_context}; every run trains on "
+                 f"the same number of token positions.", "",
                  f"| config | data | files bpb | records bpb | all bpb | all − {BASELINE}, "
-                 f"paired | seeds | wall s/run |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+                 f"paired | label tokens/run | seeds | wall s/run |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in self.summary():
             delta = row["vs_baseline"]
             paired = "—" if delta is None else f"{delta['mean']:+.4f} ± {delta['std']:.4f}"
+            labels = f"{row['label_tokens']:,}" if row["label_tokens"] else "—"
             lines.append(f"| {row['config']} | {row['note']} | {_fmt(row['files'])} | "
-                         f"{_fmt(row['records'])} | {_fmt(row['all'])} | {paired} | "
+                         f"{_fmt(row['records'])} | {_fmt(row['all'])} | {paired} | {labels} | "
                          f"{row['seeds']} | {row['wall_seconds']:,} |")
         return "\n".join(lines) + "\n"
 
@@ -214,8 +219,14 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
             options = run_options(CONFIGS[name], scale, store=store, out=run_dir, seed=seed,
                                   device=device)
             options.extra = {"split": cut.to_dict(), "holdout": holdout}
+            settings = {"config": asdict(CONFIGS[name]), "scale": asdict(scale),
+                        "cut": cut.cut, "eval_context": eval_context, "device": options.device}
             if (run_dir / "result.json").is_file():       # finished before: keep it
                 result = RunResult(**json.loads((run_dir / "result.json").read_text()))
+                if result.settings != settings:
+                    raise TrainError(
+                        f"{run_dir} holds a run made with other settings (scale, cut, "
+                        f"configuration or evaluation context); give another --out.")
             else:
                 if run_dir.exists():
                     import shutil
@@ -231,7 +242,8 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                                   store_dir=store)
                 result = RunResult(name, seed, bits_per_byte(scored), round(train_seconds, 2),
                                    round(time.perf_counter() - started, 2), trained.steps,
-                                   trained.tokens, trained.last_loss)
+                                   trained.tokens, trained.last_loss, trained.label_tokens,
+                                   settings)
                 (run_dir / "result.json").write_text(json.dumps(asdict(result)))
             report.runs.append(result)
             progress(f"{name} seed {seed}: " + ", ".join(

@@ -34,10 +34,10 @@ CURRENT, TMP, OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
 STATE, INFO = "state.pt", "info.json"
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(cuda: bool = False) -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(),
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if cuda:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -123,11 +123,13 @@ def read_info(path: str | Path) -> dict[str, Any]:
                          f"or resume from an earlier run directory.") from exc
 
 
-def read_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's state, on the CPU: the RNG states must stay CPU byte tensors, and the
+    model's and optimizer's ``load_state_dict`` move the rest to where the model is."""
     directory = locate(path)
     try:
         # the RNG and stream states are plain Python and numpy objects, not only tensors
-        return torch.load(directory / STATE, map_location=device, weights_only=False)
+        return torch.load(directory / STATE, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise TrainError(f"the checkpoint at {directory} is unreadable ({exc}); train again "
                          f"or resume from an earlier run directory.") from exc
@@ -136,14 +138,13 @@ def read_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str
 def load_model(path: str | Path, device: str | torch.device = "cpu"
                ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained model of a checkpoint, in eval mode on ``device``, with its info."""
-    from .models import build_model
+    from .models import build_model, load_trained_state
 
     info = read_info(path)
-    state = read_state(path, device)
+    state = read_state(path)
     spec = info["model"]
     model = build_model(spec, vocab_size=info["vocab_size"])
-    # a LoRA checkpoint holds the adapters only; the base weights are the model on disk
-    model.load_state_dict(state["model"], strict=not (spec["kind"] == "hf" and spec.get("lora")))
+    load_trained_state(model, spec, state["model"])
     model.to(device)
     model.eval()
     return model, info

@@ -107,7 +107,37 @@ def evaluate(
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
+# CLI parameter → TrainOptions field, where the names differ
+OPTION_OF = {"steps": "max_steps", "tokens": "train_tokens"}
+
+
+def find_run(repo: Path | None, holdout: int | None, since: str | None,
+             store: Path | None) -> Path:
+    """The run directory ``--resume`` continues when ``--out`` is not given: ``train/`` beside
+    the store, or for a temporal split the newest run made with the same ``--holdout`` or
+    ``--since`` (new commits may have moved the cut since; the run keeps its own)."""
+    from repofeed.store.locate import open_repository, repofeed_dir, resolve_store_dir
+
+    from .checkpoint import latest, read_info
+
+    if holdout is None and since is None:
+        return _default_run_dir(resolve_store_dir(store or repo))
+    runs = []
+    for candidate in (repofeed_dir(open_repository(repo)) / "cuts").glob("*/train"):
+        found = latest(candidate)
+        if found is not None:
+            info = read_info(found)
+            if info.get("holdout") == holdout and info.get("since") == since:
+                runs.append((found.stat().st_mtime, candidate))
+    if not runs:
+        raise ConfigError("--resume: no run trained with "
+                          + (f"--holdout {holdout}" if holdout is not None else f"--since {since}")
+                          + "; pass its --out.")
+    return max(runs)[1]
+
+
 def train(
+    ctx: typer.Context,
     repo: RepoArg = None,
     store: Annotated[Path | None, typer.Option(
         help="Store directory (default: the repository's).", show_default=False)] = None,
@@ -180,28 +210,48 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on the store: from scratch, or fine-tune a Hugging Face model."""
+    from dataclasses import fields
+
     from repofeed.store.locate import resolve_store_dir
 
     from .loop import GiB, Trainer, TrainOptions
 
-    extra = {}
-    if holdout is not None or since is not None:
-        if store is not None:
-            raise ConfigError("--holdout/--since make their own store at the cut; leave out "
-                              "--store.")
-        store_dir, extra = split_store(repo, holdout, since)
-    else:
-        store_dir = resolve_store_dir(store or repo)
-    options = TrainOptions(
-        store=str(store_dir), out=str(out or _default_run_dir(store_dir)), model=model,
-        lora=lora, device=device, batch_size=batch_size, grad_accum=grad_accum,
+    values = dict(
+        model=model, lora=lora, device=device, batch_size=batch_size, grad_accum=grad_accum,
         context=context, overlap=overlap, labels=labels, mix=parse_mix(mix), lr=lr,
         warmup=warmup, max_steps=steps, train_tokens=tokens,
         epochs=epochs if epochs or steps or tokens or follow else 1, follow=follow,
         replay=replay, poll_seconds=poll_seconds, seed=seed, checkpoint_every=checkpoint_every,
         activation_checkpointing=activation_checkpointing,
-        memory_budget=int(memory_budget * GiB), resume=resume, log_every=log_every,
-        extra=extra)
+        memory_budget=int(memory_budget * GiB), log_every=log_every)
+    if resume:
+        # the run's own options, but for those given on this command line
+        run_dir = out or find_run(repo, holdout, since, store)
+        from .checkpoint import read_info
+
+        info = read_info(run_dir)
+        given = {OPTION_OF.get(name, name) for name, source in
+                 ((n, ctx.get_parameter_source(n)) for n in ctx.params)
+                 if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")}
+        known = {f.name for f in fields(TrainOptions)}
+        saved = {k: v for k, v in info.get("options", {}).items() if k in known}
+        values = {**values, **{k: v for k, v in saved.items() if k in values and k not in given}}
+        if "max_steps" in given or "train_tokens" in given:   # a new length, in one unit
+            values["max_steps"] = steps
+            values["train_tokens"] = tokens
+        options = TrainOptions(store=saved.get("store") or info["store"], out=str(run_dir),
+                               resume=True, extra=saved.get("extra") or {}, **values)
+    else:
+        extra = {}
+        if holdout is not None or since is not None:
+            if store is not None:
+                raise ConfigError("--holdout/--since make their own store at the cut; leave "
+                                  "out --store.")
+            store_dir, extra = split_store(repo, holdout, since)
+        else:
+            store_dir = resolve_store_dir(store or repo)
+        options = TrainOptions(store=str(store_dir), out=str(out or _default_run_dir(store_dir)),
+                               extra=extra, **values)
     result = Trainer(options).run()
     loss = f", last loss {result.last_loss:.4f}" if result.last_loss is not None else ""
     typer.echo(f"Trained {result.steps:,} steps on {result.tokens:,} token positions in "

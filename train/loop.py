@@ -36,14 +36,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from repofeed.store.datasets import IGNORE_INDEX
 from repofeed.store.errors import TrainError
 from repofeed.store.reader import Store
 from repofeed.store.schema import K_PIN
 
 from . import checkpoint
-from .models import build_model, model_spec, trained_state
+from .models import build_model, load_trained_state, model_spec, trained_state
 
-IGNORE_INDEX = -100
 GiB = 1 << 30
 
 # Defaults. Fine-tuning a pretrained model: the mission's context 1,024, batch 8, lr 2e-5.
@@ -101,6 +101,7 @@ class TrainResult:
     stopped: bool                       # by a signal, with a checkpoint
     checkpoint: Path | None
     preflight: dict[str, Any] | None = None
+    label_tokens: int = 0               # tokens the loss was taken on (tokens counts positions)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -189,11 +190,16 @@ class Trainer:
         if saved is not None:
             info = checkpoint.read_info(saved)
             self._check_resume(info, store)
+            opt = self.opt = _resumed_options(info.get("options", {}), opt)
             spec = info["model"]
             context = info["context"]
         else:
             spec = model_spec(opt.model, vocab_size=store.tokenizer.vocab_size, context=context,
                               lora=opt.lora, checkpointing=opt.activation_checkpointing)
+            if spec["kind"] == "hf":
+                # the ids the store gave sentinels after the tokenizer's vocabulary: under LoRA
+                # their embedding rows train too (a model's spare rows included)
+                spec["new_ids_from"] = store.tokenizer.base_size
             info = self._info(store, spec, context)
 
         torch.manual_seed(opt.seed)
@@ -220,29 +226,38 @@ class Trainer:
             [{"params": decay, "weight_decay": opt.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda or None)
-        # the schedule's length: the steps asked for, or those of the epochs asked for
-        schedule_steps = max_steps
-        if schedule_steps is None and opt.epochs and not opt.follow:
-            per_step_items = opt.batch_size * opt.grad_accum
-            schedule_steps = max(1, math.ceil(stream.epoch_length() * opt.epochs
-                                              / per_step_items))
-        warmup = opt.warmup if opt.warmup is not None else (
-            min(200, max(1, (schedule_steps or 2000) // 20)))
+        # the schedule's length: the steps asked for, or those of the epochs asked for; a
+        # resumed run keeps its own (the store may have grown since), unless given more steps
+        schedule = info.get("schedule")
+        if schedule is None or schedule["max_steps"] != max_steps:
+            schedule_steps = max_steps
+            if schedule_steps is None and opt.epochs and not opt.follow:
+                per_step_items = opt.batch_size * opt.grad_accum
+                schedule_steps = max(1, math.ceil(stream.epoch_length() * opt.epochs
+                                                  / per_step_items))
+            warmup = opt.warmup if opt.warmup is not None else (
+                min(200, max(1, (schedule_steps or 2000) // 20)))
+            if schedule is not None:
+                warmup = schedule["warmup"]
+            schedule = {"max_steps": max_steps, "steps": schedule_steps, "warmup": warmup}
+        info["schedule"] = schedule
+        schedule_steps, warmup = schedule["steps"], schedule["warmup"]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _schedule(warmup, schedule_steps, opt.min_lr_ratio))
         scaler = torch.amp.GradScaler("cuda", enabled=cuda)
 
-        step, tokens = 0, 0
+        step, tokens, label_tokens = 0, 0, 0
         if saved is not None:
-            state = checkpoint.read_state(saved, device)
-            model.load_state_dict(state["model"], strict=not (spec["kind"] == "hf"
-                                                              and spec.get("lora")))
+            state = checkpoint.read_state(saved)
+            load_trained_state(model, spec, state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
+            if state["scaler"]:                # empty when the run was on CPU
+                scaler.load_state_dict(state["scaler"])
             stream.load_state_dict(state["stream"])
             checkpoint.set_rng_state(state["rng"])
             step, tokens = state["step"], state["tokens"]
+            label_tokens = state.get("label_tokens", 0)
             _truncate_log(self.run_dir / "metrics.jsonl", step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info["parameters"] = sum(p.numel() for p in model.parameters())
@@ -252,12 +267,12 @@ class Trainer:
         stream_state = stream.state_dict()
 
         def save() -> Path:
-            info.update(step=step, tokens=tokens)
+            info.update(step=step, tokens=tokens, label_tokens=label_tokens)
             return checkpoint.save(self.run_dir, {
                 "model": trained_state(model, spec), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "stream": stream_state, "rng": checkpoint.rng_state(),
-                "step": step, "tokens": tokens}, info)
+                "stream": stream_state, "rng": checkpoint.rng_state(cuda),
+                "step": step, "tokens": tokens, "label_tokens": label_tokens}, info)
 
         batches = (self.batch_source(stream, opt.batch_size) if self.batch_source
                    else batches_from(stream, opt.batch_size))
@@ -266,6 +281,7 @@ class Trainer:
         started = time.perf_counter()
         window_start, window_tokens = started, 0
         last_loss, stopped, saved_at, saved_step = None, False, None, -1
+        steps_here = 0
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         try:
@@ -278,8 +294,9 @@ class Trainer:
                 if micro is None:
                     break                                    # the stream ended (epochs done)
                 stream_state = micro[-1][1]
-                loss, n_tokens = self._step(model, optimizer, scaler, [b for b, _ in micro],
-                                            device, params)
+                loss, n_tokens, n_labels = self._step(model, optimizer, scaler,
+                                                      [b for b, _ in micro], device, params)
+                label_tokens += n_labels
                 scheduler.step()
                 step += 1
                 tokens += n_tokens
@@ -288,15 +305,18 @@ class Trainer:
                 now = time.perf_counter()
                 record = {"step": step, "epoch": stream.epoch, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"], "tokens": tokens,
+                          "label_tokens": label_tokens,
                           "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9)),
                           "elapsed": round(now - started, 3)}
+                steps_here += 1
                 if cuda:
                     record["scale"] = scaler.get_scale()
                     record["peak_bytes"] = torch.cuda.max_memory_allocated(device)
-                    if step == 3 and preflight is not None:
-                        record["preflight_bytes"] = preflight["total"]
+                    if steps_here == 3 and preflight is not None:
+                        # the tensors' estimate: allocator statistics hold no CUDA reserve
+                        record["preflight_bytes"] = preflight["allocated"]
                         _say(f"memory: measured peak {_gib(record['peak_bytes'])} after 3 steps, "
-                             f"estimated {_gib(preflight['total'])}")
+                             f"estimated {_gib(preflight['allocated'])}")
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if self.on_step is not None:
@@ -321,9 +341,10 @@ class Trainer:
             if stream_close:
                 stream_close()
         if stopped:
-            _say(f"stopped at step {step:,}; checkpoint in {saved_at}. Continue with --resume.")
+            where = f"checkpoint in {saved_at}" if saved_at else "no step was taken"
+            _say(f"stopped at step {step:,}; {where}. Continue with --resume.")
         return TrainResult(self.run_dir, step, tokens, time.perf_counter() - started,
-                           last_loss, stopped, saved_at, preflight)
+                           last_loss, stopped, saved_at, preflight, label_tokens)
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -373,7 +394,9 @@ class Trainer:
             self._waiting = False
         return micro or None
 
-    def _step(self, model, optimizer, scaler, micro, device, params) -> tuple[float, int]:
+    def _step(self, model, optimizer, scaler, micro, device, params
+              ) -> tuple[float, int, int]:
+        """One optimizer step; returns the mean loss, the positions and the label tokens."""
         n_labels = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
         total, positions = 0.0, 0
         cuda = device.type == "cuda"
@@ -396,7 +419,7 @@ class Trainer:
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        return total / max(n_labels, 1), positions
+        return total / max(n_labels, 1), positions, n_labels
 
     def _install_signals(self) -> dict[int, Any]:
         def handler(signum, frame):
@@ -419,6 +442,25 @@ class Trainer:
     def _restore_signals(previous: dict[int, Any]) -> None:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+# What defines a run: a resume takes these from the checkpoint, and refuses other values.
+RUN_DEFINING = ("model", "lora", "batch_size", "grad_accum", "context", "overlap", "labels",
+                "mix", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "seed",
+                "replay", "activation_checkpointing")
+
+
+def _resumed_options(saved: dict[str, Any], given: TrainOptions) -> TrainOptions:
+    """Check that a resuming run is the run it resumes: what defines it (``RUN_DEFINING``)
+    must be what the checkpoint recorded. How far and how it runs (steps, epochs, follow,
+    device, memory budget, logging) may change. ``repofeed train --resume`` fills every option
+    not given on its command line from the checkpoint, so only a deliberate change differs."""
+    differs = [f"{name} {getattr(given, name)!r} (the run has {saved[name]!r})"
+               for name in RUN_DEFINING if name in saved and getattr(given, name) != saved[name]]
+    if differs:
+        raise TrainError("--resume continues a run with its own settings; these differ: "
+                         + "; ".join(differs) + ". Start a new run in another --out instead.")
+    return given
 
 
 def _schedule(warmup: int, max_steps: int | None, min_ratio: float) -> Callable[[int], float]:
@@ -452,8 +494,13 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines of steps after the checkpoint: a resumed run logs them again."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:          # a line cut short by a crash: past the checkpoint
+            continue
     path.write_text("".join(line + "\n" for line in kept))
 
 

@@ -54,17 +54,23 @@ def build_model(spec: dict[str, Any], *, vocab_size: int, tokenizer=None) -> tor
 
         model = load_hf_model(spec["path"])
         rows = model.get_input_embeddings().weight.shape[0]
-        if tokenizer is not None:
-            check_vocabulary(model, spec["path"], tokenizer)   # refuses, or resizes
-        elif rows < vocab_size:
-            model.resize_token_embeddings(vocab_size)
+        # rows a resize adds are drawn at random: from a fixed seed, so that a LoRA checkpoint
+        # (adapters only) loads onto the same rows it trained with, whatever the run's seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            if tokenizer is not None:
+                check_vocabulary(model, spec["path"], tokenizer)   # refuses, or resizes
+            elif rows < vocab_size:
+                model.resize_token_embeddings(vocab_size)
         if spec.get("checkpointing"):
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         if spec.get("lora"):
-            # the rows added for the store's sentinels train too, or they stay near the mean
+            # the rows of the ids the store gave sentinels train too, or they keep their
+            # initial values (a model's spare rows included: many pad their vocabulary)
+            first = spec.get("new_ids_from", rows)
             model = apply_lora(model, spec["lora"],
-                               trainable_tokens=range(rows, max(rows, vocab_size)))
+                               trainable_tokens=range(first, max(first, vocab_size)))
         return model
     raise TrainError(f"unknown model kind {spec['kind']!r} in a checkpoint: it was written by a "
                      f"newer repofeed.")
@@ -78,3 +84,21 @@ def trained_state(model: torch.nn.Module, spec: dict[str, Any]) -> dict[str, tor
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         return {k: v for k, v in state.items() if k in trainable}
     return state
+
+
+def load_trained_state(model: torch.nn.Module, spec: dict[str, Any],
+                       state: dict[str, torch.Tensor]) -> None:
+    """Load what ``trained_state`` kept. For LoRA that is part of the model, so the load is not
+    strict; but every weight that trains must be in it, and nothing else may be."""
+    if not (spec["kind"] == "hf" and spec.get("lora")):
+        model.load_state_dict(state)
+        return
+    result = model.load_state_dict(state, strict=False)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - set(state))
+    if result.unexpected_keys or missing:
+        raise TrainError(
+            f"the checkpoint's adapters do not fit this model ({len(missing)} trained weight(s) "
+            f"missing, e.g. {missing[:2]}; {len(result.unexpected_keys)} unexpected, e.g. "
+            f"{result.unexpected_keys[:2]}): it was written with other versions of peft or "
+            f"transformers, or for another model.")
