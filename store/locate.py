@@ -52,16 +52,23 @@ def lock_path(store_dir: Path) -> Path:
     return store_dir.with_name(store_dir.name + ".lock")
 
 
+def train_dir(store_dir: Path) -> Path:
+    """Where ``repofeed.train`` keeps what shards of a training stream share (the epochs'
+    watermarks), beside the store directory: training never writes inside the store."""
+    return store_dir.with_name(store_dir.name + ".train")
+
+
 def own_paths(repo: pygit2.Repository, store_dir: Path) -> tuple[str, ...]:
     """What of repofeed's own files lies inside the worktree, as paths relative to it: the
-    store, its lock, and ``<git common dir>/repofeed`` (spool, state, logs). None of them is
-    ever a document or a record, whether git ignores them or not (``init --store ./DIR``)."""
+    store, its lock, training's directory beside it, and ``<git common dir>/repofeed``
+    (spool, state, logs). None of them is ever a document or a record, whether git ignores
+    them or not (``init --store ./DIR``)."""
     if not repo.workdir:
         return ()
     root = Path(repo.workdir).resolve()
     store = Path(store_dir).resolve()
     found = []
-    for path in (store, lock_path(store), repofeed_dir(repo).resolve()):
+    for path in (store, lock_path(store), train_dir(store), repofeed_dir(repo).resolve()):
         if path != root and path.is_relative_to(root):
             found.append(path.relative_to(root).as_posix())
     return tuple(found)

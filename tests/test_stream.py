@@ -356,3 +356,132 @@ def test_a_state_of_other_settings_is_refused(store_repo):
     rank1.load_state_dict(rank0.state_dict())
     with pytest.raises(ConfigError, match="belongs to shard"):
         next(iter(rank1))
+
+
+def test_ranks_crossing_a_boundary_around_a_write_share_one_watermark(store_repo):
+    ranks = [TrainStream(store_repo.path, seed=6, epochs=2, rank=r, world_size=2)
+             for r in (0, 1)]
+    its = [iter(s) for s in ranks]
+    sizes = [len(ranks[0]._plan(ranks[0]._current, (r, 2, 0, 1))[0]) for r in (0, 1)]
+    before = _dataset_bag(store_repo.path)
+    epoch0 = [[next(its[r]) for _ in range(sizes[r])] for r in (0, 1)]
+    assert _bag(epoch0[0]) + _bag(epoch0[1]) == before
+    first = next(its[0])                       # rank 0 crosses the boundary: epoch 1 starts
+    assert ranks[0].epoch == 1
+    _write_more(store_repo, 8, change="src/inventory.py")   # the daemon writes meanwhile
+    assert _dataset_bag(store_repo.path) != before
+    rest0 = [first] + list(its[0])
+    rest1 = list(its[1])                       # rank 1 crosses after the write
+    # the epoch is one watermark's items (the one rank 0 took), each exactly once
+    assert _bag(rest0) + _bag(rest1) == before
+    assert ranks[0].epoch == ranks[1].epoch == 2
+
+
+def test_a_rank_made_after_a_write_reads_rank_0s_first_watermark(store_repo):
+    before = _dataset_bag(store_repo.path)
+    rank0 = TrainStream(store_repo.path, seed=6, rank=0, world_size=2)
+    _write_more(store_repo, 9)
+    rank1 = TrainStream(store_repo.path, seed=6, rank=1, world_size=2)
+    assert _bag(rank0) + _bag(rank1) == before
+    # a single stream made now takes the store as it is
+    assert _bag(TrainStream(store_repo.path, seed=6)) == _dataset_bag(store_repo.path)
+
+
+def test_dataloader_workers_crossing_a_boundary_around_a_write_share_one_watermark(
+        store_repo):
+    settings = {"seed": 2, "mix": {"windows": 1}, "max_tokens": 256, "overlap": 0}
+
+    def items_now() -> Counter:  # a tiny epoch: few batches through the workers
+        return _bag(TrainStream(store_repo.path, **settings))
+
+    before = items_now()
+    length = sum(before.values())
+    # blocks of b draws go to the workers in turn; an odd number of blocks with a last one of
+    # at least 2 gives worker 0 at least 2 draws more than worker 1 in epoch 0, so that
+    # worker 1 crosses the boundary (and its first item of epoch 1 is consumed here) before
+    # worker 0 is even asked for its first item of epoch 1
+    block = next(b for b in range(2, length) if -(-length // b) % 2 == 1 and
+                 length - b * (-(-length // b) - 1) >= 2)
+    n1 = block * ((-(-length // block) - 1) // 2)     # worker 1's draws in epoch 0
+    stream = TrainStream(store_repo.path, epochs=2, batch_size=block, **settings)
+    loader = StatefulDataLoader(stream, batch_size=1, num_workers=2, prefetch_factor=1)
+    it = iter(loader)
+
+    def fingerprint(batch):  # kept as bytes: a tensor from a worker holds a file open
+        return _fingerprint({k: v[0] for k, v in batch.items()})
+
+    # batch j comes from worker j % 2; with one request in flight per worker, taking batch j
+    # asks for batch j + 2. Worker 1's first batch of epoch 1 is batch 2 * n1 + 1.
+    got = [fingerprint(next(it)) for _ in range(2 * n1 + 2)]
+    _write_more(store_repo, 10, change="src/inventory.py")  # before worker 0 crosses
+    assert items_now() != before
+    got += map(fingerprint, it)
+    assert len(got) == 2 * length
+    assert Counter(got) == before + before     # each epoch: one watermark, every item once
+
+
+def test_a_shared_dir_that_cannot_be_written_falls_back_with_a_warning(store_repo, tmp_path,
+                                                                        caplog):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory\n")
+    shared = blocked / "epochs"             # cannot be made, whoever runs the test
+    whole = _dataset_bag(store_repo.path)
+    with caplog.at_level("WARNING", logger="repofeed.train"):
+        single = TrainStream(store_repo.path, seed=3, epochs=2, shared_dir=shared)
+        assert _bag(single) == whole + whole  # one shard: nothing to agree on, no warning
+        assert not caplog.records
+        ranks = [TrainStream(store_repo.path, seed=3, rank=r, world_size=2, shared_dir=shared)
+                 for r in (0, 1)]
+        assert _bag(ranks[0]) + _bag(ranks[1]) == whole  # each takes its own: the same here
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and all("cannot share" in m and str(shared) in m for m in warned)
+    assert not shared.exists()
+
+
+def test_following_ranks_take_the_watermark_the_first_one_decided(store_repo):
+    before = _dataset_bag(store_repo.path)
+    ranks = [TrainStream(store_repo.path, seed=0, follow=True, replay=0.5, rank=r,
+                         world_size=2, poll_seconds=0.05) for r in (0, 1)]
+    its = [iter(s) for s in ranks]
+
+    def shard_size(r):
+        return len(ranks[r]._plan(ranks[r]._current, (r, 2, 0, 1))[0])
+
+    for r in (0, 1):
+        for _ in range(shard_size(r)):
+            next(its[r])
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(next(its[0])), daemon=True)
+    waiter.start()
+    wait_for(lambda: ranks[0].waiting, "rank 0 waiting for new data")
+    _write_more(store_repo, 11)
+    waiter.join(timeout=60)
+    assert got and ranks[0].epoch == 1
+    new = _dataset_bag(store_repo.path) - before
+    got += [next(its[0]) for _ in range(shard_size(0) - 1)]
+    _write_more(store_repo, 12)              # more data before rank 1 reaches the boundary
+    late = []                                # it takes rank 0's watermark, without waiting
+    reader = threading.Thread(target=lambda: late.append(next(its[1])), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert late and ranks[1].epoch == 1
+    late += [next(its[1]) for _ in range(shard_size(1) - 1)]
+    epoch = _bag(got) + _bag(late)
+    # epoch 1: the items new in the first write (none of the second), each once, and as
+    # many old ones
+    assert epoch & new == new and not (epoch - new) - before
+    assert sum(epoch.values()) == 2 * sum(new.values())
+
+
+def test_shared_watermarks_lie_beside_the_store_and_only_the_last_epochs_stay(store_repo):
+    whole = _dataset_bag(store_repo.path)
+    ranks = [TrainStream(store_repo.path, seed=1, epochs=3, rank=r, world_size=2)
+             for r in (0, 1)]
+    first = list(ranks[0])                    # rank 0 runs ahead through all three epochs
+    second = list(ranks[1])
+    assert _bag(first) + _bag(second) == whole + whole + whole
+    store_dir = resolve_store_dir(store_repo.path)
+    folders = list((store_dir.parent / f"{store_dir.name}.train" / "epochs").iterdir())
+    assert len(folders) == 1
+    assert sorted(p.name for p in folders[0].iterdir()) == ["epoch-1.msgpack",
+                                                            "epoch-2.msgpack"]

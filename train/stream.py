@@ -50,8 +50,9 @@ too few). Re-warming the learning rate with replay of old data matched full retr
 (arXiv 2403.08763). With no new items an epoch is a full pass, except with ``follow=True``:
 then the stream waits, polling the store every ``poll_seconds`` (one empty read transaction:
 ``Store.version()``, the id of the last write), until new items arrive; it takes the new
-watermark once the store has been quiet for one poll, so that shards waiting side by side
-take the same one. With an explicit mix
+watermark once the store has been quiet for one poll (a commit lands in more than one
+transaction). The first shard to take it decides for all: the others read it (see Sharding),
+at once if it is already published. With an explicit mix
 the fraction F holds for the item set; the mix then sets each source's draws.
 
 **State.** ``state_dict()`` is a small dict of ints, bytes and lists (msgpack/pickle-able): the
@@ -80,12 +81,28 @@ epoch and reused), keeps each worker's state with the batches it sent, and on re
 mid-epoch belongs to its shard, and loading it into another is refused; one at the start of an
 epoch (position 0) fits any shard. Ranks may differ by one block at the end of an epoch.
 
-Every shard takes each watermark itself. Epoch 0's is taken when the stream is made, and
-DataLoader workers inherit it; to share it between ranks, load rank 0's fresh
-``state_dict()`` into the others. Shards that cross a later epoch boundary while the store is
-being written may take different watermarks, and then overlap or miss items in that epoch
-(nothing detects it); a training loop with several ranks can share the state at the boundary
-the same way.
+All shards of a stream use one watermark per epoch, decided once: the first shard to need
+epoch e's publishes it in ``shared_dir``, and the others read it, so that the shards' draws
+partition one order even when they cross the boundary on either side of a write. A
+published file holds what the state holds for the epoch (the encoded watermark, and with
+replay the previous one), tagged with a key of (store path, seed, settings, world size, run)
+and the epoch; it appears whole (written to a temporary file, synced, then linked to its
+name, which only one writer can do: a losing writer reads the winner's). Publishing epoch e
+removes the files of epochs before e - 1. ``shared_dir`` defaults to ``<store>.train/epochs``
+beside the store directory (``repofeed.train`` never writes inside the store); ranks on
+several machines need a directory on a filesystem they all see. Epoch 0's watermark is taken
+when the stream is made (DataLoader workers inherit it); with ``world_size`` > 1 it is
+published too, so a rank made later, after the daemon wrote, reads the first rank's rather
+than take a newer one. The DataLoader workers of one stream share a random run id (kept in
+the state, so that a resumed run reads its own files; a resumed shard also publishes the
+epoch its state holds, for shards not there yet). Ranks are made apart and cannot share a
+random id: their key is the same for every run with the same store, seed and settings, so a
+new multi-rank run on an unchanged key reads the previous run's epoch-0 watermark if its file
+is still there (a consistent but older item set): give each run its own ``shared_dir`` (say,
+in its output directory). A single shard (one rank, no workers) shares nothing and never
+touches the directory. Where the directory cannot be written, a stream with several shards
+logs a warning and each shard takes its own watermarks, as a single one would; shards that
+cross a boundary while the store is written may then repeat or miss items in that epoch.
 
 **Lightness.** Index building is numpy-vectorised (window spans, keys, hashes, orders); items
 are read through the store's ``TokenReader``; the LMDB handle is opened lazily in each process
@@ -94,7 +111,10 @@ are read through the store's ``TokenReader``; the LMDB handle is opened lazily i
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import secrets
 import struct
 import time
 from collections.abc import Iterator
@@ -102,6 +122,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgpack
 import numpy as np
 import torch
 import xxhash
@@ -109,13 +130,15 @@ import xxhash
 from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
-from repofeed.store.locate import resolve_store_dir
+from repofeed.store.locate import resolve_store_dir, train_dir
 from repofeed.store.reader import Store, TokenReader
 from repofeed.store.schema import path_bytes
 from repofeed.store.windows import new_label_starts, window_spans
 
 STATE_VERSION = 1
+BOARD_VERSION = 1
 _U64 = np.dtype("<u8")
+log = logging.getLogger("repofeed.train")
 
 
 # -- hashing ------------------------------------------------------------------------------
@@ -297,6 +320,46 @@ class EvolutionSource(Source):
 SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (WindowSource, EvolutionSource)}
 
 
+# -- shared watermarks --------------------------------------------------------------------
+
+def _publish(path: Path, payload: bytes) -> bool:
+    """Write ``payload`` at ``path`` unless a file is there already; True if this call wrote
+    it. Readers never see a partial file: the bytes go to a temporary file, are synced, and
+    are then linked to ``path``, which fails where the name exists (one writer wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the new name survives a crash
+    finally:
+        os.close(fd)
+    return True
+
+
+def _prune(folder: Path, before: int) -> None:
+    """Remove the published watermarks of epochs before ``before`` (no shard reads them)."""
+    for path in folder.glob("epoch-*.msgpack"):
+        try:
+            if int(path.name[len("epoch-"):-len(".msgpack")]) < before:
+                path.unlink()
+        except (ValueError, OSError):
+            pass
+
+
 # -- the stream ---------------------------------------------------------------------------
 
 @dataclass
@@ -317,7 +380,9 @@ class TrainStream(torch.utils.data.IterableDataset):
 
     ``store``: a repository, a store directory, or a ``Store``. ``batch_size``: the block in
     which draws are sharded among ranks and workers (pass the DataLoader's batch size so that
-    batches do not depend on the number of workers).
+    batches do not depend on the number of workers). ``shared_dir``: where the shards publish
+    each epoch's watermark (default ``<store>.train/epochs`` beside the store directory; ranks
+    on several machines need a directory on a filesystem they share).
 
     Attributes: ``epoch`` (the epoch being read, from 0), ``position`` (items of this shard
     consumed in it), ``skipped`` (items whose content was garbage-collected, in all),
@@ -329,7 +394,8 @@ class TrainStream(torch.utils.data.IterableDataset):
                  max_tokens: int | None = None, overlap: int | None = None,
                  labels: str = "all", seed: int = 0, replay: float | None = None,
                  follow: bool = False, epochs: int | None = None, rank: int = 0,
-                 world_size: int = 1, poll_seconds: float = 2.0, batch_size: int = 1):
+                 world_size: int = 1, poll_seconds: float = 2.0, batch_size: int = 1,
+                 shared_dir: str | Path | None = None):
         super().__init__()
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
         self._store: Store | None = None
@@ -359,12 +425,21 @@ class TrainStream(torch.utils.data.IterableDataset):
         self._shard_loaded: tuple[int, ...] | None = None
         self._previous: dict[str, Watermark] | None = None
         self._current: _Epoch | None = None
-        marks = self._take()
-        if sum(map(len, marks.values())) == 0:
-            if not follow:
-                raise StoreError(self._empty_message())
-        else:
-            self._current = self._epoch_of(marks, None)
+        self.shared_dir = Path(shared_dir) if shared_dir is not None else \
+            train_dir(self.store_dir) / "epochs"
+        # one run's shards share a key: the DataLoader workers of one stream inherit its
+        # random run id (and a resume takes it from the state); ranks, made apart, share
+        # the key of their store, seed and settings
+        self._run = secrets.token_hex(8) if world_size == 1 else "ranks"
+        self._shared = True  # False once the shared directory failed us
+        self._current = self._read_agreed(0)  # ranks: another rank's first watermark
+        if self._current is None:
+            marks = self._take()
+            if sum(map(len, marks.values())) == 0:
+                if not follow:
+                    raise StoreError(self._empty_message())
+            else:
+                self._current = self._agree(0, self._epoch_of(marks, None))
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -410,6 +485,82 @@ class TrainStream(torch.utils.data.IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.rank, self.world_size, worker, workers
 
+    # -- one watermark per epoch for all shards -------------------------------------------
+
+    def _coordinated(self) -> bool:
+        """Whether this stream has other shards to agree with (and a place to do it)."""
+        _, world, _, workers = self._shard()
+        return self._shared and world * workers > 1
+
+    def _board(self) -> tuple[Path, str]:
+        """The folder of this stream's published watermarks, and its key."""
+        ident = msgpack.packb([str(self.store_dir), self.seed, self._settings(),
+                               self.world_size, self._run])
+        key = xxhash.xxh3_128_hexdigest(ident)
+        return self.shared_dir / key, key
+
+    def _give_up_sharing(self, exc: OSError) -> None:
+        self._shared = False
+        log.warning("cannot share the training stream's watermarks in %s (%s): each shard "
+                    "takes its own, so ranks or DataLoader workers that cross an epoch "
+                    "boundary while the store is written may repeat or miss items in that "
+                    "epoch; pass shared_dir= a writable directory", self.shared_dir, exc)
+
+    def _read_agreed(self, epoch: int) -> _Epoch | None:
+        """The watermark another shard published for ``epoch``, if there is one."""
+        if not self._coordinated():
+            return None
+        folder, key = self._board()
+        path = folder / f"epoch-{epoch}.msgpack"
+        try:
+            data = msgpack.unpackb(path.read_bytes(), strict_map_key=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._give_up_sharing(exc)
+            return None
+        except (ValueError, msgpack.ExtraData) as exc:
+            raise ConfigError(f"the shared watermark {path} is damaged ({exc}): delete it "
+                              f"and restart the stream's shards") from None
+        if not isinstance(data, dict) or data.get("key") != key or \
+                data.get("epoch") != epoch or data.get("version") != BOARD_VERSION:
+            raise ConfigError(f"{path} is not this stream's watermark of epoch {epoch}: "
+                              f"delete it, or pass another shared_dir")
+
+        def rebuild(encoded):
+            return None if encoded is None else {
+                name: self.sources[name].rebuild(_decode(blob, self.sources[name].columns))
+                for name, blob in encoded.items()}
+
+        return _Epoch(rebuild(data["watermark"]), rebuild(data["previous"]),
+                      data["watermark"], data["previous"])
+
+    def _agree(self, epoch: int, ep: _Epoch) -> _Epoch:
+        """Publish ``ep`` as the watermark of ``epoch`` unless a shard was first; return the
+        one published (``ep`` where there is nothing to agree with, or no place to)."""
+        if not self._coordinated():
+            return ep
+        folder, key = self._board()
+        payload = msgpack.packb({"version": BOARD_VERSION, "key": key, "epoch": epoch,
+                                 "seed": self.seed, "settings": self._settings(),
+                                 "world_size": self.world_size, "watermark": ep.encoded,
+                                 "previous": ep.encoded_previous})
+        try:
+            won = _publish(folder / f"epoch-{epoch}.msgpack", payload)
+        except OSError as exc:
+            self._give_up_sharing(exc)
+            return ep
+        if won:
+            _prune(folder, epoch - 1)  # shards may lag by one epoch: keep epochs e-1 and e
+            return ep
+        return self._read_agreed(epoch) or ep
+
+    def _published(self) -> bool:
+        """Whether a shard published the watermark of the epoch about to start."""
+        if not self._coordinated():
+            return False
+        return (self._board()[0] / f"epoch-{self.epoch}.msgpack").exists()
+
     # -- watermarks -----------------------------------------------------------------------
 
     def _take(self) -> dict[str, Watermark]:
@@ -435,17 +586,22 @@ class TrainStream(torch.utils.data.IterableDataset):
         return out
 
     def _next_epoch(self) -> _Epoch:
-        """The watermark of the epoch about to start, waiting for data where asked to."""
+        """The watermark of the epoch about to start: the one another shard published, or
+        one taken now (and published), waiting for data where asked to."""
         previous = self._previous if self.replay is not None else None
         seen = self.store.version()
         while True:
-            marks = self._take()
-            total = sum(map(len, marks.values()))
-            if total and not (self.follow and previous is not None and
-                              not any(n.any() for n in self._new_items(marks, previous).values())):
+            ep = self._read_agreed(self.epoch)
+            if ep is None:
+                marks = self._take()
+                total = sum(map(len, marks.values()))
+                if total and not (self.follow and previous is not None and not any(
+                        n.any() for n in self._new_items(marks, previous).values())):
+                    ep = self._agree(self.epoch, self._epoch_of(marks, previous))
+            if ep is not None:
                 if self._reader is not None:
                     self._reader.renew()  # the index may name arrays newer than the snapshot
-                return self._epoch_of(marks, previous)
+                return ep
             if not self.follow:
                 raise StoreError(self._empty_message())
             self.waiting = True
@@ -457,14 +613,17 @@ class TrainStream(torch.utils.data.IterableDataset):
     def _settled(self, seen: int) -> int:
         """Wait until the store's version differs from ``seen`` and then stays the same for
         one poll: the writer is done with its burst (a commit lands in more than one
-        transaction), so shards waiting side by side take the same watermark."""
+        transaction). Returns at once when another shard published the epoch's watermark:
+        the first to decide decides for all."""
         store = self.store
         while store.version() == seen:  # wait, cheaply, for the writer
+            if self._published():
+                return seen
             time.sleep(self.poll_seconds)
         while True:
             current = store.version()
             time.sleep(self.poll_seconds)
-            if store.version() == current:
+            if self._published() or store.version() == current:
                 return current
 
     # -- the order ------------------------------------------------------------------------
@@ -603,7 +762,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         return {"version": STATE_VERSION, "seed": self.seed, "epoch": self.epoch,
                 "position": self.position, "skipped": self.skipped,
                 "shard": list(self._shard()), "settings": self._settings(),
-                "watermark": watermark, "previous": previous}
+                "run": self._run, "watermark": watermark, "previous": previous}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
@@ -619,6 +778,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.seed = int(state["seed"])
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.skipped = int(state["skipped"])
+        self._run = str(state.get("run", self._run))  # the run's shared watermarks
         self._shard_loaded = tuple(state["shard"]) if self.position else None
         previous = None
         if state["previous"] is not None:
@@ -632,6 +792,7 @@ class TrainStream(torch.utils.data.IterableDataset):
                  for name, blob in state["watermark"].items()}
         self._previous = None
         self._current = _Epoch(marks, previous, state["watermark"], state["previous"])
+        self._agree(self.epoch, self._current)  # for shards that have not reached it yet
 
 
 def _check_mix(mix: dict[str, float] | None) -> dict[str, float] | None:
