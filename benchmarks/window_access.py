@@ -33,28 +33,17 @@ from synthetic_repo import make_repo
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
+from repofeed.store.datasets import pad_item
 
-IGNORE_INDEX = -100
 GOAL_RATIO = 0.7
 GOAL_RATE = 50_000
 MIN_WINDOWS = 5_000
 
 
 def window_item(ids: np.ndarray, length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """The dataset's item from a window's int64 tokens: padded, masked, labels -100 on pads."""
-    n = len(ids)
-    if n == length:
-        input_ids = torch.from_numpy(ids)
-        return {"input_ids": input_ids, "attention_mask": torch.ones(length, dtype=torch.long),
-                "labels": input_ids.clone()}
-    padded = np.full(length, pad_id, dtype=np.int64)
-    padded[:n] = ids
-    mask = np.zeros(length, dtype=np.int64)
-    mask[:n] = 1
-    labels = np.full(length, IGNORE_INDEX, dtype=np.int64)
-    labels[:n] = ids
-    return {"input_ids": torch.from_numpy(padded), "attention_mask": torch.from_numpy(mask),
-            "labels": torch.from_numpy(labels)}
+    """The dataset's item from a window's int64 tokens: padded, masked, labels -100 on pads
+    (the datasets' own item maker, so both readers hand out the same thing)."""
+    return pad_item(ids, None, length, pad_id)
 
 
 class MemmapWindows:

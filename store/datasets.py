@@ -26,7 +26,7 @@ import torch
 
 from .evolution import View, plan_views
 from .locate import resolve_store_dir
-from .reader import Store, TokenReader
+from .reader import ProcessLocalStore
 from .windows import new_label_starts, window_spans
 
 IGNORE_INDEX = -100
@@ -84,36 +84,17 @@ def record_item(read, rec: dict[str, Any], view: View, special: tuple[int, int, 
     return pad_item(ids, mask, length, pad_id)
 
 
-class _StoreDataset(torch.utils.data.Dataset):
+class _StoreDataset(ProcessLocalStore, torch.utils.data.Dataset):
     def __init__(self, path: str | Path | None, max_tokens: int | None):
         if max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens < 16):
             raise ValueError(f"max_tokens must be at least 16, got {max_tokens!r} "
                              f"(None takes the store's own)")
         self.store_dir = resolve_store_dir(path)
-        self._store: Store | None = None
-        self._reader: TokenReader | None = None
+        self._no_handles()
         store = self.store
         self.max_tokens = max_tokens or store.config.max_tokens
         self.tokenizer = store.tokenizer
         self.pad_id = self.tokenizer.pad_id
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.store_dir)
-        return self._store
-
-    @property
-    def _tokens(self) -> TokenReader:
-        if self._reader is None:
-            self._reader = self.store.token_reader()
-        return self._reader
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_store"] = None  # an LMDB handle never crosses a process boundary
-        state["_reader"] = None
-        return state
 
     def _check(self, index: int) -> None:
         if not 0 <= index < self.__len__():
@@ -143,14 +124,6 @@ class _StoreDataset(torch.utils.data.Dataset):
     def _item(self, ids: np.ndarray, label_mask: np.ndarray | None = None
               ) -> dict[str, torch.Tensor]:
         return pad_item(ids, label_mask, self.max_tokens, self.pad_id)
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 class WindowDataset(_StoreDataset):

@@ -330,6 +330,48 @@ class Store:
         }
 
 
+class ProcessLocalStore:
+    """A ``Store`` and ``TokenReader`` opened lazily, in each process on its own.
+
+    The datasets and the training stream read through it. Pickling (a ``DataLoader`` worker's
+    copy) drops both handles — an LMDB handle never crosses a process boundary — so every
+    process opens its own on first use. Subclasses set ``store_dir`` and call ``_no_handles()``
+    in ``__init__``.
+    """
+
+    store_dir: Path
+
+    def _no_handles(self) -> None:
+        self._store: Store | None = None
+        self._reader: TokenReader | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_dir)
+        return self._store
+
+    @property
+    def _tokens(self) -> TokenReader:
+        if self._reader is None:
+            self._reader = self.store.token_reader()
+        return self._reader
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None
+        state["_reader"] = None
+        return state
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
 def _commit_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: entry[k] for k in ("parent", "message", "n_msg", "author", "timestamp",
                                   "superseded")}

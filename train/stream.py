@@ -131,7 +131,7 @@ from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
 from repofeed.store.locate import resolve_store_dir, train_dir
-from repofeed.store.reader import Store, TokenReader
+from repofeed.store.reader import ProcessLocalStore, Store
 from repofeed.store.schema import path_bytes
 from repofeed.store.windows import new_label_starts, window_spans
 
@@ -375,7 +375,7 @@ class _Epoch:
     plans: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-class TrainStream(torch.utils.data.IterableDataset):
+class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
     """Training items over a live store: see the module's docstring for the semantics.
 
     ``store``: a repository, a store directory, or a ``Store``. ``batch_size``: the block in
@@ -398,8 +398,7 @@ class TrainStream(torch.utils.data.IterableDataset):
                  shared_dir: str | Path | None = None):
         super().__init__()
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
-        self._store: Store | None = None
-        self._reader: TokenReader | None = None
+        self._no_handles()
         self.mix = _check_mix(mix)
         self.sources = {name: SOURCES[name](self) for name in
                         (SOURCES if self.mix is None else self.mix)}
@@ -442,32 +441,6 @@ class TrainStream(torch.utils.data.IterableDataset):
                 self._current = self._agree(0, self._epoch_of(marks, None))
 
     # -- plumbing -------------------------------------------------------------------------
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.store_dir)
-        return self._store
-
-    @property
-    def _tokens(self) -> TokenReader:
-        if self._reader is None:
-            self._reader = self.store.token_reader()
-        return self._reader
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_store"] = None  # an LMDB handle never crosses a process boundary
-        state["_reader"] = None
-        return state
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
     def _empty_message(self) -> str:
         return (f"the store at {self.store_dir} holds no training items for "
