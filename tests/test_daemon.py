@@ -198,8 +198,10 @@ def test_kill_9_while_commits_stream_in_loses_nothing(make_repo, tmp_path):
     stop = threading.Event()
 
     def stream() -> None:
+        # until the three rounds are done: the daemon takes ~50 commits per update, so a
+        # small cap could end the stream before the last round saw its updates
         n = 0
-        while not stop.is_set() and n < 600:
+        while not stop.is_set() and n < 5000:
             repo.commit(f"Stream {n}", {f"stream/s{n % 7}.py": f"S = {n}\n"})
             n += 1
 
