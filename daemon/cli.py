@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -326,6 +327,55 @@ def status(
               highlight=False)
 
 
+config_app = typer.Typer(help="The configuration a store is made with, and where each value "
+                                "comes from.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The effective configuration (defaults → repofeed.toml or [tool.repofeed] → REPOFEED_*
+    variables) and where each value came from; beside it, what the store was made with."""
+    from repofeed.store.config import resolve_config
+    from repofeed.store.locate import open_repository, store_dir_of
+    from repofeed.store.reader import Store
+
+    git = open_repository(repo)
+    cfg, where = resolve_config(Path(git.workdir) if git.workdir else None)
+    effective = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
+    store_dir = store_dir_of(git)
+    stored = None
+    if (store_dir / "data.mdb").is_file():
+        with Store(store_dir) as store:
+            stored = {k: v for k, v in store.config.to_dict().items() if k != "extra"}
+    if as_json:
+        print(json.dumps({"effective": effective, "source": where, "store": stored,
+                          "store_path": str(store_dir) if stored is not None else None},
+                         indent=2))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("key", "value", "from") + (("store",) if stored is not None else ()):
+        table.add_column(column, overflow="fold")
+    root = f"{git.workdir.rstrip('/')}/" if git.workdir else None
+    for key, value in effective.items():
+        source = where.get(key, "default")
+        if root and source.startswith(root):
+            source = source[len(root):]            # repofeed.toml:3, at the repository's root
+        row = [f"[bold]{key}", escape(str(value)), escape(source)]
+        if stored is not None:
+            kept = stored.get(key)
+            row.append("" if kept == value else f"[yellow]{escape(str(kept))}")
+        table.add_row(*row)
+    out.print(table)
+    if stored is not None and any(stored.get(k) != v for k, v in effective.items()):
+        out.print(f"The store at {store_dir} was made with the values in the store column; "
+                  f"`repofeed init --force` makes it anew with the effective ones.",
+                  highlight=False)
+
+
 service_app = typer.Typer(help="Run the daemon as a systemd user service, one per repository.",
                           no_args_is_help=True)
 app.add_typer(service_app, name="service")
@@ -488,7 +538,7 @@ def main() -> None:
     try:
         app()
     except RepofeedError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 

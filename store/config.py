@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,45 +98,94 @@ def _coerce(name: str, raw: Any, kind: type, source: str = "") -> Any:
     raise ConfigError(f"config key {name!r}{source} must be {kind.__name__}, got {raw!r}")
 
 
-def _file_settings(repo_root: Path) -> dict[str, Any]:
+_KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+_TABLE_LINE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+
+
+def _key_lines(text: str, table: str | None) -> dict[str, int]:
+    """The line (1-based) of each key of ``table`` (None: the top level) in TOML text, so that
+    an error can say where a bad setting is."""
+    lines, current = {}, None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _TABLE_LINE.match(line)
+        if header:
+            current = header.group(1).replace(" ", "")
+            continue
+        key = _KEY_LINE.match(line)
+        if key and current == table:
+            lines.setdefault(key.group(1).replace("-", "_"), number)
+    return lines
+
+
+@dataclass
+class _Layer:
+    values: dict[str, Any]
+    where: dict[str, str]       # key -> where its value was set, as a user would look for it
+
+
+def _file_layer(repo_root: Path) -> _Layer:
     own = repo_root / "repofeed.toml"
     if own.is_file():
+        text = own.read_text("utf-8")
         try:
-            return tomllib.loads(own.read_text("utf-8"))
+            values = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{own} is not valid TOML: {exc}") from exc
+        lines = _key_lines(text, None)
+        return _Layer(values, {k.replace("-", "_"): f"{own}:{lines.get(k.replace('-', '_'), 1)}"
+                               for k in values})
     pyproject = repo_root / "pyproject.toml"
     if pyproject.is_file():
+        text = pyproject.read_text("utf-8")
         try:
-            return tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("repofeed", {})
+            values = tomllib.loads(text).get("tool", {}).get("repofeed", {})
         except tomllib.TOMLDecodeError:
-            return {}  # someone else's broken pyproject is not our error to raise
-    return {}
+            return _Layer({}, {})  # someone else's broken pyproject is not our error to raise
+        lines = _key_lines(text, "tool.repofeed")
+        return _Layer(values, {
+            k.replace("-", "_"): f"{pyproject}:{lines.get(k.replace('-', '_'), 1)} "
+                                 f"[tool.repofeed]" for k in values})
+    return _Layer({}, {})
+
+
+def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[str, str]]:
+    """The configuration for a repository, later sources overriding earlier ones, and for each
+    key where its value came from: ``default``, a file and line (``repofeed.toml:3``), an
+    environment variable (``REPOFEED_MAX_TOKENS``) or ``flag``. Errors name the place."""
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    kinds = {"int": int, "bool": bool, "str | None": str}
+    known = sorted(k for k in types if k != "extra")
+    values: dict[str, Any] = {}
+    where = {key: "default" for key in known}
+    env_keys = {k[len(ENV_PREFIX):].lower(): k for k in os.environ if k.startswith(ENV_PREFIX)}
+    layers = [
+        _file_layer(repo_root) if repo_root else _Layer({}, {}),
+        _Layer({key: os.environ[name] for key, name in env_keys.items() if key in types},
+               {key: name for key, name in env_keys.items() if key in types}),
+    ]
+    for layer in layers:
+        for key, raw in layer.values.items():
+            key = key.replace("-", "_")
+            place = layer.where.get(key, "")
+            if key not in types or key == "extra":
+                raise ConfigError(f"{place}: unknown config key {key!r}; known keys: "
+                                  + ", ".join(known))
+            values[key] = _coerce(key, raw, kinds[str(types[key])], f" (from {place})")
+            where[key] = place
+    for key, value in flags.items():
+        if value is not None:
+            values[key] = value
+            where[key] = "flag"
+    try:
+        return Config(**values).validate(), where
+    except ConfigError as exc:
+        placed = [f"{k} set in {where[k]}" for k in known
+                  if re.search(rf"\b{k}\b", str(exc)) and where.get(k, "default") != "default"]
+        if not placed:
+            raise
+        raise ConfigError(f"{exc} ({'; '.join(placed)})") from None
 
 
 def load_config(repo_root: Path | None, **flags: Any) -> Config:
     """Resolve the configuration for a repository, later sources overriding earlier ones."""
-    types = {f.name: f.type for f in dataclasses.fields(Config)}
-    kinds = {"int": int, "bool": bool, "str | None": str}
-    values: dict[str, Any] = {}
-    layers = [_file_settings(repo_root) if repo_root else {}]
-    layers.append(
-        {
-            k[len(ENV_PREFIX):].lower(): v
-            for k, v in os.environ.items()
-            if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() in types
-        }
-    )
-    for layer in layers:
-        for key, raw in layer.items():
-            key = key.replace("-", "_")
-            if key not in types or key == "extra":
-                raise ConfigError(
-                    f"unknown config key {key!r}; known keys: "
-                    + ", ".join(sorted(k for k in types if k != "extra"))
-                )
-            source = (f" (from {ENV_PREFIX}{key.upper()})" if layer is layers[-1] else
-                      " (from repofeed.toml or [tool.repofeed] in pyproject.toml)")
-            values[key] = _coerce(key, raw, kinds[str(types[key])], source)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return Config(**values).validate()
+    return resolve_config(repo_root, **flags)[0]
