@@ -200,7 +200,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     from repofeed.store.reader import Store
 
     from .checkpoint import load_model
-    from .evaluate import evaluate
+    from .evaluate import evaluate, held_out
     from .loop import Trainer
 
     unknown = [c for c in configs if c not in CONFIGS]
@@ -217,6 +217,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     with Store(store) as opened:
         tokenizer = opened.tokenizer
     eval_context = min(CONFIGS[c].context for c in configs)
+    held = held_out(git, cut, store_dir=store)     # read and tokenized once, for every run
     report = AblationReport(str(repo), cut.cut, holdout, since, asdict(scale), eval_context)
     for seed in range(seeds):
         for name in configs:
@@ -244,7 +245,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                 model, _ = load_model(run_dir, device=options.device)
                 scored = evaluate(model, tokenizer, git, cut, context=eval_context,
                                   limit_bytes=scale.eval_max_bytes, device=options.device,
-                                  store_dir=store)
+                                  held=held)
                 result = RunResult(name, seed, bits_per_byte(scored), round(train_seconds, 2),
                                    round(time.perf_counter() - started, 2), trained.steps,
                                    trained.tokens, trained.last_loss, trained.label_tokens,

@@ -345,15 +345,43 @@ def score_items(model: torch.nn.Module, items: Sequence[Item], *, context: int, 
     return list(zip(tokens, nats))
 
 
+@dataclass
+class HeldOut:
+    """A cut's held-out texts, read from git once, and their scored items, made once per
+    (tokenizer, context, limits)."""
+
+    texts: dict[str, list[_Text]]
+    skips: dict[str, dict[str, int]]
+    _items: dict[tuple, list[Item]] = field(default_factory=dict)
+
+    def items(self, part: str, tokenizer, context: int, limit_bytes: int | None,
+              max_files: int | None) -> list[Item]:
+        key = (part, getattr(tokenizer, "id", id(tokenizer)), context, limit_bytes, max_files)
+        if key not in self._items:
+            chosen = select(self.texts[part], limit_bytes, max_files)
+            self._items[key] = [make_item(t, tokenizer, context) for t in chosen]
+        return self._items[key]
+
+
+def held_out(repo: pygit2.Repository, cut: Cut, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+             store_dir: str | Path | None = None) -> HeldOut:
+    """What ``evaluate`` scores for ``cut``, read once (see ``HeldOut``)."""
+    own = own_paths(repo, Path(store_dir)) if store_dir is not None else ()
+    files, records, file_skips, record_skips = _held_out_texts(repo, cut, max_file_bytes, own)
+    return HeldOut({"files": files, "records": records},
+                   {"files": file_skips, "records": record_skips})
+
+
 def evaluate(model: torch.nn.Module, tokenizer, repo: pygit2.Repository | str | Path | None,
              cut: Cut, *, context: int | None = None, stride: int | None = None,
              batch_size: int = 8, device: str | torch.device | None = None,
              limit_bytes: int | None = None, max_files: int | None = None,
              max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, parts: Iterable[str] = PARTS,
-             store_dir: str | Path | None = None) -> EvalReport:
+             store_dir: str | Path | None = None, held: HeldOut | None = None) -> EvalReport:
     """Score the held-out text of ``cut`` (see the module's text). ``context`` defaults to
     the model's, ``stride`` to half of it; ``store_dir`` only keeps the store's own files
-    (a store inside the worktree) out."""
+    (a store inside the worktree) out. ``held`` (from ``held_out``) reuses texts read, and
+    items tokenized, for an earlier model: an ablation scores many on the same split."""
     git = repo if isinstance(repo, pygit2.Repository) else open_repository(repo)
     parts = tuple(parts)
     unknown = [p for p in parts if p not in PARTS]
@@ -367,15 +395,13 @@ def evaluate(model: torch.nn.Module, tokenizer, repo: pygit2.Repository | str | 
     for name, value in (("limit_bytes", limit_bytes), ("max_files", max_files)):
         if value is not None and (isinstance(value, bool) or value < 1):
             raise EvalError(f"{name} must be a positive number (got {value!r})")
-    own = own_paths(git, Path(store_dir)) if store_dir is not None else ()
-    files, records, file_skips, record_skips = _held_out_texts(git, cut, max_file_bytes, own)
-    found = {"files": (files, file_skips), "records": (records, record_skips)}
+    if held is None:
+        held = held_out(git, cut, max_file_bytes=max_file_bytes, store_dir=store_dir)
     results: dict[str, PartResult] = {}
     notes: list[str] = []
     for part in parts:
-        texts, skips = found[part]
-        chosen = select(texts, limit_bytes, max_files)
-        items = [make_item(t, tokenizer, context) for t in chosen]
+        texts, skips = held.texts[part], held.skips[part]
+        items = held.items(part, tokenizer, context, limit_bytes, max_files)
         scores = score_items(model, items, context=context, stride=stride,
                              batch_size=batch_size, pad_id=tokenizer.pad_id, device=device,
                              vocab_size=tokenizer.vocab_size)

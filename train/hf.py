@@ -36,13 +36,16 @@ def _require(module: str) -> Any:
 def load_hf_model(path: str | Path, *, lora_rank: int | None = None,
                   lora_alpha: int | None = None, lora_dropout: float = 0.0,
                   target_modules: str | list[str] = "all-linear",
-                  store_tokenizer: Any = None) -> Any:
+                  store_tokenizer: Any = None, vocab_size: int | None = None,
+                  new_ids_from: int | None = None, checkpointing: bool = False) -> Any:
     """A causal LM from a ``save_pretrained`` directory, in fp32 (the training loop's master
     weights; autocast makes the fp16 copies on CUDA), attention through PyTorch SDPA where the
     architecture supports it.
 
     With ``store_tokenizer`` the model is checked against it first (:func:`check_vocabulary`),
-    its embeddings resized for the store's extra sentinel ids. With ``lora_rank`` the model is
+    its embeddings resized for the store's extra sentinel ids; reloading a trained model
+    without it, ``vocab_size`` and ``new_ids_from`` (the tokenizer's size) give the same
+    shapes. ``checkpointing`` turns on activation checkpointing. With ``lora_rank`` the model is
     then wrapped by peft: LoRA adapters of that rank (alpha twice the rank, the usual scaling)
     on every linear layer but the output head ("all-linear"), and only the adapters train,
     plus the embedding rows of those new sentinel ids, which would otherwise keep their
@@ -75,12 +78,28 @@ def load_hf_model(path: str | Path, *, lora_rank: int | None = None,
             model = transformers.AutoModelForCausalLM.from_pretrained(path, **options)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model in {path}: {_first_line(exc)}") from exc
-    new_ids: Sequence[int] = ()
-    if store_tokenizer is not None:
-        new_ids = check_vocabulary(model, path, store_tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0]
+    # rows a resize adds are drawn at random: from a fixed seed, so that a LoRA checkpoint
+    # (adapters only) loads onto the same rows it trained with, whatever the run's seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if store_tokenizer is not None:
+            check_vocabulary(model, path, store_tokenizer)   # refuses, or resizes
+        elif vocab_size is not None and rows < vocab_size:
+            model.resize_token_embeddings(vocab_size)        # a checkpoint's model, again
+    if checkpointing:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora_rank:
+        # the ids the store gave sentinels train too, from the end of the tokenizer's
+        # vocabulary (a model's spare rows included: many pad their vocabulary)
+        total = store_tokenizer.vocab_size if store_tokenizer is not None else (
+            vocab_size or rows)
+        first = store_tokenizer.base_size if store_tokenizer is not None else (
+            rows if new_ids_from is None else new_ids_from)
         model = apply_lora(model, lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                           target_modules=target_modules, trainable_tokens=new_ids)
+                           target_modules=target_modules,
+                           trainable_tokens=range(first, max(first, total)))
     return model
 
 

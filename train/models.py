@@ -50,28 +50,11 @@ def build_model(spec: dict[str, Any], *, vocab_size: int, tokenizer=None) -> tor
 
         return GPT(GPTConfig.from_dict(spec["config"]))
     if spec["kind"] == "hf":
-        from .hf import apply_lora, check_vocabulary, load_hf_model
+        from .hf import load_hf_model
 
-        model = load_hf_model(spec["path"])
-        rows = model.get_input_embeddings().weight.shape[0]
-        # rows a resize adds are drawn at random: from a fixed seed, so that a LoRA checkpoint
-        # (adapters only) loads onto the same rows it trained with, whatever the run's seed
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            if tokenizer is not None:
-                check_vocabulary(model, spec["path"], tokenizer)   # refuses, or resizes
-            elif rows < vocab_size:
-                model.resize_token_embeddings(vocab_size)
-        if spec.get("checkpointing"):
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-        if spec.get("lora"):
-            # the rows of the ids the store gave sentinels train too, or they keep their
-            # initial values (a model's spare rows included: many pad their vocabulary)
-            first = spec.get("new_ids_from", rows)
-            model = apply_lora(model, spec["lora"],
-                               trainable_tokens=range(first, max(first, vocab_size)))
-        return model
+        return load_hf_model(spec["path"], lora_rank=spec.get("lora"), store_tokenizer=tokenizer,
+                             vocab_size=vocab_size, new_ids_from=spec.get("new_ids_from"),
+                             checkpointing=bool(spec.get("checkpointing")))
     raise TrainError(f"unknown model kind {spec['kind']!r} in a checkpoint: it was written by a "
                      f"newer repofeed.")
 
