@@ -8,7 +8,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -182,12 +182,21 @@ def stats(
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     for key, value in data.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:,}" for k, v in value.items()) or "—"
-        elif isinstance(value, int):
-            value = f"{value:,}"
-        table.add_row(f"[bold]{key}", str(value))
+        table.add_row(f"[bold]{key}", escape(_stat_text(key, value)))
     out.print(table)
+
+
+def _stat_text(key: str, value: Any) -> str:
+    """One line of `repofeed stats`: counts with separators, a dict as "name count, …"."""
+    if key == "weight_classes":
+        return ", ".join(f"{cls} {entry['items']:,} ({entry['share']:.0%} of draws)"
+                         for cls, entry in value.items()) or "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
+                         for k, v in value.items()) or "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 @app.command("gc")
@@ -466,25 +475,35 @@ def _configure_logging(verbose: bool) -> None:
 class ShowKind(StrEnum):
     window = "window"
     record = "record"
+    path = "path"
 
 
 # ``ignore_unknown_options``: ``-1`` reaches NUMBER as an argument (and gets a clear "there
 # is no window -1") instead of click's "No such option: -1".
 @app.command(context_settings={"ignore_unknown_options": True})
 def show(
-    kind: Annotated[ShowKind, typer.Argument(help="window or record")],
-    number: Annotated[int, typer.Argument(
+    kind: Annotated[ShowKind, typer.Argument(help="window, record or path")],
+    which: Annotated[str, typer.Argument(
+        metavar="N|PATH",
         help="A window's index, from 0, in WindowDataset's order; a record's sequence number "
              "in the store, from 0, in the order records were written (superseded ones "
-             "included and marked).")],
+             "included and marked); for `path`, a file's path in the repository.")],
     repo: RepoArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Print one window or evolution record, decoded, with where it comes from."""
+    """Print one window or evolution record, decoded, with where it comes from; or how a
+    path is sampled: its weight and what set it, or why it is left out."""
     from repofeed.store import open_store
     from repofeed.store.errors import StoreError
     from repofeed.store.schema import K_COMMITS_DONE, K_HEAD
 
+    if kind is ShowKind.path:
+        _show_path(which, repo, as_json)
+        return
+    try:
+        number = int(which)
+    except ValueError:
+        raise StoreError(f"{kind.value}s are numbered: give a number, not {which!r}") from None
     if number < 0:
         raise StoreError(f"there is no {kind.value} {number}: {kind.value}s are numbered from 0 "
                          f"(`repofeed stats` says how many the store holds).")
@@ -518,6 +537,29 @@ def show(
     out.print(header, style="bold", highlight=False, markup=False)
     sys.stdout.flush()
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+def _show_path(path: str, repo: str | None, as_json: bool) -> None:
+    from repofeed.store import open_store
+    from repofeed.store.policy import Policy
+
+    with open_store(repo) as store:
+        rel = path.replace(os.sep, "/")
+        found = Policy.for_store(store).explain(store, rel[2:] if rel.startswith("./") else rel)
+    if as_json:
+        print(json.dumps(found, indent=2, default=str))
+        return
+    out.print(f"{_shown(found['path'])}: {found['why']}", style="bold", highlight=False,
+              markup=False)
+    if not found["in_store"]:
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key in ("class", "language", "n_tokens", "attrs", "cluster", "cluster_members",
+                "complexity", "stats"):
+        value = found.get(key)
+        if value:
+            table.add_row(f"[bold]{key}", escape(_stat_text(key, value)))
+    out.print(table)
 
 
 # Training verbs live with the training room; their module imports no torch until they run.

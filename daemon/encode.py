@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from repofeed.store.facts import facts_of
+from repofeed.store.languages import detect_language
 from repofeed.store.schema import content_key_of
 from repofeed.store.writer import StoreWriter
 
@@ -33,6 +35,7 @@ class TextBatch:
         self.texts: dict[bytes, str] = {}
         # edited text -> (the text it was edited from, git's line hunks between them)
         self.bases: dict[bytes, tuple[bytes, list[tuple[int, int, int, int]]]] = {}
+        self.languages: dict[bytes, str] = {}  # file texts' languages, for their facts
         self.bytes = 0
 
     def add(self, changes: CommitChanges) -> None:
@@ -42,10 +45,14 @@ class TextBatch:
             changes.message_key = self._key(message_of(changes.commit))
         for f in changes.files:
             f.before_key = self._key(f.before) if f.before is not None else None
+            if f.before_key is not None:
+                self.languages.setdefault(
+                    f.before_key, detect_language(f.old_path or f.path, f.before))
             if f.after is None:
                 continue
             first_seen = len(self.texts)
             f.after_key = self._key(f.after)
+            self.languages.setdefault(f.after_key, detect_language(f.path, f.after))
             # A text first met as the result of this edit is encoded from its base, which
             # then comes earlier in the batch's order.
             if f.before_key is not None and f.hunks and len(self.texts) > first_seen:
@@ -67,9 +74,17 @@ class Encoder:
         self.writer = writer
         self.tok = writer.tokenizer
         self.heartbeat: Callable[[], None] = no_heartbeat
+        self.parse_timeout_ms = writer.config.parse_timeout_ms
+        # facts of the texts encoded (by content hash), taken by whoever writes their arrays
+        self.facts: dict[bytes, dict] = {}
+
+    def take_facts(self, keys) -> dict[bytes, dict]:
+        """The facts measured for ``keys`` (those that have any), handed over once."""
+        return {k: self.facts.pop(k) for k in keys if k in self.facts}
 
     def encode_missing(self, texts: dict[bytes, str],
-                       bases: dict[bytes, tuple[bytes, list]] | None = None
+                       bases: dict[bytes, tuple[bytes, list]] | None = None,
+                       languages: dict[bytes, str] | None = None
                        ) -> dict[bytes, np.ndarray]:
         """Token ids of the texts the store lacks.
 
@@ -77,10 +92,17 @@ class Encoder:
         (``Tokenizer.plan_edit``). Everything the tokenizer must see — whole texts and the
         edited spans — goes to it in one multi-threaded call per wave; a wave handles the
         edits whose base is known, so an edit of a text new in this batch waits one wave.
+        A text with a language in ``languages`` (a file's, not a message's) also gets its
+        facts measured (``store/facts.py``), kept in ``facts`` for the writer.
         """
         bases = bases or {}
         absent = self.writer.missing_arrays(texts)
         pending = [k for k in texts if k in absent]
+        for key in pending:
+            language = (languages or {}).get(key)
+            if language is not None and key not in self.facts:
+                self.facts[key] = facts_of(texts[key], language, self.parse_timeout_ms)
+                self.heartbeat()
         fresh: dict[bytes, np.ndarray] = {}
         while pending:
             whole: list[bytes] = []

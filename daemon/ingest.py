@@ -142,9 +142,11 @@ class Syncer:
     def heartbeat(self) -> Callable[[], None]:
         return self.encoder.heartbeat
 
-    def encode_missing(self, texts: dict[bytes, str]) -> dict[bytes, np.ndarray]:
-        """Token ids of the texts the store lacks (``Encoder.encode_missing``)."""
-        return self.encoder.encode_missing(texts)
+    def encode_missing(self, texts: dict[bytes, str], languages: dict[bytes, str] | None = None
+                       ) -> dict[bytes, np.ndarray]:
+        """Token ids of the texts the store lacks (``Encoder.encode_missing``); the facts of
+        those with a language wait in ``encoder.facts`` for the write."""
+        return self.encoder.encode_missing(texts, languages=languages)
 
     def commit_write(self, changes: CommitChanges, fresh: dict[bytes, np.ndarray]) -> CommitWrite:
         commit = changes.commit
@@ -180,6 +182,7 @@ class Syncer:
                 "n_after": len(a_ids), "hunks": hunks,
             })
         write.arrays = {k: fresh[k] for k in dict.fromkeys(referenced) if k in fresh}
+        write.facts = self.encoder.take_facts(write.arrays)
         return write
 
     def write_batch(self, batch: TextBatch, fresh: dict[bytes, np.ndarray],
@@ -283,13 +286,13 @@ class Syncer:
                         if pending:
                             finish(pending)
                         pending = (batch, pool.submit(self.encoder.encode_missing, batch.texts,
-                                                      batch.bases))
+                                                      batch.bases, batch.languages))
                         batch, limit = TextBatch(), min(limit * 2, BATCH_COMMITS)
                 if pending:
                     finish(pending)
                 if batch.items:
                     finish((batch, pool.submit(self.encoder.encode_missing, batch.texts,
-                                               batch.bases)))
+                                               batch.bases, batch.languages)))
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise

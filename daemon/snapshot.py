@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pygit2
 
-from repofeed.store.languages import language_of, weight_of
+from repofeed.store.attributes import linguist_attrs
+from repofeed.store.languages import detect_language
 from repofeed.store.locate import is_under
 from repofeed.store.schema import K_HEAD, K_PENDING, K_ROOTS, content_key
 from repofeed.store.windows import window_count
@@ -60,17 +61,24 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
     if old_tree is None:  # no base to diff from: also drop what the new tree lacks
         known = set(syncer.writer.documents())
         changes.extend(SnapshotChange(p) for p in sorted(known - seen))
-    fresh = syncer.encoder.encode_missing(texts)
+    described = {}
+    for path, key, text, _oid in pending:
+        attrs = linguist_attrs(syncer.repo, path, tip)
+        described[path] = attrs, detect_language(path, text, attrs.get("linguist-language"))
+    fresh = syncer.encoder.encode_missing(
+        texts, languages={key: described[path][1] for path, key, _, _ in pending})
     windows = 0
     for path, key, _text, oid in pending:
         n_tokens = len(fresh[key]) if key in fresh else len(syncer.writer.read_array(key))
-        language = language_of(path)
+        attrs, language = described[path]
         windows += window_count(n_tokens, syncer.cfg.max_tokens, syncer.cfg.stride)
-        changes.append(SnapshotChange(path, {
-            "path": path, "hash": key, "n_tokens": n_tokens, "language": language,
-            "weight": weight_of(path, language), "blob": str(oid), "source": "commit",
-        }))
-    syncer.writer.sync_snapshot(new_head, changes, fresh, liveness)
+        doc = {"path": path, "hash": key, "n_tokens": n_tokens, "language": language,
+               "blob": str(oid), "source": "commit"}
+        if attrs:
+            doc["attrs"] = attrs
+        changes.append(SnapshotChange(path, doc))
+    syncer.writer.sync_snapshot(new_head, changes, fresh, liveness,
+                                facts=syncer.encoder.take_facts(fresh))
     if result is not None:
         result.changed_paths = [c.path for c in changes]
         result.rebuilt = old_tree is None

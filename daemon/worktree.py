@@ -32,7 +32,8 @@ import pygit2
 from watchdog.observers.inotify_c import InotifyConstants as IN
 from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 
-from repofeed.store.languages import language_of, weight_of
+from repofeed.store.attributes import linguist_attrs
+from repofeed.store.languages import detect_language
 from repofeed.store.locate import is_under
 from repofeed.store.schema import K_HEAD, content_key_of, path_bytes, path_str
 from repofeed.store.windows import window_count
@@ -348,20 +349,23 @@ class WorktreeOverlay:
                 continue
             key = content_key_of(data)
             texts[key] = text
-            pending.append((rel, key, source, str(blob)))
-        fresh = self.ingest.encode_missing(texts) if texts else {}
+            attrs = linguist_attrs(self.repo, rel)
+            language = detect_language(rel, text, attrs.get("linguist-language"))
+            pending.append((rel, key, source, str(blob), attrs, language))
+        fresh = self.ingest.encode_missing(
+            texts, {key: language for _, key, _, _, _, language in pending}) if texts else {}
         windows = 0
         cfg = self.ingest.cfg
-        for rel, key, source, blob in pending:
+        for rel, key, source, blob, attrs, language in pending:
             n_tokens = len(fresh[key]) if key in fresh else len(writer.read_array(key))
-            language = language_of(rel)
             windows += window_count(n_tokens, cfg.max_tokens, cfg.stride)
-            changes.append(SnapshotChange(rel, {
-                "path": rel, "hash": key, "n_tokens": n_tokens, "language": language,
-                "weight": weight_of(rel, language), "blob": blob, "source": source,
-            }))
+            doc = {"path": rel, "hash": key, "n_tokens": n_tokens, "language": language,
+                   "blob": blob, "source": source}
+            if attrs:
+                doc["attrs"] = attrs
+            changes.append(SnapshotChange(rel, doc))
         if changes:
-            writer.put_documents(changes, fresh)
+            writer.put_documents(changes, fresh, self.ingest.encoder.take_facts(fresh))
         return len(changes), windows
 
 

@@ -7,6 +7,7 @@ was made; commands that run later read it back from the store.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -24,18 +25,89 @@ MAX_MAP_SIZE = 1 << 46
 MAX_FILE_BYTES_LIMIT = 1 << 31  # a larger text is no training document; and msgpack needs < 2**64
 
 
+# When an option takes effect: "ingest" options shape what the daemon writes (changing one
+# needs `repofeed init --force`); "read" options are policy that datasets and samplers apply
+# when they read (principle 5), so changing one needs no re-ingest.
+INGEST, READ = "ingest", "read"
+NEAR_DEDUP_MODES = ("downweight", "drop", "off")
+CURRICULA = ("off", "epochs", "proportional")
+# path classes (store/paths.py) and the mission's weights for them
+DEFAULT_CLASS_WEIGHTS = {"core": 3.0, "test": 0.3, "docs": 0.5, "config": 0.5, "other": 1.0}
+DEFAULT_SECRET_FILES = (".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "id_rsa",
+                        "id_rsa.*", "id_dsa", "id_ecdsa", "id_ed25519", ".netrc", ".pgpass",
+                        "*.p12", "*.pfx", "*.jks", "*.keystore", "credentials",
+                        "credentials.json", ".npmrc", ".pypirc", ".htpasswd")
+
+
+def _opt(default: Any, when: str, help: str) -> Any:
+    kind = dict if isinstance(default, dict) else list if isinstance(default, (list, tuple)) \
+        else None
+    if kind is not None:
+        value = dict(default) if kind is dict else list(default)
+        return field(default_factory=lambda: (dict(value) if kind is dict else list(value)),
+                     metadata={"when": when, "help": help})
+    return field(default=default, metadata={"when": when, "help": help})
+
+
 @dataclass(frozen=True)
 class Config:
-    max_tokens: int = 1024          # window length in tokens
-    overlap: int = 768              # tokens shared by consecutive windows (stride 256)
-    vocab_size: int = 16384         # requested size when repofeed trains the tokenizer
-    max_file_bytes: int = 1 << 20   # larger blobs are skipped as "too_large"
-    include_merges: bool = False    # merge commits give evolution records (vs first parent)
-    follow: str | None = None       # ref to follow; None: the branch checked out at init
-    map_size: int = 1 << 36         # LMDB address space reserved up front (grown on demand)
-    watch_worktree: bool = True     # the daemon also takes in uncommitted edits
-    gc_grace_seconds: int = 3600    # garbage is kept this long for readers' older indexes
+    max_tokens: int = _opt(1024, INGEST, "window length in tokens")
+    overlap: int = _opt(768, INGEST, "tokens shared by consecutive windows (stride 256)")
+    vocab_size: int = _opt(16384, INGEST, "vocabulary size when repofeed trains the tokenizer")
+    max_file_bytes: int = _opt(1 << 20, INGEST, "larger blobs are skipped as too_large")
+    include_merges: bool = _opt(False, INGEST, "merge commits give evolution records")
+    follow: str | None = _opt(None, INGEST, "ref to follow (default: the branch checked out)")
+    map_size: int = _opt(1 << 36, INGEST, "LMDB address space reserved up front")
+    watch_worktree: bool = _opt(True, INGEST, "the daemon also takes in uncommitted edits")
+    gc_grace_seconds: int = _opt(3600, INGEST, "garbage is kept this long for older readers")
+    # -- secrets (never stored: every text is redacted before it is hashed) ---------------
+    secret_files: list[str] = _opt(DEFAULT_SECRET_FILES, INGEST,
+                                   "file-name globs left out whole, as secret_file")
+    # -- weights: sampling probabilities, applied when reading ----------------------------
+    weighting: bool = _opt(True, READ, "sample by weight (off: every item weighs 1)")
+    weights: dict[str, float] = _opt({}, READ, "glob -> weight rules, first match wins, "
+                                     "before the class weights; 0 leaves a path out")
+    weight_core: float = _opt(3.0, READ, "core code: src/, lib/, crates/*/src, core")
+    weight_test: float = _opt(0.3, READ, "tests and specs")
+    weight_docs: float = _opt(0.5, READ, "documentation (.md, .txt, .rst, docs/)")
+    weight_config: float = _opt(0.5, READ, "configuration (.json, .yaml, .toml, ...)")
+    weight_other: float = _opt(1.0, READ, "everything else")
+    exclude_vendored: bool = _opt(True, READ, "leave out vendored and generated paths "
+                                  "(linguist-vendored/-generated, vendor/, node_modules/, "
+                                  "lock files)")
+    # -- filters (StarCoder2's), applied when reading from facts stored per content -------
+    filters: bool = _opt(True, READ, "leave out documents and records that fail a filter")
+    filter_max_line_length: int = _opt(1000, READ, "longest line allowed")
+    filter_mean_line_length: float = _opt(100.0, READ, "largest mean line length allowed")
+    filter_min_alpha_fraction: float = _opt(0.25, READ, "smallest alphabetic fraction")
+    filter_max_lines: int = _opt(100_000, READ, "most lines allowed")
+    filter_autogenerated: bool = _opt(True, READ, "leave out files marked auto-generated")
+    filter_max_encoded_run: int = _opt(1024, READ, "longest base64/hex run allowed")
+    filter_max_encoded_fraction: float = _opt(0.5, READ, "largest share in encoded runs")
+    filter_max_data_lines: int = _opt(512, READ, "most lines of a text/JSON/YAML data file")
+    # -- deduplication -------------------------------------------------------------------
+    dedup_exact: bool = _opt(True, READ, "identical texts at several paths: one document")
+    near_dedup: str = _opt("downweight", READ, "near-duplicate clusters (MinHash, Jaccard "
+                           ">= 0.7): downweight (1/size each), drop (keep one) or off")
+    # -- languages, complexity, curriculum -----------------------------------------------
+    parse_timeout_ms: int = _opt(500, INGEST, "a grammar's time bound per file")
+    curriculum: str = _opt("off", READ, "off; epochs (simple to complex, phase by epoch); "
+                           "proportional (sampled in proportion to complexity)")
+    curriculum_phases: int = _opt(3, READ, "epochs of the curriculum's phases")
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def options(cls) -> dict[str, dataclasses.Field]:
+        """Every option (not ``extra``), by name."""
+        return {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+
+    @classmethod
+    def read_time(cls) -> tuple[str, ...]:
+        """The options applied when reading: changing them needs no re-ingest."""
+        return tuple(n for n, f in cls.options().items() if f.metadata["when"] == READ)
+
+    def class_weights(self) -> dict[str, float]:
+        return {cls: getattr(self, f"weight_{cls}") for cls in DEFAULT_CLASS_WEIGHTS}
 
     @property
     def stride(self) -> int:
@@ -67,7 +139,35 @@ class Config:
                 f"(64 TiB) bytes (got {self.map_size:,}); the default, {1 << 36:,}, suits "
                 f"any repository: it is address space, and the store grows on demand"
             )
+        self._validate_quality()
         return self
+
+    def _validate_quality(self) -> None:
+        for name in ("weight_core", "weight_test", "weight_docs", "weight_config",
+                     "weight_other"):
+            _at_least(name, getattr(self, name), 0.0)
+        for glob, weight in self.weights.items():
+            if not isinstance(glob, str) or not glob.strip():
+                raise ConfigError(f"weights: a rule's glob must be a non-empty string "
+                                  f"(got {glob!r})")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                    not weight >= 0 or weight == float("inf"):
+                raise ConfigError(f"weights: the weight of {glob!r} must be a number >= 0 "
+                                  f"(got {weight!r}); 0 leaves the paths out")
+        for name in ("filter_max_line_length", "filter_max_lines", "filter_max_encoded_run",
+                     "filter_max_data_lines", "curriculum_phases", "parse_timeout_ms"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("filter_mean_line_length", self.filter_mean_line_length, 1.0)
+        for name in ("filter_min_alpha_fraction", "filter_max_encoded_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be a fraction between 0 and 1 (got {value!r})")
+        _one_of("near_dedup", self.near_dedup, NEAR_DEDUP_MODES)
+        _one_of("curriculum", self.curriculum, CURRICULA)
+        for glob in self.secret_files:
+            if not isinstance(glob, str) or not glob:
+                raise ConfigError(f"secret_files must be a list of file-name globs (got "
+                                  f"{glob!r} in it)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,10 +181,43 @@ class Config:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _at_least(name: str, value: Any, low: float) -> None:
+    if not value >= low:
+        raise ConfigError(f"{name} must be at least {low:g} (got {value!r})")
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+_KINDS = {"int": int, "bool": bool, "str | None": str, "str": str, "float": float,
+          "list[str]": list, "dict[str, float]": dict}
+
+
 def _coerce(name: str, raw: Any, kind: type, source: str = "") -> Any:
-    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if kind in (list, dict) and isinstance(raw, str):  # an environment variable: JSON
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"config key {name!r}{source} must be a JSON "
+                              f"{'list' if kind is list else 'object'}, got {raw!r}") from None
+    if kind is list and isinstance(raw, list):
+        if all(isinstance(x, str) for x in raw):
+            return list(raw)
+        raise ConfigError(f"config key {name!r}{source} must be a list of strings, got {raw!r}")
+    if kind is dict and isinstance(raw, dict):
+        bad = [k for k, v in raw.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float))]
+        if bad:
+            raise ConfigError(f"config key {name!r}{source}: the weight of {bad[0]!r} must be "
+                              f"a number, got {raw[bad[0]]!r}")
+        return {str(k): float(v) for k, v in raw.items()}
+    if isinstance(raw, kind) and not (kind in (int, float) and isinstance(raw, bool)):
         return raw
-    if isinstance(raw, str):
+    if isinstance(raw, str) and kind not in (list, dict):
         try:
             if kind is bool:
                 if raw.lower() in ("1", "true", "yes", "on"):
@@ -95,7 +228,9 @@ def _coerce(name: str, raw: Any, kind: type, source: str = "") -> Any:
             return kind(raw)
         except ValueError:
             pass
-    raise ConfigError(f"config key {name!r}{source} must be {kind.__name__}, got {raw!r}")
+    what = {"list": "a list of strings", "dict": "a table of glob = weight"}.get(
+        kind.__name__, kind.__name__)
+    raise ConfigError(f"config key {name!r}{source} must be {what}, got {raw!r}")
 
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -104,12 +239,15 @@ _TABLE_LINE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
 
 def _key_lines(text: str, table: str | None) -> dict[str, int]:
     """The line (1-based) of each key of ``table`` (None: the top level) in TOML text, so that
-    an error can say where a bad setting is."""
+    an error can say where a bad setting is; a sub-table (``[weights]``) is at its header."""
     lines, current = {}, None
     for number, line in enumerate(text.splitlines(), 1):
         header = _TABLE_LINE.match(line)
         if header:
             current = header.group(1).replace(" ", "")
+            parent, _, name = current.rpartition(".")
+            if (parent or None) == table and name:
+                lines.setdefault(name.strip('"').replace("-", "_"), number)
             continue
         key = _KEY_LINE.match(line)
         if key and current == table:
@@ -153,7 +291,6 @@ def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[s
     key where its value came from: ``default``, a file and line (``repofeed.toml:3``), an
     environment variable (``REPOFEED_MAX_TOKENS``) or ``flag``. Errors name the place."""
     types = {f.name: f.type for f in dataclasses.fields(Config)}
-    kinds = {"int": int, "bool": bool, "str | None": str}
     known = sorted(k for k in types if k != "extra")
     values: dict[str, Any] = {}
     where = {key: "default" for key in known}
@@ -170,7 +307,7 @@ def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[s
             if key not in types or key == "extra":
                 raise ConfigError(f"{place}: unknown config key {key!r}; known keys: "
                                   + ", ".join(known))
-            values[key] = _coerce(key, raw, kinds[str(types[key])], f" (from {place})")
+            values[key] = _coerce(key, raw, _KINDS[str(types[key])], f" (from {place})")
             where[key] = place
     for key, value in flags.items():
         if value is not None:
@@ -189,3 +326,19 @@ def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[s
 def load_config(repo_root: Path | None, **flags: Any) -> Config:
     """Resolve the configuration for a repository, later sources overriding earlier ones."""
     return resolve_config(repo_root, **flags)[0]
+
+
+def reading_config(stored: Config, repo_root: Path | None, **flags: Any
+                   ) -> tuple[Config, dict[str, str]]:
+    """The configuration a reader applies to a store: the options that shape what was
+    written (``INGEST``) as the store was made with them, and the read-time policy
+    (``READ``: weights, filters, dedup, curriculum) as the repository's configuration says
+    now (defaults → file → ``REPOFEED_*`` → ``flags``), so that changing a rule needs no
+    re-ingest. Also where each value came from (``store`` for the ingest options)."""
+    current, where = resolve_config(repo_root, **flags)
+    read = set(Config.read_time())
+    merged = {name: getattr(current if name in read else stored, name)
+              for name in Config.options()}
+    return Config(**merged).validate(), {
+        name: where.get(name, "default") if name in read else "store"
+        for name in Config.options()}

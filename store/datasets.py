@@ -149,7 +149,7 @@ class WindowDataset(_StoreDataset):
         self.refresh()
 
     def refresh(self) -> WindowDataset:
-        docs = [d for d in self.store.documents() if d["n_tokens"] > 0]
+        docs = [d for d in self.store.documents(weighed=False) if d["n_tokens"] > 0]
         self.paths = [d["path"] for d in docs]
         self._arrays = [d["array"] for d in docs]
         # One entry per window, computed once: (document, start, stop, first labelled

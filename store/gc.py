@@ -43,6 +43,7 @@ from .proclocks import lock_holders
 from .schema import (
     DB_COMMITS,
     DB_DOCS,
+    DB_FACTS,
     DB_GARBAGE,
     DB_HASHES,
     DB_META,
@@ -220,6 +221,7 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
             for n in range(chunks):
                 txn.delete(chunk_key(array_id, n), db=dbs[DB_TOKENS])
             txn.delete(content_hash, db=dbs[DB_HASHES])
+            txn.delete(seq_key(array_id), db=dbs[DB_FACTS])
             txn.delete(seq_key(array_id), db=dbs[DB_GARBAGE])
             result.arrays += 1
             result.tokens += size // itemsize

@@ -40,6 +40,30 @@ def language_of(path: str) -> str:
     return _EXTENSIONS.get(p.suffix.lower(), "other")
 
 
+_SHEBANGS = {"python": "python", "python3": "python", "python2": "python", "sh": "shell",
+             "bash": "shell", "zsh": "shell", "dash": "shell", "node": "javascript",
+             "deno": "typescript", "ts-node": "typescript", "ruby": "ruby", "perl": "perl",
+             "lua": "lua", "php": "php", "Rscript": "r"}
+
+
+def detect_language(path: str, text: str | None = None, attr: str | None = None) -> str:
+    """A file's language: ``linguist-language`` from .gitattributes (``attr``) first, then
+    the name or extension, then a shebang on the first line of ``text``."""
+    if attr:
+        return attr.lower()
+    language = language_of(path)
+    if language == "other" and text and text.startswith("#!"):
+        words = text[2:text.find("\n") if "\n" in text else 200].split()
+        if words:
+            program = words[0].rsplit("/", 1)[-1]
+            if program == "env" and len(words) > 1:
+                program = words[2] if words[1] == "-S" and len(words) > 2 else words[1]
+            program = program.rstrip("0123456789.") if program.startswith("python") else \
+                program
+            return _SHEBANGS.get(program, language)
+    return language
+
+
 def _is_test(path: str) -> bool:
     p = PurePosixPath(path.lower())
     test_dirs = ("test", "tests", "testing", "spec", "specs", "__tests__")

@@ -24,6 +24,7 @@ from .locate import resolve_store_dir
 from .schema import (
     DB_COMMITS,
     DB_DOCS,
+    DB_FACTS,
     DB_META,
     DB_RECORDS,
     DB_SKIPPED,
@@ -35,6 +36,7 @@ from .schema import (
     K_NEXT_SEQ,
     K_PIN,
     K_RECORD_SKIPS,
+    K_REDACTIONS,
     K_REPO,
     K_STORED_TOKENS,
     K_TOKENIZER_INFO,
@@ -159,10 +161,37 @@ class Store:
                 raise StoreError(f"token array {array} is missing from the store at "
                                  f"{self.path}") from None
 
-    def documents(self) -> list[dict[str, Any]]:
-        """Snapshot documents, sorted by path."""
+    def documents(self, weighed: bool = True) -> list[dict[str, Any]]:
+        """Snapshot documents, sorted by path. With ``weighed``, each also has ``weight``, its
+        sampling weight under the repository's configuration now, and ``excluded``, why it
+        is left out (weight 0) or None (store/policy.py)."""
         with self._txn(DB_DOCS) as txn:
-            return [unpack(v) for _, v in txn.cursor()]
+            docs = [unpack(v) for _, v in txn.cursor()]
+        if not weighed:
+            return docs
+        from .policy import Policy
+
+        weighed_docs = {w.path: w for w in Policy.for_store(self).documents(self, docs)}
+        for doc in docs:
+            w = weighed_docs.get(doc["path"])
+            doc["weight"] = w.weight if w is not None else 0.0
+            doc["excluded"] = w.reason if w is not None else "empty"
+        return docs
+
+    def facts(self, arrays: list[int] | None = None) -> dict[int, dict[str, Any]]:
+        """The facts of the texts of ``arrays`` (array ids; None: of every array), by array
+        id (store/facts.py); an array without facts (a message) is absent."""
+        out: dict[int, dict[str, Any]] = {}
+        with self._txn(DB_FACTS) as txn:
+            if arrays is None:
+                for key, value in txn.cursor():
+                    out[seq_of(key)] = unpack(value)
+                return out
+            for array in dict.fromkeys(arrays):
+                raw = txn.get(seq_key(array))
+                if raw is not None:
+                    out[array] = unpack(raw)
+        return out
 
     def skipped_files(self) -> dict[str, str]:
         """Files at the tip left out of the snapshot, with the reason."""
@@ -263,7 +292,7 @@ class Store:
         length = max_tokens or cfg.max_tokens
         stride = length - (cfg.overlap if overlap is None else overlap)
         head = self.meta(K_HEAD)  # the commit the snapshot reflects
-        docs = [d for d in self.documents() if d["n_tokens"] > 0]
+        docs = [d for d in self.documents(weighed=False) if d["n_tokens"] > 0]
         spans = window_spans([d["n_tokens"] for d in docs], length, stride)
         for index, (number, start, stop) in enumerate(zip(*(a.tolist() for a in spans))):
             doc = docs[number]
@@ -282,7 +311,7 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         cfg = self.config
-        docs = self.documents()
+        docs = self.documents(weighed=False)
         n_tokens = np.array([d["n_tokens"] for d in docs], dtype=np.int64)
         info = self.meta(K_TOKENIZER_INFO)
         with self._txn(DB_RECORDS) as txn:
@@ -293,9 +322,7 @@ class Store:
         skipped: dict[str, int] = {}
         for reason in self.skipped_files().values():
             skipped[reason] = skipped.get(reason, 0) + 1
-        languages: dict[str, int] = {}
-        for d in docs:
-            languages[d["language"]] = languages.get(d["language"], 0) + 1
+        quality = self.composition(docs)
         stored = self.meta(K_STORED_TOKENS, 0)
         store_bytes = _disk_bytes(self.path)
         garbage = survey(self._handle)
@@ -324,9 +351,38 @@ class Store:
             "live_bytes": garbage.live_bytes,
             "reclaimable_bytes": garbage.reclaimable_bytes,
             "garbage": garbage.as_dict(),
-            "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1])),
             "skipped_at_head": skipped,
             "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),
+            **quality,
+        }
+
+    def composition(self, docs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What training reads from this store under the repository's configuration now
+        (store/policy.py): documents by language and weight class (with each class's share
+        of the sampling weight), documents and records left out by reason, near-duplicate
+        clusters, and the secrets redacted at ingest by kind."""
+        from .policy import Policy, composition
+
+        policy = Policy.for_store(self)
+        weighed = policy.documents(self, docs)
+        numbered = self.numbered_records()
+        records = list(policy.records(self, numbered).values())
+        found = composition(weighed)
+        clusters: dict[str, int] = {}
+        for item in weighed:
+            if item.cluster is not None:
+                clusters[item.cluster] = clusters.get(item.cluster, 0) + 1
+        shared = [n for n in clusters.values() if n > 1]
+        return {
+            "languages": found["languages"],
+            "weight_classes": found["weight_classes"],
+            "excluded_documents": found["excluded"],
+            "excluded_records": composition(records)["excluded"],
+            "duplicate_clusters": {"clusters": len(shared),
+                                   "documents_in_clusters": sum(shared),
+                                   "exact_duplicates": found["excluded"].get(
+                                       "exact_duplicate", 0)},
+            "redactions": self.meta(K_REDACTIONS, {}),
         }
 
 

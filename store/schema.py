@@ -16,7 +16,9 @@ from .errors import StoreCorrupt
 
 # 2: sentinels are control symbols, never encoded from text; token chunks carry a checksum;
 #    the garbage database and superseded_at for garbage collection
-SCHEMA_VERSION = 2
+# 3: data quality: facts per content (filters' measurements, language, complexity), secrets
+#    redacted before hashing, the near-duplicate index, linguist attributes per document
+SCHEMA_VERSION = 3
 FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.
@@ -29,8 +31,10 @@ DB_COMMITS = b"commits"    # 20-byte commit oid -> msgpack {first, count}
 DB_SKIPPED = b"skipped"    # path_key(path) -> reason, for tip files left out of the snapshot
 #                            (reason NUL path, when the key is a hash: see path_key)
 DB_GARBAGE = b"garbage"    # 8-byte array id -> msgpack time it was first found unreferenced
+DB_FACTS = b"facts"        # 8-byte array id -> msgpack facts of its text (store/facts.py),
+#                            computed once when the array is first written
 ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED,
-           DB_GARBAGE)
+           DB_GARBAGE, DB_FACTS)
 
 # Meta keys.
 K_FORMAT = b"format"
@@ -51,6 +55,7 @@ K_SUPERSEDED = b"superseded_commits"  # how many processed commits are supersede
 K_PENDING = b"pending_tips"       # tips a run began ingesting from; cleared when it completes
 K_SHALLOW = b"shallow_boundaries"  # commits processed as a shallow clone's boundary (no parents)
 K_PIN = b"pinned_at"              # a store made for a temporal split: the cut commit it ends at
+K_REDACTIONS = b"redactions"      # secret kind -> count, over the distinct texts stored
 
 # LMDB's default build refuses keys over 511 bytes (MDB_MAXKEYSIZE); a longer path is keyed by
 # a prefix of it, a NUL (which no git path holds) and a hash of the whole.

@@ -29,6 +29,7 @@ from .locate import lock_path
 from .schema import (
     DB_COMMITS,
     DB_DOCS,
+    DB_FACTS,
     DB_HASHES,
     DB_META,
     DB_RECORDS,
@@ -78,6 +79,7 @@ class CommitWrite:
     arrays: dict[bytes, list[int] | np.ndarray] = field(default_factory=dict)
     skips: dict[str, int] = field(default_factory=dict)
     boundary: bool = False  # a shallow clone's boundary, processed without records
+    facts: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # of new arrays' texts
 
 
 @dataclass
@@ -488,10 +490,13 @@ class StoreWriter:
         except OSError:
             pass  # a full disk cannot even extend a sparse file; readers allow a short tail
 
-    def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any]) -> int:
-        """Store the arrays whose content hash is new, under the next array ids, in order."""
+    def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any],
+                    facts: dict[bytes, dict[str, Any]] | None = None) -> int:
+        """Store the arrays whose content hash is new, under the next array ids, in order,
+        each with the facts of its text (``facts``, by content hash) where given."""
         added = 0
         meta_db, hashes_db, tokens_db = self.db[DB_META], self.db[DB_HASHES], self.db[DB_TOKENS]
+        facts_db, facts = self.db[DB_FACTS], facts or {}
         next_id = unpack(txn.get(K_NEXT_ARRAY, db=meta_db))
         for content_hash, ids in arrays.items():
             if txn.get(content_hash, db=hashes_db) is not None:
@@ -500,6 +505,8 @@ class StoreWriter:
             data = np.asarray(ids, dtype=self.dtype).tobytes()
             for n, chunk in enumerate(chunks_of(data)):
                 txn.put(chunk_key(next_id, n), chunk, db=tokens_db, append=True)
+            if content_hash in facts:
+                txn.put(seq_key(next_id), pack(facts[content_hash]), db=facts_db, append=True)
             next_id += 1
             added += len(ids)
         txn.put(K_NEXT_ARRAY, pack(next_id), db=meta_db)
@@ -556,7 +563,7 @@ class StoreWriter:
         meta_db = self.db[DB_META]
         seq = unpack(txn.get(K_NEXT_SEQ, db=meta_db))
         first = seq
-        self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays))
+        self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, write.arrays, write.facts))
         # Commit-level facts live once, in the commit's entry; records point at it.
         for record in write.records:
             stored = {"commit": write.oid, **record,
@@ -597,19 +604,21 @@ class StoreWriter:
 
         self._write(body)
 
-    def put_documents(self, changes: list[SnapshotChange], arrays: dict[bytes, Any]) -> None:
+    def put_documents(self, changes: list[SnapshotChange], arrays: dict[bytes, Any],
+                      facts: dict[bytes, dict[str, Any]] | None = None) -> None:
         """Apply document changes alone (the worktree's), in one transaction."""
-        self.sync_snapshot(None, changes, arrays, move_head=False)
+        self.sync_snapshot(None, changes, arrays, move_head=False, facts=facts)
 
     def sync_snapshot(self, head: str | None, changes: list[SnapshotChange],
                       arrays: dict[bytes, Any], liveness: Liveness | None = None,
-                      move_head: bool = True) -> None:
+                      move_head: bool = True,
+                      facts: dict[bytes, dict[str, Any]] | None = None) -> None:
         """Apply snapshot changes, mark superseded commits and move the head, atomically."""
 
         def body(txn: lmdb.Transaction) -> None:
             if liveness is not None:
                 self._set_liveness(txn, liveness)
-            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
+            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays, facts))
             docs, skipped = self.db[DB_DOCS], self.db[DB_SKIPPED]
             for change in changes:
                 key = path_key(change.path)

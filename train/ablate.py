@@ -21,6 +21,20 @@ The rows (``CONFIGS``):
 - ``proposed``: what docs/quality.md proposes from the rows above — the mission's 512/128
   windows, with evolution records as one in four draws.
 
+Every row fixes the read-time data policy (``Config.read_time()``) in full, so that a
+repository's own repofeed.toml never changes what a row means. The rows above read every
+item once (``UNWEIGHTED``: the issue-6 data). The data-quality rows (issue 9) each turn one
+feature on over ``default``:
+
+- ``weighting``: path weights as sampling probabilities (core 3.0, tests 0.3, docs and
+  configuration 0.5), vendored, generated and lock files left out;
+- ``filters``: StarCoder2's filters;
+- ``near-dedup``: exact duplicates once, near-duplicate clusters down-weighted;
+- ``complexity``: windows and records sampled in proportion to their complexity;
+- ``curriculum``: simplest third first, by epoch (at a budget under one epoch, the run never
+  leaves the first phase: docs/quality.md says what that measures);
+- ``quality``: weighting, filters and dedup together (the new defaults).
+
 Later data features add a switch (a field of ``DataConfig``) and a row.
 """
 
@@ -46,6 +60,16 @@ class DataConfig:
     mix: dict[str, float] | None = None      # None: windows and evolution records, each once
     labels: str = "all"
     note: str = ""
+    policy: dict[str, Any] = field(default_factory=lambda: dict(UNWEIGHTED))  # read-time
+
+
+# The issue-6 data: every item once, nothing left out, no curriculum.
+UNWEIGHTED: dict[str, Any] = {"weighting": False, "exclude_vendored": False, "filters": False,
+                              "dedup_exact": False, "near_dedup": "off", "curriculum": "off"}
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    return {**UNWEIGHTED, **changes}
 
 
 CONFIGS: dict[str, DataConfig] = {
@@ -59,6 +83,20 @@ CONFIGS: dict[str, DataConfig] = {
     # the change docs/quality.md proposes: the mission's windows, records a quarter of draws
     "proposed": DataConfig(512, 128, {"windows": 3.0, "evolution": 1.0},
                            note="512/128 windows + evolution records as 1 in 4 draws"),
+    # data quality (issue 9): one feature each over the default
+    "weighting": DataConfig(1024, 768, None, note="default + path weights, vendored out",
+                            policy=_with(weighting=True, exclude_vendored=True)),
+    "filters": DataConfig(1024, 768, None, note="default + StarCoder2 filters",
+                          policy=_with(filters=True)),
+    "near-dedup": DataConfig(1024, 768, None, note="default + exact and near dedup",
+                             policy=_with(dedup_exact=True, near_dedup="downweight")),
+    "complexity": DataConfig(1024, 768, None, note="default + complexity-proportional",
+                             policy=_with(curriculum="proportional")),
+    "curriculum": DataConfig(1024, 768, None, note="default + curriculum by epoch",
+                             policy=_with(curriculum="epochs")),
+    "quality": DataConfig(1024, 768, None, note="default + weights, filters, dedup",
+                          policy=_with(weighting=True, exclude_vendored=True, filters=True,
+                                       dedup_exact=True, near_dedup="downweight")),
 }
 
 
@@ -187,7 +225,7 @@ def run_options(config: DataConfig, scale: Scale, *, store: Path, out: Path, see
         store=str(store), out=str(out), model=scale.model, device=device or scale.device,
         batch_size=scale.step_tokens // config.context, context=config.context,
         overlap=config.overlap, mix=config.mix, labels=config.labels, seed=seed,
-        max_steps=max(1, math.ceil(scale.train_tokens / scale.step_tokens)),
+        policy=dict(config.policy), max_steps=max(1, math.ceil(scale.train_tokens / scale.step_tokens)),
         checkpoint_every=0, log_every=50)
 
 

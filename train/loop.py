@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from repofeed.store.datasets import IGNORE_INDEX
 from repofeed.store.errors import TrainError
+from repofeed.store.policy import Policy
 from repofeed.store.reader import Store
 from repofeed.store.schema import K_PIN
 
@@ -70,6 +71,9 @@ class TrainOptions:
     overlap: int | None = None          # default: the store's
     labels: str = "all"                 # all | new (windows: loss only past the overlap)
     mix: dict[str, float] | None = None
+    # read-time data policy (weights, filters, dedup, curriculum: Config.read_time()) over the
+    # repository's configuration, e.g. {"curriculum": "epochs"}
+    policy: dict[str, Any] | None = None
     lr: float | None = None             # default: FINETUNE_LR for --model PATH, else SCRATCH_LR
     warmup: int | None = None           # steps; default 5% of max_steps, at most 200
     min_lr_ratio: float = 0.1
@@ -212,7 +216,8 @@ class Trainer:
         stream = TrainStream(store.path, mix=opt.mix, max_tokens=context, overlap=opt.overlap,
                              labels=opt.labels, seed=opt.seed, replay=opt.replay,
                              follow=opt.follow, epochs=epochs,
-                             poll_seconds=opt.poll_seconds, batch_size=opt.batch_size)
+                             poll_seconds=opt.poll_seconds, batch_size=opt.batch_size,
+                             policy=Policy.for_store(store, **(opt.policy or {})))
         preflight = self._preflight(model, spec, context, device) if opt.preflight else None
 
         model.to(device)
@@ -446,7 +451,7 @@ class Trainer:
 
 # What defines a run: a resume takes these from the checkpoint, and refuses other values.
 RUN_DEFINING = ("model", "lora", "batch_size", "grad_accum", "context", "overlap", "labels",
-                "mix", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "seed",
+                "mix", "policy", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "seed",
                 "replay", "activation_checkpointing")
 
 

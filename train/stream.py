@@ -131,6 +131,7 @@ from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
 from repofeed.store.locate import resolve_store_dir, train_dir
+from repofeed.store.policy import Policy
 from repofeed.store.reader import ProcessLocalStore, Store
 from repofeed.store.schema import path_bytes
 from repofeed.store.windows import new_label_starts, window_spans
@@ -168,6 +169,11 @@ def _salt(*parts: int | str) -> int:
 def _text_key(*parts: str) -> int:
     raw = b"\0".join(path_bytes(p) for p in parts)
     return xxhash.xxh3_64_intdigest(raw)
+
+
+def _floats(values: list[float]) -> np.ndarray:
+    """Floats as a uint64 column (their IEEE bits): the watermark's columns are all uint64."""
+    return np.asarray(values, dtype=np.float64).view(np.uint64)
 
 
 def _encode(columns: dict[str, np.ndarray]) -> dict[str, bytes]:
@@ -234,10 +240,11 @@ class WindowSource(Source):
     """Windows over the snapshot documents, as ``WindowDataset`` makes them."""
 
     name = "windows"
-    columns = ("doc_key", "array", "n_tokens")
+    columns = ("doc_key", "array", "n_tokens", "weight", "score")
 
     def take(self, store: Store) -> Watermark:
-        docs = [d for d in store.documents() if d["n_tokens"] > 0]
+        weighed = [w for w in self.stream.policy.documents(store) if w.weight > 0]
+        docs = [w.doc for w in weighed]
         keys = np.fromiter((_text_key(d["path"], str(d.get("blob") or d["array"]))
                             for d in docs), dtype=np.uint64, count=len(docs))
         return self.rebuild({
@@ -245,6 +252,8 @@ class WindowSource(Source):
             "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=len(docs)),
             "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
                                     count=len(docs)),
+            "weight": _floats([w.weight for w in weighed]),
+            "score": _floats([w.score for w in weighed]),
         })
 
     def rebuild(self, columns: dict[str, np.ndarray]) -> Watermark:
@@ -255,7 +264,9 @@ class WindowSource(Source):
             np.zeros(len(doc), dtype=np.int64)
         keys = _combine(_combine(columns["doc_key"][doc], start), s.max_tokens)
         arrays = columns["array"].astype(np.int64)[doc]
-        return Watermark(keys, columns, {"rows": np.stack([arrays, start, stop, new_from], 1)})
+        return Watermark(keys, columns, {"rows": np.stack([arrays, start, stop, new_from], 1),
+                                         "weight": columns["weight"].view(np.float64)[doc],
+                                         "score": columns["score"].view(np.float64)[doc]})
 
     def read(self, read, mark: Watermark, index: int) -> dict[str, torch.Tensor]:
         array, start, stop, new_from = mark.extra["rows"][index].tolist()
@@ -269,7 +280,7 @@ class EvolutionSource(Source):
     their own, so for them "new" is the same as "all")."""
 
     name = "evolution"
-    columns = ("seq", "rec_key", "n_views")
+    columns = ("seq", "rec_key", "n_views", "weight", "score")
 
     def _views(self, rec: dict[str, Any]) -> list[View]:
         return plan_views(rec["n_before"], rec["n_after"], rec["n_msg"], rec["hunks"],
@@ -277,6 +288,8 @@ class EvolutionSource(Source):
 
     def take(self, store: Store) -> Watermark:
         numbered = store.numbered_records()
+        weighed = self.stream.policy.records(store, numbered)
+        numbered = [(seq, rec) for seq, rec in numbered if weighed[seq].weight > 0]
         views = [self._views(rec) for _, rec in numbered]
         count = len(numbered)
         mark = self.rebuild({
@@ -284,6 +297,8 @@ class EvolutionSource(Source):
             "rec_key": np.fromiter((_text_key(r["commit"], r["path"]) for _, r in numbered),
                                    dtype=np.uint64, count=count),
             "n_views": np.fromiter(map(len, views), dtype=np.uint64, count=count),
+            "weight": _floats([weighed[seq].weight for seq, _ in numbered]),
+            "score": _floats([weighed[seq].score for seq, _ in numbered]),
         })
         mark.extra["records"] = {seq: (rec, v) for (seq, rec), v in zip(numbered, views)}
         return mark
@@ -294,7 +309,9 @@ class EvolutionSource(Source):
         view = np.arange(len(row), dtype=np.int64) - np.repeat(np.cumsum(n_views) - n_views,
                                                                n_views)
         keys = _combine(_combine(columns["rec_key"][row], view), self.stream.max_tokens)
-        return Watermark(keys, columns, {"row": row, "view": view})
+        return Watermark(keys, columns, {"row": row, "view": view,
+                                         "weight": columns["weight"].view(np.float64)[row],
+                                         "score": columns["score"].view(np.float64)[row]})
 
     def attach(self, store: Store, mark: Watermark) -> None:
         if "records" in mark.extra:
@@ -395,10 +412,11 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
                  labels: str = "all", seed: int = 0, replay: float | None = None,
                  follow: bool = False, epochs: int | None = None, rank: int = 0,
                  world_size: int = 1, poll_seconds: float = 2.0, batch_size: int = 1,
-                 shared_dir: str | Path | None = None):
+                 shared_dir: str | Path | None = None, policy: Policy | None = None):
         super().__init__()
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
         self._no_handles()
+        self.policy = policy if policy is not None else Policy.for_store(self.store)
         self.mix = _check_mix(mix)
         self.sources = {name: SOURCES[name](self) for name in
                         (SOURCES if self.mix is None else self.mix)}
@@ -450,6 +468,7 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
     def _settings(self) -> dict[str, Any]:
         return {"sources": list(self.sources),
                 "mix": None if self.mix is None else [[k, v] for k, v in self.mix.items()],
+                "policy": self.policy.settings(),
                 "replay": self.replay, "max_tokens": self.max_tokens,
                 "overlap": self.overlap, "labels": self.labels, "batch_size": self.block}
 
@@ -625,6 +644,42 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
             sets[name] = np.sort(np.concatenate([np.flatnonzero(new[name]), picked]))
         return sets
 
+    def _sampled(self, ep: _Epoch, sets: dict[str, np.ndarray]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The epoch's items after weighting: item i drawn ``floor(w)`` times plus once more
+        with probability ``frac(w)`` (a keyed hash of seed, epoch and item decides), where
+        w is its weight (store/policy.py) times the curriculum's factor. Returns the items
+        (indices, repeated) and each draw's copy number. All weights 1: every item once."""
+        out, copies = {}, {}
+        for name, items in sets.items():
+            mark = ep.marks[name]
+            weight = self._curriculum(mark.extra["weight"][items], mark.extra["score"][items])
+            u = (_combine(mark.keys[items], _salt("copies", self.seed, self.epoch))
+                 >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+            whole = np.floor(weight)
+            count = (whole + (u < weight - whole)).astype(np.int64)
+            out[name] = np.repeat(items, count)
+            starts = np.repeat(np.cumsum(count) - count, count)
+            copies[name] = np.arange(len(out[name]), dtype=np.int64) - starts
+        return out, copies
+
+    def _curriculum(self, weight: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """``weight`` under the curriculum: ``epochs`` — of P phases, epoch e < P - 1 keeps
+        the items whose complexity is within the simplest (e + 1) / P of the epoch's items
+        (later epochs keep all); ``proportional`` — times the item's complexity over the
+        mean complexity, clipped to [0.1, 10] so that no item is never drawn."""
+        mode = self.policy.cfg.curriculum
+        if mode == "off" or len(score) == 0 or not np.ptp(score) > 0:
+            return weight
+        if mode == "epochs":
+            phases = self.policy.cfg.curriculum_phases
+            if self.epoch >= phases - 1:
+                return weight
+            cutoff = np.quantile(score, (self.epoch + 1) / phases)
+            return np.where(score <= cutoff, weight, 0.0)
+        mean = float(score.mean())
+        return weight * np.clip(score / mean, 0.1, 10.0)
+
     def _draws(self, sets: dict[str, np.ndarray]) -> dict[str, int]:
         sizes = {name: len(s) for name, s in sets.items()}
         total = sum(sizes.values())
@@ -642,7 +697,7 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
 
     def _global_order(self, ep: _Epoch) -> tuple[np.ndarray, np.ndarray]:
         """(source number, index into its watermark) of every draw of the epoch, in order."""
-        sets = self._item_sets(ep)
+        sets, copies = self._sampled(ep, self._item_sets(ep))
         draws = self._draws(sets)
         names = list(sets)
         src_parts, idx_parts, pos_parts = [], [], []
@@ -651,6 +706,8 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
             if want == 0 or len(items) == 0:
                 continue
             keys = ep.marks[name].keys[items]
+            again = copies[name] > 0  # a second copy of an item sorts apart from the first
+            keys = np.where(again, _combine(keys, copies[name]), keys)
             passes, taken = [], 0
             for n_pass in range(-(-want // len(items))):
                 salt = _salt("order", self.seed, self.epoch, name, n_pass)
