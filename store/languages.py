@@ -1,12 +1,12 @@
-"""A document's language and sampling weight, from its path.
+"""A document's language: from .gitattributes, its name or extension, or its shebang.
 
-The weight is a fact the store records and readers may use: core code 1.0, tests 0.5,
-configuration, data and documentation 0.3. (A first cut; later work measures better ones.)
+(Sampling weights are decided at read time by ``repofeed.store.weights``.)
 """
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+
 
 _EXTENSIONS = {
     ".py": "python", ".pyi": "python", ".rs": "rust", ".go": "go", ".js": "javascript",
@@ -26,10 +26,6 @@ _FILENAMES = {
     "makefile": "make", "dockerfile": "dockerfile", "cmakelists.txt": "cmake",
     "cargo.lock": "toml", "license": "text", "readme": "text",
 }
-_DOC_LANGS = {"markdown", "restructuredtext", "text", "latex"}
-_CONFIG_LANGS = {"toml", "yaml", "json", "ini", "xml", "make", "cmake", "dockerfile"}
-
-WEIGHT_CORE, WEIGHT_TEST, WEIGHT_AUX = 1.0, 0.5, 0.3
 
 
 def language_of(path: str) -> str:
@@ -62,20 +58,3 @@ def detect_language(path: str, text: str | None = None, attr: str | None = None)
                 program
             return _SHEBANGS.get(program, language)
     return language
-
-
-def _is_test(path: str) -> bool:
-    p = PurePosixPath(path.lower())
-    test_dirs = ("test", "tests", "testing", "spec", "specs", "__tests__")
-    if any(part in test_dirs for part in p.parts[:-1]):
-        return True
-    stem = p.stem
-    return stem.startswith("test_") or stem.endswith(("_test", "_spec", ".test", ".spec"))
-
-
-def weight_of(path: str, language: str) -> float:
-    if language in _DOC_LANGS or language in _CONFIG_LANGS or language == "other":
-        return WEIGHT_AUX
-    if _is_test(path):
-        return WEIGHT_TEST
-    return WEIGHT_CORE
