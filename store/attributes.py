@@ -24,6 +24,8 @@ from __future__ import annotations
 import pygit2
 from pygit2.enums import AttrCheck
 
+from .schema import path_bytes
+
 LINGUIST_ATTRIBUTES = ("linguist-vendored", "linguist-generated", "linguist-documentation",
                        "linguist-language")
 _BOOLEAN = ("linguist-vendored", "linguist-generated", "linguist-documentation")
@@ -70,8 +72,9 @@ def linguist_attrs(repo: pygit2.Repository, path: str,
         source = _history_view(repo)
         flags, commit_id = AttrCheck.INCLUDE_COMMIT | AttrCheck.NO_SYSTEM, commit.id
     found: dict[str, bool | str] = {}
+    raw = path_bytes(path)  # git's bytes: a name that is not UTF-8 is asked for as it is
     for name in LINGUIST_ATTRIBUTES:
-        value = _normalise(name, source.get_attr(path, name, flags, commit_id))
+        value = _normalise(name, source.get_attr(raw, name, flags, commit_id))
         if value is not None:
             found[name] = value
     return found

@@ -283,10 +283,12 @@ def _file_layer(repo_root: Path) -> _Layer:
     return _Layer({}, {})
 
 
-def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[str, str]]:
+def resolve_config(repo_root: Path | None, *, only: frozenset[str] | None = None,
+                   **flags: Any) -> tuple[Config, dict[str, str]]:
     """The configuration for a repository, later sources overriding earlier ones, and for each
     key where its value came from: ``default``, a file and line (``repofeed.toml:3``), an
-    environment variable (``REPOFEED_MAX_TOKENS``) or ``flag``. Errors name the place."""
+    environment variable (``REPOFEED_MAX_TOKENS``) or ``flag``. Errors name the place.
+    ``only``: take these options from the file and the environment, the rest at defaults."""
     types = {f.name: f.type for f in dataclasses.fields(Config)}
     known = sorted(k for k in types if k != "extra")
     values: dict[str, Any] = {}
@@ -304,6 +306,8 @@ def resolve_config(repo_root: Path | None, **flags: Any) -> tuple[Config, dict[s
             if key not in types or key == "extra":
                 raise ConfigError(f"{place}: unknown config key {key!r}; known keys: "
                                   + ", ".join(known))
+            if only is not None and key not in only:
+                continue  # a reader leaves the writer's options to the store
             values[key] = _coerce(key, raw, _KINDS[str(types[key])], f" (from {place})")
             where[key] = place
     for key, value in flags.items():
@@ -332,8 +336,8 @@ def reading_config(stored: Config, repo_root: Path | None, **flags: Any
     (``READ``: weights, filters, dedup, curriculum) as the repository's configuration says
     now (defaults → file → ``REPOFEED_*`` → ``flags``), so that changing a rule needs no
     re-ingest. Also where each value came from (``store`` for the ingest options)."""
-    current, where = resolve_config(repo_root, **flags)
-    read = set(Config.read_time())
+    read = frozenset(Config.read_time())
+    current, where = resolve_config(repo_root, only=read, **flags)
     merged = {name: getattr(current if name in read else stored, name)
               for name in Config.options()}
     return Config(**merged).validate(), {

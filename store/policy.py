@@ -64,8 +64,18 @@ def _thresholds(cfg: Config) -> Thresholds:
                          for f in fields(Thresholds) if hasattr(cfg, f"filter_{f.name}")})
 
 
+# Every item once, nothing left out, no curriculum: the data before weights and filters.
+UNWEIGHTED: dict[str, Any] = {"weighting": False, "exclude_vendored": False, "filters": False,
+                              "dedup_exact": False, "near_dedup": "off", "curriculum": "off"}
+
+
 class Policy:
     """The read-time options of a configuration, applied to a store's facts."""
+
+    @classmethod
+    def unweighted(cls, cfg: Config | None = None) -> Policy:
+        """Every item once (``UNWEIGHTED`` over ``cfg``)."""
+        return cls((cfg or Config()).with_overrides(**UNWEIGHTED))
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -19,6 +19,7 @@ from repofeed.store import EvolutionDataset, RepofeedError, WindowDataset, open_
 from repofeed.store.errors import ConfigError, StoreError
 from repofeed.store.gc import collect
 from repofeed.store.locate import resolve_store_dir
+from repofeed.store.policy import UNWEIGHTED
 from repofeed.store.writer import StoreWriter
 from repofeed.train.stream import TrainStream
 
@@ -54,6 +55,15 @@ def _write_more(repo, n: int, change: str | None = None) -> None:
         files[change] = (repo.path / change).read_text() + f"\n# changed in round {n}\n"
     repo.commit(f"Add module {n}", files)
     backfill(repo.path)
+
+
+@pytest.fixture(autouse=True)
+def every_item_once(monkeypatch):
+    """These tests check the stream's mechanics with every item once (the unweighted policy,
+    through the environment, as a user would set it); weighted sampling and curricula have
+    tests of their own (test_sampling.py)."""
+    for key, value in UNWEIGHTED.items():
+        monkeypatch.setenv(f"REPOFEED_{key.upper()}", str(value).lower())
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from repofeed.store.errors import TrainError
+from repofeed.store.policy import UNWEIGHTED
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,6 @@ class DataConfig:
     note: str = ""
     policy: dict[str, Any] = field(default_factory=lambda: dict(UNWEIGHTED))  # read-time
 
-
-# The issue-6 data: every item once, nothing left out, no curriculum.
-UNWEIGHTED: dict[str, Any] = {"weighting": False, "exclude_vendored": False, "filters": False,
-                              "dedup_exact": False, "near_dedup": "off", "curriculum": "off"}
 
 
 def _with(**changes: Any) -> dict[str, Any]:
