@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import tree_sitter
 
+from repofeed.store.errors import ConfigError
 from repofeed.store.languages import PROSE_AND_DATA
 
 log = logging.getLogger(__name__)
@@ -375,6 +376,9 @@ def analyze(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> C
     :func:`repofeed.store.languages.detect_language`): by tree-sitter where a grammar
     exists and the parse and walk end within ``timeout_ms``; else from the text, with
     ``how`` saying which (``tree-sitter``, ``text``, ``timeout``)."""
+    if timeout_ms <= 0:
+        raise ConfigError(f"the complexity timeout must be a positive number of milliseconds "
+                          f"(got {timeout_ms}); the default is {DEFAULT_TIMEOUT_MS}")
     start = time.perf_counter()
     data = _encode(text)
     lines = _line_count(text)

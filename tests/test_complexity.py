@@ -23,7 +23,7 @@ from repofeed.store.complexity import (
     grammars,
     score_of,
 )
-from repofeed.store.errors import RepoError
+from repofeed.store.errors import ConfigError, RepoError
 from repofeed.store.languages import (
     detect_language,
     language_of,
@@ -271,6 +271,11 @@ def test_a_grammar_that_runs_long_is_bounded_and_counted():
     c = analyze(text, "python")
     assert (c.how, c.depth, c.branches, c.functions) == ("tree-sitter", depth, branches,
                                                          functions)
+
+
+def test_a_bound_that_is_not_positive_is_refused():
+    with pytest.raises(ConfigError, match="positive number of milliseconds"):
+        analyze("x = 1\n", "python", timeout_ms=0)
 
 
 def test_threads_share_nothing_mutable():
