@@ -3,7 +3,7 @@
 # pyproject.toml pinned exactly (`>=X` installed as `==X`) and repofeed itself installed without
 # its dependencies runs the daemon's smoke tests (init, backfill, a daemon that takes in a
 # commit and a worktree edit and stops on SIGTERM), and the complexity tests (tree-sitter 0.25
-# bounds a parse another way than 0.26; the 0.23 grammars name a few nodes differently). torch
+# bounds a parse another way than 0.26; the grammar wheels' node names change between versions). torch
 # is no declared dependency and stays out.
 set -eu
 cd "$(dirname "$0")/.."
