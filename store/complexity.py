@@ -330,9 +330,10 @@ def _walk(tree: tree_sitter.Tree, g: _Grammar,
 
 _INDENT = re.compile(r"^([ \t]*)\S", re.MULTILINE)
 _BRANCH_WORDS = re.compile(
-    r"\b(?:if|elif|elsif|elseif|unless|for|foreach|while|until|case|when|catch|except|"
-    r"rescue)\b|&&|\|\|")
-_FUNCTION_WORDS = re.compile(r"\b(?:def|fn|func|fun|function|sub|proc|lambda)\b")
+    rb"\b(?:if|elif|elsif|elseif|unless|for|foreach|while|until|case|when|catch|except|"
+    rb"rescue)\b|&&|\|\|")
+_FUNCTION_WORDS = re.compile(rb"\b(?:def|fn|func|fun|function|sub|proc|lambda)\b")
+_NOT_BRACES = bytes(b for b in range(256) if b not in b"{}")
 
 
 def _indent_depth(text: str) -> int:
@@ -343,10 +344,10 @@ def _indent_depth(text: str) -> int:
 
 
 def _brace_depth(data: bytes) -> int:
-    raw = np.frombuffer(data, dtype=np.uint8)
-    steps = (raw == ord("{")).astype(np.int32) - (raw == ord("}"))
-    if not steps.any():
+    braces = np.frombuffer(data.translate(None, _NOT_BRACES), dtype=np.uint8)
+    if not braces.size:
         return 0
+    steps = np.where(braces == ord("{"), 1, -1)
     return max(0, int(np.cumsum(steps).max()))
 
 
@@ -355,7 +356,7 @@ def _text_measures(text: str, data: bytes, language: str) -> tuple[int, int, int
     depth = max(_indent_depth(text), _brace_depth(data))
     if language in PROSE_AND_DATA:
         return depth, 0, 0
-    return depth, len(_BRANCH_WORDS.findall(text)), len(_FUNCTION_WORDS.findall(text))
+    return depth, len(_BRANCH_WORDS.findall(data)), len(_FUNCTION_WORDS.findall(data))
 
 
 def _line_count(text: str) -> int:
