@@ -9,7 +9,7 @@ place that talks to ``git_attr``.
 Two sources:
 
 - the worktree (``commit=None``): the ``.gitattributes`` files on disk, then the index's,
-  plus ``.git/info/attributes`` and the user's ``core.attributesFile``. libgit2 reads both
+  plus ``.git/info/attributes`` and the user's ``core.attributesFile`` (not the system's). libgit2 reads both
   the file and the index's version; where both speak of an attribute the file wins (git reads
   the index's only where the file is missing: the two differ only while a ``.gitattributes``
   edit that drops a rule is uncommitted);
@@ -23,9 +23,13 @@ Two sources:
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pygit2
 from pygit2.enums import AttrCheck
 
+from .errors import RepoError
 from .schema import path_bytes
 
 LINGUIST_ATTRIBUTES = ("linguist-vendored", "linguist-generated", "linguist-documentation",
@@ -33,21 +37,34 @@ LINGUIST_ATTRIBUTES = ("linguist-vendored", "linguist-generated", "linguist-docu
 _BOOLEAN = ("linguist-vendored", "linguist-generated", "linguist-documentation")
 _FALSE = frozenset({"false", "0", "no", "off", "unset"})
 
-_history_views: dict[str, pygit2.Repository] = {}
-_MAX_VIEWS = 16
+_views = threading.local()
 
 
 def _history_view(repo: pygit2.Repository) -> pygit2.Repository:
-    """An index-less, worktree-less repository over ``repo``'s objects (kept per repository,
-    so libgit2's cache of parsed attribute files is reused)."""
-    view = _history_views.get(repo.path)
+    """An index-less, worktree-less repository over ``repo``'s objects, one per repository
+    per thread (pygit2 objects are not shared between threads), kept so that libgit2's
+    cache of parsed attribute files is reused."""
+    views = getattr(_views, "views", None)
+    if views is None:
+        views = _views.views = {}
+    view = views.get(repo.path)
     if view is None:
-        if len(_history_views) >= _MAX_VIEWS:
-            _history_views.pop(next(iter(_history_views)))
         view = pygit2.Repository()
         view.set_odb(repo.odb)
-        _history_views[repo.path] = view
+        views[repo.path] = view
     return view
+
+
+def _commit_id(repo: pygit2.Repository, commit: pygit2.Commit | pygit2.Oid | str
+               ) -> pygit2.Oid:
+    """The id of the commit ``commit`` is or names (an id, a short id, a ref, ``HEAD~2``)."""
+    if isinstance(commit, pygit2.Commit):
+        return commit.id
+    try:
+        return repo.revparse_single(str(commit)).peel(pygit2.Commit).id
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise RepoError(f"{commit}: not a commit of {repo.path} ({exc}); give a commit id, "
+                        "or none for the worktree's attributes") from None
 
 
 def _normalise(name: str, value: bool | str | None) -> bool | str | None:
@@ -61,18 +78,26 @@ def _normalise(name: str, value: bool | str | None) -> bool | str | None:
     return value if isinstance(value, str) and value else None
 
 
-def linguist_attrs(repo: pygit2.Repository, path: str,
-                   commit: pygit2.Commit | None = None) -> dict[str, bool | str]:
+def linguist_attrs(repo: pygit2.Repository | str | Path, path: str,
+                   commit: pygit2.Commit | pygit2.Oid | str | None = None
+                   ) -> dict[str, bool | str]:
     """The linguist attributes that ``.gitattributes`` gives ``path`` (relative, with ``/``):
     a dict holding only the attributes that are specified, booleans for vendored, generated
     and documentation (``attr``/``attr=true`` True, ``-attr``/``attr=false`` False), a string
     for ``linguist-language``. With ``commit``, from that commit's tree alone; without, from
-    the worktree as git reads it."""
+    the worktree as git reads it. The system-wide attributes file is never read, so the
+    facts do not depend on the machine. ``repo`` may be a path."""
+    if not isinstance(repo, pygit2.Repository):
+        try:
+            repo = pygit2.Repository(str(repo))
+        except pygit2.GitError as exc:
+            raise RepoError(f"{repo}: not a git repository ({exc})") from None
     if commit is None:
-        source, flags, commit_id = repo, AttrCheck.FILE_THEN_INDEX, None
+        source, flags, commit_id = repo, AttrCheck.FILE_THEN_INDEX | AttrCheck.NO_SYSTEM, None
     else:
         source = _history_view(repo)
-        flags, commit_id = AttrCheck.INCLUDE_COMMIT | AttrCheck.NO_SYSTEM, commit.id
+        flags = AttrCheck.INDEX_ONLY | AttrCheck.INCLUDE_COMMIT | AttrCheck.NO_SYSTEM
+        commit_id = _commit_id(repo, commit)
     found: dict[str, bool | str] = {}
     raw = path_bytes(path)  # git's bytes: a name that is not UTF-8 is asked for as it is
     for name in LINGUIST_ATTRIBUTES:
