@@ -12,7 +12,6 @@ import pytest
 from helpers import PROJECT
 from repofeed.store.errors import ConfigError
 from repofeed.store.globs import Glob, GlobError
-from repofeed.store.languages import weight_of
 from repofeed.store.weights import DEFAULT_CLASS_WEIGHTS, DEFAULT_RULES, WeightRules, copies
 
 CORPUS = PROJECT.parent / "shared" / "corpus"
@@ -35,7 +34,6 @@ CORPUS = PROJECT.parent / "shared" / "corpus"
 ])
 def test_class_defaults(path, weight, cls):
     assert DEFAULT_RULES.decide(path) == (weight, f"class {cls}")
-    assert weight_of(path, "any") == weight  # the ingest shim asks the same place
 
 
 def test_every_real_path_gets_a_default_weight(tmp_path):
