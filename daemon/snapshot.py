@@ -62,7 +62,7 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
         known = set(syncer.writer.documents())
         changes.extend(SnapshotChange(p) for p in sorted(known - seen))
     described = {}
-    for path, key, text, _oid in pending:
+    for path, _key, text, _oid in pending:
         attrs = linguist_attrs(syncer.repo, path, tip)
         described[path] = attrs, detect_language(path, text, attrs.get("linguist-language"))
     fresh = syncer.encoder.encode_missing(

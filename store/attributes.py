@@ -9,8 +9,8 @@ place that talks to ``git_attr``.
 Two sources:
 
 - the worktree (``commit=None``): the ``.gitattributes`` files on disk, then the index's,
-  plus ``.git/info/attributes`` and the user's ``core.attributesFile`` (not the system's). libgit2 reads both
-  the file and the index's version; where both speak of an attribute the file wins (git reads
+  plus ``.git/info/attributes`` and the user's ``core.attributesFile`` (not the system's).
+  libgit2 reads both the file and the index's version; where both speak of an attribute the file wins (git reads
   the index's only where the file is missing: the two differ only while a ``.gitattributes``
   edit that drops a rule is uncommitted);
 - a commit: only the ``.gitattributes`` files of that commit's tree. libgit2's

@@ -17,6 +17,7 @@ import tree_sitter
 
 from helpers import PROJECT
 from repofeed.daemon.history import text_of
+from repofeed.store.attributes import linguist_attrs
 from repofeed.store.complexity import (
     SPECS,
     Complexity,
@@ -26,7 +27,6 @@ from repofeed.store.complexity import (
     score_of,
 )
 from repofeed.store.errors import ConfigError, RepoError
-from repofeed.store.attributes import linguist_attrs
 from repofeed.store.languages import detect_language, language_of, shebang_language
 
 CORPUS = PROJECT.parent / "shared" / "corpus"

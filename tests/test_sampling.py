@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 import torch
 
+from helpers import run_cli
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
@@ -21,8 +22,6 @@ from repofeed.store.errors import ConfigError
 from repofeed.store.locate import resolve_store_dir
 from repofeed.store.policy import Policy
 from repofeed.train.stream import TrainStream
-
-from helpers import run_cli
 
 
 def _module(name: str, n: int) -> str:

@@ -222,7 +222,8 @@ def run_options(config: DataConfig, scale: Scale, *, store: Path, out: Path, see
         store=str(store), out=str(out), model=scale.model, device=device or scale.device,
         batch_size=scale.step_tokens // config.context, context=config.context,
         overlap=config.overlap, mix=config.mix, labels=config.labels, seed=seed,
-        policy=dict(config.policy), max_steps=max(1, math.ceil(scale.train_tokens / scale.step_tokens)),
+        policy=dict(config.policy),
+        max_steps=max(1, math.ceil(scale.train_tokens / scale.step_tokens)),
         checkpoint_every=0, log_every=50)
 
 

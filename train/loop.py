@@ -451,8 +451,8 @@ class Trainer:
 
 # What defines a run: a resume takes these from the checkpoint, and refuses other values.
 RUN_DEFINING = ("model", "lora", "batch_size", "grad_accum", "context", "overlap", "labels",
-                "mix", "policy", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "seed",
-                "replay", "activation_checkpointing")
+                "mix", "policy", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip",
+                "seed", "replay", "activation_checkpointing")
 
 
 def _resumed_options(saved: dict[str, Any], given: TrainOptions) -> TrainOptions:
