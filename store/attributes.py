@@ -10,9 +10,9 @@ Two sources:
 
 - the worktree (``commit=None``): the ``.gitattributes`` files on disk, then the index's,
   plus ``.git/info/attributes`` and the user's ``core.attributesFile`` (not the system's).
-  libgit2 reads both the file and the index's version; where both speak of an attribute the file wins (git reads
-  the index's only where the file is missing: the two differ only while a ``.gitattributes``
-  edit that drops a rule is uncommitted);
+  libgit2 reads both the file and the index's version; where both speak of an attribute the
+  file wins (git reads the index's only where the file is missing: the two differ only while
+  a ``.gitattributes`` edit that drops a rule is uncommitted);
 - a commit: only the ``.gitattributes`` files of that commit's tree. libgit2's
   ``GIT_ATTR_CHECK_INCLUDE_COMMIT`` alone is not enough in a repository with an index: the
   index's ``.gitattributes`` then takes precedence over the commit's (measured with pygit2
