@@ -244,7 +244,7 @@ def cut_store(repo: pygit2.Repository | str | Path | None, cut: Cut | str, direc
     configuration (finishing an interrupted backfill). A store there made otherwise is an
     error, unless ``force`` replaces it. Returns the store's directory.
     """
-    from repofeed.store.config import load_config
+    from repofeed.store.config import Config, load_config
     from repofeed.store.reader import Store
     from repofeed.store.schema import K_CONFIG, K_PIN, K_TOKENIZER_INFO
 
@@ -255,7 +255,10 @@ def cut_store(repo: pygit2.Repository | str | Path | None, cut: Cut | str, direc
     oid = cut.cut if isinstance(cut, Cut) else str(resolve_commit(git, cut).id)
     directory = Path(directory).resolve()
     workdir = Path(git.workdir) if git.workdir else None
-    wanted = load_config(workdir, vocab_size=vocab_size, **config).to_dict()
+    # the options that shape what is written; read-time policy is the reader's business
+    read = set(Config.read_time())
+    wanted = {k: v for k, v in load_config(workdir, vocab_size=vocab_size, **config)
+              .to_dict().items() if k not in read}
     source = str(Path(tokenizer).resolve()) if tokenizer is not None else "trained"
     if (directory / "data.mdb").exists() and not force:
         with Store(directory) as store:
@@ -263,7 +266,9 @@ def cut_store(repo: pygit2.Repository | str | Path | None, cut: Cut | str, direc
             have_source = (store.meta(K_TOKENIZER_INFO) or {}).get("source")
         differs = [what for what, ok in (("cut", pin == oid),
                                          ("tokenizer", have_source == source),
-                                         ("configuration", have == wanted)) if not ok]
+                                         ("configuration", {k: v for k, v in have.items()
+                                                            if k not in read} == wanted))
+                  if not ok]
         if differs:
             raise StoreError(
                 f"{directory} holds a store made for another {', '.join(differs)} "
