@@ -177,6 +177,7 @@ def stats(
 
     with open_store(repo) as store:
         data = store.stats()
+    _warn_unmatched(data["unmatched_weight_rules"])
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -186,14 +187,23 @@ def stats(
     out.print(table)
 
 
+def _warn_unmatched(globs: list[str]) -> None:
+    for glob in globs:
+        err.print(f"[yellow]warning:[/] the weight rule {escape(repr(glob))} matches no "
+                  f"document of the store (see `repofeed config show`)", highlight=False)
+
+
 def _stat_text(key: str, value: Any) -> str:
     """One line of `repofeed stats`: counts with separators, a dict as "name count, …"."""
     if key == "weight_classes":
         return ", ".join(f"{cls} {entry['items']:,} ({entry['share']:.0%} of draws)"
                          for cls, entry in value.items()) or "—"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
+        return ", ".join(f"{k} {str(v).lower()}" if isinstance(v, bool) else
+                         f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
                          for k, v in value.items()) or "—"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "—"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)

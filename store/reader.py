@@ -363,7 +363,9 @@ class Store:
         """What training reads from this store under the repository's configuration now
         (store/policy.py): documents by language and weight class (with each class's share
         of the sampling weight), documents and records left out by reason, near-duplicate
-        clusters, and the secrets redacted at ingest by kind."""
+        clusters, the secrets redacted at ingest by kind, how the documents were parsed for
+        their complexity (``tree-sitter``, ``text``, ``timeout``: a grammar over its time
+        bound), and the weight rules whose glob matches no document."""
         from .policy import Policy, composition
 
         policy = Policy.for_store(self)
@@ -376,6 +378,10 @@ class Store:
             if item.cluster is not None:
                 clusters[item.cluster] = clusters.get(item.cluster, 0) + 1
         shared = [n for n in clusters.values() if n > 1]
+        parsed: dict[str, int] = {}
+        for fact in self.facts([d["array"] for d in docs if d["n_tokens"] > 0]).values():
+            how = (fact.get("cx") or {}).get("how", "none")
+            parsed[how] = parsed.get(how, 0) + 1
         return {
             "languages": found["languages"],
             "weight_classes": found["weight_classes"],
@@ -386,6 +392,8 @@ class Store:
                                    "exact_duplicates": found["excluded"].get(
                                        "exact_duplicate", 0)},
             "redactions": self.meta(K_REDACTIONS, {}),
+            "parsed": parsed,
+            "unmatched_weight_rules": policy.rules.unmatched(d["path"] for d in docs),
         }
 
 

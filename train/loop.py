@@ -213,11 +213,15 @@ class Trainer:
         max_steps = self._max_steps(per_step)
         # a run sized in steps or tokens passes over the data as often as that takes
         epochs = opt.epochs or (None if max_steps is None else UNTIL_STEPS)
+        policy = Policy.for_store(store, **(opt.policy or {}))
+        for glob in policy.rules.unmatched(d["path"] for d in store.documents(weighed=False)):
+            _say(f"warning: the weight rule {glob!r} matches no document of the store")
+        info["data_policy"] = policy.settings()   # how the data this run reads was chosen
         stream = TrainStream(store.path, mix=opt.mix, max_tokens=context, overlap=opt.overlap,
                              labels=opt.labels, seed=opt.seed, replay=opt.replay,
                              follow=opt.follow, epochs=epochs,
                              poll_seconds=opt.poll_seconds, batch_size=opt.batch_size,
-                             policy=Policy.for_store(store, **(opt.policy or {})))
+                             policy=policy)
         preflight = self._preflight(model, spec, context, device) if opt.preflight else None
 
         model.to(device)
