@@ -15,13 +15,12 @@ from collections import Counter
 
 import pytest
 
+from helpers import run_cli
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import WindowDataset, open_store
 from repofeed.store.policy import Policy
 from repofeed.train.stream import TrainStream
-
-from helpers import run_cli
 
 
 def _code(name: str, n: int) -> str:
