@@ -358,7 +358,7 @@ def config_show(
 ) -> None:
     """The effective configuration (defaults → repofeed.toml or [tool.repofeed] → REPOFEED_*
     variables) and where each value came from; beside it, what the store was made with."""
-    from repofeed.store.config import resolve_config
+    from repofeed.store.config import READ, Config, resolve_config
     from repofeed.store.locate import open_repository, store_dir_of
     from repofeed.store.reader import Store
 
@@ -372,24 +372,30 @@ def config_show(
             stored = {k: v for k, v in store.config.to_dict().items() if k != "extra"}
     if as_json:
         print(json.dumps({"effective": effective, "source": where, "store": stored,
-                          "store_path": str(store_dir) if stored is not None else None},
-                         indent=2))
+                          "store_path": str(store_dir) if stored is not None else None,
+                          "read_time": list(Config.read_time())}, indent=2))
         return
+    when = {name: f.metadata["when"] for name, f in Config.options().items()}
     table = Table(box=None, pad_edge=False)
-    for column in ("key", "value", "from") + (("store",) if stored is not None else ()):
-        table.add_column(column, overflow="fold")
+    for column in ("key", "value", "from", "applies") + (
+            ("store",) if stored is not None else ()):
+        table.add_column(column, overflow="fold", no_wrap=column != "value")
     root = f"{git.workdir.rstrip('/')}/" if git.workdir else None
     for key, value in effective.items():
         source = where.get(key, "default")
         if root and source.startswith(root):
             source = source[len(root):]            # repofeed.toml:3, at the repository's root
-        row = [f"[bold]{key}", escape(str(value)), escape(source)]
+        row = [f"[bold]{key}", escape(str(value)), escape(source), when[key]]
         if stored is not None:
             kept = stored.get(key)
-            row.append("" if kept == value else f"[yellow]{escape(str(kept))}")
+            row.append("" if kept == value or when[key] == READ
+                       else f"[yellow]{escape(str(kept))}")
         table.add_row(*row)
     out.print(table)
-    if stored is not None and any(stored.get(k) != v for k, v in effective.items()):
+    out.print("applies: ingest — shapes what is written; read — policy applied when training "
+              "reads, so a change needs no re-ingest.", highlight=False)
+    if stored is not None and any(stored.get(k) != v for k, v in effective.items()
+                                  if when[k] != READ):
         out.print(f"The store at {store_dir} was made with the values in the store column; "
                   f"`repofeed init --force` makes it anew with the effective ones.",
                   highlight=False)

@@ -90,7 +90,7 @@ class Config:
     near_dedup: str = _opt("downweight", READ, "near-duplicate clusters (MinHash, Jaccard "
                            ">= 0.7): downweight (1/size each), drop (keep one) or off")
     # -- languages, complexity, curriculum -----------------------------------------------
-    parse_timeout_ms: int = _opt(500, INGEST, "a grammar's time bound per file")
+    parse_timeout_ms: int = _opt(1000, INGEST, "a grammar's time bound per file")
     curriculum: str = _opt("off", READ, "off; epochs (simple to complex, phase by epoch); "
                            "proportional (sampled in proportion to complexity)")
     curriculum_phases: int = _opt(3, READ, "epochs of the curriculum's phases")
@@ -192,10 +192,12 @@ _KINDS = {"int": int, "bool": bool, "str | None": str, "str": str, "float": floa
           "list[str]": list, "dict[str, float]": dict}
 
 
-def _coerce(name: str, raw: Any, kind: type, source: str = "") -> Any:
+def _coerce(name: str, raw: Any, kind: type, source: str = "", text: bool = False) -> Any:
+    """``raw`` as ``kind``; ``text``: it is an environment variable's string (a list or a
+    table then in JSON)."""
     if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
         return float(raw)
-    if kind in (list, dict) and isinstance(raw, str):  # an environment variable: JSON
+    if kind in (list, dict) and isinstance(raw, str) and text:
         try:
             raw = json.loads(raw)
         except ValueError:
@@ -299,7 +301,7 @@ def resolve_config(repo_root: Path | None, *, only: frozenset[str] | None = None
         _Layer({key: os.environ[name] for key, name in env_keys.items() if key in types},
                {key: name for key, name in env_keys.items() if key in types}),
     ]
-    for layer in layers:
+    for number, layer in enumerate(layers):
         for key, raw in layer.values.items():
             key = key.replace("-", "_")
             place = layer.where.get(key, "")
@@ -308,7 +310,8 @@ def resolve_config(repo_root: Path | None, *, only: frozenset[str] | None = None
                                   + ", ".join(known))
             if only is not None and key not in only:
                 continue  # a reader leaves the writer's options to the store
-            values[key] = _coerce(key, raw, _KINDS[str(types[key])], f" (from {place})")
+            values[key] = _coerce(key, raw, _KINDS[str(types[key])], f" (from {place})",
+                                  text=number == 1)
             where[key] = place
     for key, value in flags.items():
         if value is not None:

@@ -66,3 +66,41 @@ def test_errors_name_the_file_and_line(small_repo_factory):
     done = run_cli("config", "show", str(repo.path), check=False)
     # the table name survives the terminal's markup
     assert "pyproject.toml:5 [tool.repofeed]" in done.stderr and "must be int" in done.stderr
+
+
+def test_every_data_quality_option_is_typed_validated_and_placed(small_repo_factory,
+                                                                  monkeypatch):
+    repo = small_repo_factory()
+    repo.write("repofeed.toml", 'near_dedup = "drop"\nweight_test = 1\n\n[weights]\n'
+                                '"tests/fixtures/**" = 0\n"src/legacy/*" = 0.5\n')
+    monkeypatch.setenv("REPOFEED_SECRET_FILES", '[".env", "*.pem"]')
+    shown = json.loads(run_cli("config", "show", str(repo.path), "--json").stdout)
+    effective, source = shown["effective"], shown["source"]
+    assert effective["weights"] == {"tests/fixtures/**": 0.0, "src/legacy/*": 0.5}
+    assert source["weights"].endswith("repofeed.toml:4")          # the table's header
+    assert effective["weight_test"] == 1.0 and isinstance(effective["weight_test"], float)
+    assert effective["near_dedup"] == "drop" and source["near_dedup"].endswith(":1")
+    assert effective["secret_files"] == [".env", "*.pem"]
+    assert source["secret_files"] == "REPOFEED_SECRET_FILES"
+    assert "weights" in shown["read_time"] and "max_tokens" not in shown["read_time"]
+    table = run_cli("config", "show", str(repo.path)).stdout
+    assert "applies" in table and "needs no re-ingest" in table
+
+
+@pytest.mark.parametrize("text, said", [
+    ('near_dedup = "sometimes"\n', "near_dedup must be one of downweight, drop, off"),
+    ("curriculum = 3\n", "'curriculum' (from"),
+    ('\n[weights]\n"src/**" = "lots"\n', "the weight of 'src/**' must be a number"),
+    ("filter_min_alpha_fraction = 1.5\n", "must be a fraction between 0 and 1"),
+    ('secret_files = ".env"\n', "must be a list of strings"),
+    ('\n\n[weights]\n"src/[" = 2\n', "src/["),
+])
+def test_quality_options_errors_name_the_file_line_key_and_what_is_allowed(
+        small_repo_factory, text, said):
+    repo = small_repo_factory()
+    repo.write("repofeed.toml", text)
+    done = run_cli("config", "show", str(repo.path), check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert said in done.stderr
+    line = text.count("\n", 0, text.index("[weights]")) + 1 if "[weights]" in text else 1
+    assert f"repofeed.toml:{line}" in done.stderr
