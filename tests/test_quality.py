@@ -150,3 +150,31 @@ def test_a_bad_rule_is_an_error_naming_the_file(quality_repo):
     done = run_cli("stats", str(quality_repo.path), check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "repofeed.toml:2" in done.stderr and "src/**" in done.stderr
+
+
+def test_a_grammar_that_runs_long_is_bounded_and_counted_in_stats(make_repo):
+    repo = make_repo("slow-grammar")
+    # C++'s `a < b` against a template argument list: the parser keeps both readings and
+    # takes seconds over this line; the store's bound is 100 ms
+    repo.commit("An ambiguous header and a plain module",
+                {"include/slow.hpp": "a<" * 200_000 + "\n", "src/plain.py": _code("plain", 1)})
+    init_store(repo.path, max_tokens=64, overlap=0, vocab_size=400, parse_timeout_ms=100)
+    backfill(repo.path)
+    stats = json.loads(run_cli("stats", str(repo.path), "--json").stdout)
+    assert stats["parsed"]["timeout"] == 1
+    shown = json.loads(run_cli("show", "path", "include/slow.hpp", str(repo.path),
+                               "--json").stdout)
+    assert shown["complexity"]["how"] == "timeout" and shown["complexity"]["lines"] == 1
+
+
+def test_a_ten_megabyte_minified_file_is_skipped_and_said_so(make_repo):
+    repo = make_repo("minified")
+    line = "".join(f"var a{i}=function(b){{return b*{i % 97}}};" for i in range(300_000))
+    repo.commit("A vendored bundle", {"dist/app.min.js": line[:10 << 20] + "\n",
+                                      "src/app.py": _code("app", 1)})
+    init_store(repo.path, max_tokens=64, overlap=0, vocab_size=400)
+    backfill(repo.path)
+    shown = run_cli("show", "path", "dist/app.min.js", str(repo.path)).stdout
+    assert "skipped at ingest: too_large" in shown
+    stats = json.loads(run_cli("stats", str(repo.path), "--json").stdout)
+    assert stats["skipped_at_head"] == {"too_large": 1} and stats["documents"] == 1
