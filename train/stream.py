@@ -28,6 +28,20 @@ The sources' draws are interleaved evenly (draw j of a source with d draws sits 
 the epoch), so every stretch of the stream holds the sources near their ratio. Mixing fresh
 and old data at a set ratio is what users of Levanter asked for (marin-community/levanter #698).
 
+**Weights and curricula.** What is drawn is read-time policy (``store/policy.py``, the
+``policy`` argument; default: the repository's configuration now, ``Policy.for_store``): each
+document and record has a weight — path rules and classes, 0 for what is left out (vendored,
+generated, lock files, a failed filter, an exact duplicate, a dropped near-duplicate) — and
+its windows or views share it. An epoch draws an item ``floor(w)`` times plus once more with
+probability ``frac(w)``, decided by a keyed hash of (seed, epoch, item), so a weight is a
+sampling rate (0.3: in about 3 epochs of 10), never rounded to zero, and the same seed gives
+the same epochs. The curriculum multiplies in: ``epochs`` keeps, in epoch e < P - 1 of P
+phases, the items within the simplest (e + 1) / P of the epoch's complexity (later epochs
+keep all); ``proportional`` weighs each item by its complexity over the mean (clipped to
+[0.1, 10]). Both are computed over each epoch's watermark, so new data takes its place in the
+next epoch. The weights and complexities are columns of the watermark, so a resume draws
+exactly what the uninterrupted run would, and a stream under another policy refuses the state.
+
 **Identity.** Every item has a 64-bit key from its content, never from its position in path
 order: a window from (path, the document's git blob id, start, window length), a record view
 from (commit, path, view number, max_tokens). The key survives refreshes: a document that did
@@ -60,7 +74,7 @@ epoch, the position (items this shard consumed in the epoch), the count of skipp
 settings it was made with, and the epoch's watermark (and, with replay, the previous one) as
 compact uint64 bytes: 24 bytes per document for windows (key, token array, length: the windows
 follow from window arithmetic) and 24 per record for evolution (sequence number, key, view
-count). ``load_state_dict()`` rebuilds the epoch's order from these alone and skips the
+count; each with its weight and complexity). ``load_state_dict()`` rebuilds the epoch's order from these alone and skips the
 consumed positions without reading them (skipping by reading cost a user of transformers 28 h
 for 660k batches: huggingface/transformers #11284). So a resume after the daemon wrote new
 commits or changed files continues with exactly the items that would have come: token arrays
