@@ -72,10 +72,10 @@ the fraction F holds for the item set; the mix then sets each source's draws.
 **State.** ``state_dict()`` is a small dict of ints, bytes and lists (msgpack/pickle-able): the
 epoch, the position (items this shard consumed in the epoch), the count of skipped items, the
 settings it was made with, and the epoch's watermark (and, with replay, the previous one) as
-compact uint64 bytes: 24 bytes per document for windows (key, token array, length: the windows
-follow from window arithmetic) and 24 per record for evolution (sequence number, key, view
-count; each with its weight and complexity). ``load_state_dict()`` rebuilds the epoch's order from these alone and skips the
-consumed positions without reading them (skipping by reading cost a user of transformers 28 h
+compact uint64 bytes: 40 bytes per document for windows (key, token array, length, weight,
+complexity: the windows follow from window arithmetic) and 40 per record for evolution
+(sequence number, key, view count, weight, complexity). ``load_state_dict()`` rebuilds the
+epoch's order from these alone and skips the consumed positions without reading them (skipping by reading cost a user of transformers 28 h
 for 660k batches: huggingface/transformers #11284). So a resume after the daemon wrote new
 commits or changed files continues with exactly the items that would have come: token arrays
 are content-addressed and never rewritten, and superseded records stay readable. Items whose
