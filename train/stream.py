@@ -75,8 +75,9 @@ settings it was made with, and the epoch's watermark (and, with replay, the prev
 compact uint64 bytes: 40 bytes per document for windows (key, token array, length, weight,
 complexity: the windows follow from window arithmetic) and 40 per record for evolution
 (sequence number, key, view count, weight, complexity). ``load_state_dict()`` rebuilds the
-epoch's order from these alone and skips the consumed positions without reading them (skipping by reading cost a user of transformers 28 h
-for 660k batches: huggingface/transformers #11284). So a resume after the daemon wrote new
+epoch's order from these alone and skips the consumed positions without reading them
+(skipping by reading cost a user of transformers 28 h for 660k batches:
+huggingface/transformers #11284). So a resume after the daemon wrote new
 commits or changed files continues with exactly the items that would have come: token arrays
 are content-addressed and never rewritten, and superseded records stay readable. Items whose
 tokens or record were garbage-collected in the meantime (``repofeed gc``, after its grace
