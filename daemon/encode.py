@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from repofeed.store.schema import content_key_of
+from repofeed.store.secrets import placeholder_counts
 from repofeed.store.writer import StoreWriter
 
 from .history import CommitChanges, message_of
@@ -81,6 +82,9 @@ class Encoder:
         bases = bases or {}
         absent = self.writer.missing_arrays(texts)
         pending = [k for k in texts if k in absent]
+        # texts reach here redacted: their placeholders are counted when their array is stored
+        self.writer.note_redactions({k: counts for k in pending
+                                     if (counts := placeholder_counts(texts[k]))})
         fresh: dict[bytes, np.ndarray] = {}
         while pending:
             whole: list[bytes] = []

@@ -17,12 +17,14 @@ from pygit2.enums import DeltaStatus, DiffFind, SortMode
 from repofeed.store.errors import RepoError, RepofeedError
 from repofeed.store.locate import common_dir, open_repository
 from repofeed.store.schema import path_str
+from repofeed.store.secrets import is_secret_file, redact, redact_path
 
 MODE_LINK = 0o120000
 MODE_SUBMODULE = 0o160000
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
 
-SKIP_REASONS = ("binary", "submodule", "symlink", "lfs_pointer", "too_large", "not_utf8")
+SKIP_REASONS = ("binary", "submodule", "symlink", "lfs_pointer", "too_large", "not_utf8",
+                "secret_file")
 
 
 @dataclass
@@ -48,35 +50,51 @@ class CommitChanges:
 
 
 class BlobReader:
-    """Reads blobs as text, or says why not; remembers recent answers by blob id."""
+    """Reads blobs as text, or says why not; remembers recent answers by blob id.
+
+    Every text it gives is redacted (store/secrets.py): secrets become ``<SECRET:kind>``
+    before anything hashes or tokenizes them; ``redacted`` holds the blobs that had some.
+    Given the path, a file of credentials (``.env``, ``id_rsa``: ``is_secret_file``) is left
+    out whole, with the reason ``secret_file``.
+    """
 
     def __init__(self, repo: pygit2.Repository, max_bytes: int, cache_size: int = 4096):
         self.repo = repo
         self.max_bytes = max_bytes
         self.cache_size = cache_size
         self._cache: dict[pygit2.Oid, tuple[str | None, str | None]] = {}
+        self.redacted: set[pygit2.Oid] = set()  # blobs of the cache whose text had secrets
         self.heartbeat: Callable[[], None] = lambda: None  # told of each read: long work lives
 
-    def read(self, oid: pygit2.Oid, mode: int) -> tuple[str | None, str | None]:
-        """(text, None) for a text file, (None, reason) for one left out."""
+    def read(self, oid: pygit2.Oid, mode: int, path: str | None = None
+             ) -> tuple[str | None, str | None]:
+        """(redacted text, None) for a text file, (None, reason) for one left out."""
         self.heartbeat()
         if mode == MODE_SUBMODULE:
             return None, "submodule"
         if mode == MODE_LINK:
             return None, "symlink"
+        if path is not None and is_secret_file(path):
+            return None, "secret_file"
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        result = self._classify(self.repo[oid])
+        result = self._classify(oid, self.repo[oid])
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
+            self.redacted.clear()
         self._cache[oid] = result
         return result
 
-    def _classify(self, blob: pygit2.Blob) -> tuple[str | None, str | None]:
+    def _classify(self, oid: pygit2.Oid, blob: pygit2.Blob) -> tuple[str | None, str | None]:
         if blob.size > self.max_bytes:
             return None, "too_large"
-        return text_of(blob.data, binary=blob.is_binary)
+        text, reason = text_of(blob.data, binary=blob.is_binary)
+        if text is not None:
+            text, counts = redact(text)
+            if counts:
+                self.redacted.add(oid)
+        return text, reason
 
 
 def text_of(data: bytes, binary: bool | None = None) -> tuple[str | None, str | None]:
@@ -320,9 +338,9 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
     before = after = None
     reason_old = reason_new = None
     if old is not None:
-        before, reason_old = blobs.read(*old)
+        before, reason_old = blobs.read(*old, old_path or path)
     if new is not None:
-        after, reason_new = blobs.read(*new)
+        after, reason_new = blobs.read(*new, path)
     if before is None and after is None:
         reason = reason_new or reason_old
         if reason:
@@ -341,9 +359,16 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
         change = "renamed" if renamed else "modified"
     hunks: list[tuple[int, int, int, int]] = []
     if before is not None and after is not None and before != after:
-        hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in hunks_of()]
-    return FileChange(path if after is not None else (old_path or path),
-                      old_path if change == "renamed" else None, change, before, after, hunks)
+        if old[0] in blobs.redacted or new[0] in blobs.redacted:
+            # git's hunks are of the original texts: a redacted one differs (a private key
+            # is one line now), so the hunks are taken again, of the texts that are stored
+            found = pygit2.Patch.create_from(before, after, context_lines=0).hunks
+        else:
+            found = hunks_of()
+        hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in found]
+    return FileChange(redact_path(path if after is not None else (old_path or path)),
+                      redact_path(old_path) if change == "renamed" and old_path else None,
+                      change, before, after, hunks)
 
 
 def commit_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobReader
@@ -406,11 +431,12 @@ def path_of(diff_file: pygit2.DiffFile) -> str:
 
 def author_of(commit: pygit2.Commit) -> str:
     # The name only: e-mail addresses are personal data a training set does not need.
-    return _commit_text(commit, commit.author.raw_name)
+    return redact(_commit_text(commit, commit.author.raw_name))[0]
 
 
 def message_of(commit: pygit2.Commit) -> str:
-    return _commit_text(commit, commit.raw_message)
+    """A commit's message, secrets redacted."""
+    return redact(_commit_text(commit, commit.raw_message))[0]
 
 
 def _commit_text(commit: pygit2.Commit, raw: bytes) -> str:

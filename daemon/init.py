@@ -57,8 +57,10 @@ def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config,
     blobs = BlobReader(repo, cfg.max_file_bytes)
     texts: list[str] = []
     total = 0
-    for _path, oid, mode in tree_changes(repo, None, tip.tree):
-        text, _ = blobs.read(oid, mode)
+    for path, oid, mode in tree_changes(repo, None, tip.tree):
+        # redacted, and .env-like files left out: a model trained on a secret could hold it
+        # as a vocabulary piece, and the model's bytes live in the store
+        text, _ = blobs.read(oid, mode, path)
         if text:
             texts.append(text)
             total += len(text)

@@ -11,6 +11,7 @@ import pygit2
 from repofeed.store.languages import language_of, weight_of
 from repofeed.store.locate import is_under
 from repofeed.store.schema import K_HEAD, K_PENDING, K_ROOTS, content_key
+from repofeed.store.secrets import redact_path
 from repofeed.store.windows import window_count
 from repofeed.store.writer import Liveness, SnapshotChange
 
@@ -43,14 +44,15 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
     changes: list[SnapshotChange] = []
     texts: dict[bytes, str] = {}
     seen: set[str] = set()
-    for path, oid, mode in tree_changes(syncer.repo, old_tree, new_tree):
-        if is_under(path, syncer.own):
+    for git_path, oid, mode in tree_changes(syncer.repo, old_tree, new_tree):
+        if is_under(git_path, syncer.own):
             continue  # repofeed's own files, committed by a `git add -A`
+        path = redact_path(git_path)  # a secret in a file name is not stored either
         seen.add(path)
         if oid is None:
             changes.append(SnapshotChange(path))
             continue
-        text, reason = syncer.blobs.read(oid, mode)
+        text, reason = syncer.blobs.read(oid, mode, git_path)  # redacted; .env left out
         if text is None:
             changes.append(SnapshotChange(path, None, reason))
             continue

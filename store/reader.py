@@ -35,6 +35,7 @@ from .schema import (
     K_NEXT_SEQ,
     K_PIN,
     K_RECORD_SKIPS,
+    K_REDACTIONS,
     K_REPO,
     K_STORED_TOKENS,
     K_TOKENIZER_INFO,
@@ -106,6 +107,11 @@ class Store:
         with self._txn(DB_META) as txn:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
+
+    def redactions(self) -> dict[str, int]:
+        """Secrets replaced by placeholders, per kind (``<SECRET:aws>`` ...), counted once per
+        distinct stored text (store/secrets.py)."""
+        return dict(sorted(self.meta(K_REDACTIONS, {}).items()))
 
     def version(self) -> int:
         """The id of the store's last write transaction: it changes whenever anything is
@@ -327,6 +333,7 @@ class Store:
             "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1])),
             "skipped_at_head": skipped,
             "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),
+            "redactions": self.redactions(),
         }
 
 
