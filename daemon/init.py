@@ -112,6 +112,8 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
                 f"{trained.vocab_size}."
             )
     info = {"source": source, "requested_vocab": cfg.vocab_size}
+    if source == "trained":
+        info["trained_on_redacted_text"] = True  # its training text was redacted (_tip_texts)
     writer = StoreWriter.create(store_dir, config=cfg, tokenizer=tok, tokenizer_info=info,
                                 repo=str(workdir or repo.path), follow=follow, force=force,
                                 pin=str(pinned.id) if pinned is not None else None)

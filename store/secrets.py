@@ -58,6 +58,10 @@ from detect_secrets.filters.heuristic import (
     is_templated_secret,
 )
 
+# Off only to build a store as it was before redaction existed, for the tests of
+# `repofeed redact` (tests/test_redact.py); never a user setting.
+ENABLED = True
+
 PLACEHOLDER = "<SECRET:{kind}>"
 PLACEHOLDER_RE = re.compile(r"<SECRET:([a-z0-9_]+)>")
 
@@ -183,6 +187,8 @@ RULES: tuple[Rule, ...] = (
     _r("generic", _SECRET_WORDS, ["pass", "pwd", "secret", "token", "key", "credential"],
        lower=True),
 )
+KINDS = frozenset(rule.kind for rule in RULES)
+
 # The generic rule: a secret-named key (found in the lower-cased text), then an assignment
 # whose value (one of two named groups: quoted or not) is checked by ``_generic_ok``.
 _GENERIC = RULES[-1]
@@ -297,6 +303,8 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
 
 def redact(text: str) -> tuple[str, dict[str, int]]:
     """``text`` with every secret replaced by ``<SECRET:kind>``, and how many per kind."""
+    if not ENABLED:
+        return text, {}
     spans = find_secrets(text)
     if not spans:
         return text, {}
@@ -320,15 +328,18 @@ def redact_path(path: str) -> str:
 
 
 def placeholder_counts(text: str) -> dict[str, int]:
-    """How many placeholders of each kind a (redacted) text holds."""
-    if "<SECRET:" not in text:
+    """How many placeholders of each known kind a (redacted) text holds. A text that spelled
+    one itself before redaction (this module's docstring does) counts it too."""
+    if not ENABLED or "<SECRET:" not in text:
         return {}
-    return dict(Counter(PLACEHOLDER_RE.findall(text)))
+    return dict(Counter(k for k in PLACEHOLDER_RE.findall(text) if k in KINDS))
 
 
 def is_secret_file(path: str, patterns: Iterable[str] = SECRET_FILES,
                    exceptions: Iterable[str] = NOT_SECRET_FILES) -> bool:
     """Is ``path`` a file of credentials, left out whole (``.env``, ``id_rsa``, ``*.pem``)?"""
+    if not ENABLED:
+        return False
     name = posixpath.basename(path).lower()
     if any(fnmatch.fnmatchcase(name, glob.lower()) for glob in exceptions):
         return False
