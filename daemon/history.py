@@ -17,7 +17,7 @@ from pygit2.enums import DeltaStatus, DiffFind, SortMode
 from repofeed.store.errors import RepoError, RepofeedError
 from repofeed.store.locate import common_dir, open_repository
 from repofeed.store.schema import path_str
-from repofeed.store.secrets import is_secret_file, redact, redact_path
+from repofeed.store.secrets import SECRET_FILES, is_secret_file, redact, redact_path
 
 MODE_LINK = 0o120000
 MODE_SUBMODULE = 0o160000
@@ -58,8 +58,10 @@ class BlobReader:
     out whole, with the reason ``secret_file``.
     """
 
-    def __init__(self, repo: pygit2.Repository, max_bytes: int, cache_size: int = 4096):
+    def __init__(self, repo: pygit2.Repository, max_bytes: int, cache_size: int = 4096,
+                 secret_files: tuple[str, ...] = SECRET_FILES):
         self.repo = repo
+        self.secret_files = secret_files  # globs of files left out whole (store/secrets.py)
         self.max_bytes = max_bytes
         self.cache_size = cache_size
         self._cache: dict[pygit2.Oid, tuple[str | None, str | None]] = {}
@@ -74,7 +76,7 @@ class BlobReader:
             return None, "submodule"
         if mode == MODE_LINK:
             return None, "symlink"
-        if path is not None and is_secret_file(path):
+        if path is not None and is_secret_file(path, self.secret_files):
             return None, "secret_file"
         hit = self._cache.get(oid)
         if hit is not None:

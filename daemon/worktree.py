@@ -343,7 +343,7 @@ class WorktreeOverlay:
             if data is not None:  # what `git add` would store: the hash and text git sees
                 data = self.cleaned(rel, data)
             text, reason = text_of(data) if data is not None else (None, reason)
-            if text is not None and is_secret_file(rel):
+            if text is not None and is_secret_file(rel, self.ingest.blobs.secret_files):
                 text, reason = None, "secret_file"  # .env and its kin: left out whole
             self._seen[rel] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino)
             if text is None:
@@ -394,7 +394,7 @@ class WorktreeOverlay:
             filters = self.repo.load_filter_list(path_bytes(rel))  # a path may not be UTF-8
             return filters.apply_to_buffer(data) if filters is not None else data
         except pygit2.GitError as exc:  # core.safecrlf=true refuses a mixed file
-            log.debug("git's filters refuse %s: %s", rel, exc)
+            log.debug("git's filters refuse %s: %s", redact_path(rel), redact(str(exc))[0])
             return data
 
     def _attr(self, rel: str, name: str) -> str | bool | None:
@@ -419,11 +419,11 @@ class WorktreeOverlay:
                                   capture_output=True, timeout=CLEAN_TIMEOUT_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("the clean filter %r failed on %s (%s); its raw content is used",
-                        name, rel, exc)
+                        name, redact_path(rel), redact(str(exc))[0])
             return data
         if done.returncode != 0:
             log.warning("the clean filter %r exited %d on %s; its raw content is used",
-                        name, done.returncode, rel)
+                        name, done.returncode, redact_path(rel))
             return data
         return done.stdout
 
