@@ -200,7 +200,8 @@ _WORD = re.compile(r"\w")
 
 
 _NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::)[A-Za-z_][A-Za-z0-9_]*)+"
-                        r"|[\w.\-]*/[\w.\-/]*\.[A-Za-z]\w{0,5}")
+                        r"|[\w.\-]*/[\w.\-/]*\.[A-Za-z]\w{0,5}"
+                        r"|[A-Za-z]+(?:[\-_][A-Za-z]+)+[\-_]?[0-9]{1,6}")  # fixture-token-123
 
 
 def _entropy(value: str) -> float:

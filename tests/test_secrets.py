@@ -215,6 +215,7 @@ def test_ordinary_code_gives_no_false_positives():
         "BEGIN = '-----BEGIN RSA PRIVATE KEY-----'\n"
         "def get_token(self, key: str) -> str:\n    return self.tokens[key]\n"
         "fixture = 'dGhpcyBpcyBvbmx5IGEgdGVzdCBmaXh0dXJlIGluIGJhc2U2NA=='\n"
+        "refresh = {'newToken': 'refreshed-token-123'}\n"
     )
     package_lock = ('"integrity": "sha512-5G3LkqNlI4n7RPDwOnwWyEQLXbQBOyycYBxz8ZSBzC2E6zhRB02Ie5tn'
                     'vsxu4e/c8nZzLYIMS8L6KLv2TIkxvg=="\n')
