@@ -17,7 +17,13 @@ from pygit2.enums import DeltaStatus, DiffFind, SortMode
 from repofeed.store.errors import RepoError, RepofeedError
 from repofeed.store.locate import common_dir, open_repository
 from repofeed.store.schema import path_str
-from repofeed.store.secrets import SECRET_FILES, is_secret_file, redact, redact_path
+from repofeed.store.secrets import (
+    SECRET_FILES,
+    edit_is_clean,
+    is_secret_file,
+    redact,
+    redact_path,
+)
 
 MODE_LINK = 0o120000
 MODE_SUBMODULE = 0o160000
@@ -68,9 +74,14 @@ class BlobReader:
         self.redacted: set[pygit2.Oid] = set()  # blobs of the cache whose text had secrets
         self.heartbeat: Callable[[], None] = lambda: None  # told of each read: long work lives
 
-    def read(self, oid: pygit2.Oid, mode: int, path: str | None = None
+    def read(self, oid: pygit2.Oid, mode: int, path: str | None = None,
+             edit: tuple[pygit2.Oid, Callable[[], list[tuple[int, int, int, int]]]] | None = None
              ) -> tuple[str | None, str | None]:
-        """(redacted text, None) for a text file, (None, reason) for one left out."""
+        """(redacted text, None) for a text file, (None, reason) for one left out.
+
+        ``edit``: (the blob this one was edited from, a function giving git's line hunks
+        between them). When that blob is known clean (read, no secret), only the lines the
+        edit wrote are scanned (``edit_is_clean``), so redaction costs what changed."""
         self.heartbeat()
         if mode == MODE_SUBMODULE:
             return None, "submodule"
@@ -81,22 +92,33 @@ class BlobReader:
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        result = self._classify(oid, self.repo[oid])
+        result = self._classify(oid, self.repo[oid], edit)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
             self.redacted.clear()
         self._cache[oid] = result
         return result
 
-    def _classify(self, oid: pygit2.Oid, blob: pygit2.Blob) -> tuple[str | None, str | None]:
+    def _classify(self, oid: pygit2.Oid, blob: pygit2.Blob, edit=None
+                  ) -> tuple[str | None, str | None]:
         if blob.size > self.max_bytes:
             return None, "too_large"
-        text, reason = text_of(blob.data, binary=blob.is_binary)
+        data = blob.data
+        text, reason = text_of(data, binary=blob.is_binary)
+        if text is not None and edit is not None and self._clean(edit[0]) and \
+                edit_is_clean(data, edit[1]()):
+            return text, reason
         if text is not None:
             text, counts = redact(text)
             if counts:
                 self.redacted.add(oid)
         return text, reason
+
+
+    def _clean(self, oid: pygit2.Oid) -> bool:
+        """Was ``oid`` read as text with no secret (and is it still remembered)?"""
+        hit = self._cache.get(oid)
+        return hit is not None and hit[0] is not None and oid not in self.redacted
 
 
 def text_of(data: bytes, binary: bool | None = None) -> tuple[str | None, str | None]:
@@ -339,10 +361,19 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
     """Classify one changed path; None (with the reason counted) when it is left out."""
     before = after = None
     reason_old = reason_new = None
+    git_hunks: list[list[tuple[int, int, int, int]]] = []
+
+    def line_hunks() -> list[tuple[int, int, int, int]]:  # git's diff, computed once
+        if not git_hunks:
+            git_hunks.append([(h.old_start, h.old_lines, h.new_start, h.new_lines)
+                              for h in hunks_of()])
+        return git_hunks[0]
+
     if old is not None:
         before, reason_old = blobs.read(*old, old_path or path)
     if new is not None:
-        after, reason_new = blobs.read(*new, path)
+        edit = (old[0], line_hunks) if before is not None else None
+        after, reason_new = blobs.read(*new, path, edit)
     if before is None and after is None:
         reason = reason_new or reason_old
         if reason:
@@ -364,10 +395,10 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
         if old[0] in blobs.redacted or new[0] in blobs.redacted:
             # git's hunks are of the original texts: a redacted one differs (a private key
             # is one line now), so the hunks are taken again, of the texts that are stored
-            found = pygit2.Patch.create_from(before, after, context_lines=0).hunks
+            hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines)
+                     for h in pygit2.Patch.create_from(before, after, context_lines=0).hunks]
         else:
-            found = hunks_of()
-        hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in found]
+            hunks = line_hunks()
     return FileChange(redact_path(path if after is not None else (old_path or path)),
                       redact_path(old_path) if change == "renamed" and old_path else None,
                       change, before, after, hunks)

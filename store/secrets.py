@@ -52,6 +52,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from detect_secrets.filters.heuristic import (
     is_potential_uuid,
     is_sequential_string,
@@ -319,6 +320,32 @@ def redact(text: str) -> tuple[str, dict[str, int]]:
         last = end
     parts.append(text[last:])
     return "".join(parts), counts
+
+
+EDIT_CONTEXT_LINES = 3  # lines around an edit scanned with it (a secret spans a few at most)
+
+
+def edit_is_clean(data: bytes, hunks: Iterable[tuple[int, int, int, int]],
+                  context: int = EDIT_CONTEXT_LINES) -> bool:
+    """True when the lines an edit wrote (git's line hunks, the new side), with ``context``
+    lines around each, hold no secret: then a text edited from a clean one is clean too,
+    and redaction costs what the edit wrote, not the whole file. False means: scan it all."""
+    if not ENABLED:
+        return True
+    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], nl + 1))   # byte offset of each line (1-based: index - 1)
+    regions: list[tuple[int, int]] = []
+    for _old_start, _old_lines, new_start, new_lines in hunks:
+        first = max(new_start - 1 - context, 0)
+        last = min(new_start - 1 + max(new_lines, 1) + context, len(starts) - 1)
+        lo, hi = int(starts[min(first, len(starts) - 1)]), int(starts[last]) if \
+            last < len(starts) - 1 else len(data)
+        if regions and lo <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(hi, regions[-1][1]))
+        else:
+            regions.append((lo, hi))
+    text = b"\n".join(data[lo:hi] for lo, hi in regions).decode("utf-8", "replace")
+    return not find_secrets(text)
 
 
 def redact_path(path: str) -> str:
