@@ -361,18 +361,18 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
     """Classify one changed path; None (with the reason counted) when it is left out."""
     before = after = None
     reason_old = reason_new = None
-    git_hunks: list[list[tuple[int, int, int, int]]] = []
+    diff: list[tuple[list[tuple[int, int, int, int]], list[tuple[int, int]]]] = []
 
     def line_hunks() -> list[tuple[int, int, int, int]]:  # git's diff, computed once
-        if not git_hunks:
-            git_hunks.append([(h.old_start, h.old_lines, h.new_start, h.new_lines)
-                              for h in hunks_of()])
-        return git_hunks[0]
+        return _diff_of(diff, hunks_of)[0]
+
+    def written() -> list[tuple[int, int]]:
+        return _diff_of(diff, hunks_of)[1]
 
     if old is not None:
         before, reason_old = blobs.read(*old, old_path or path)
     if new is not None:
-        edit = (old[0], line_hunks) if before is not None else None
+        edit = (old[0], written) if before is not None else None
         after, reason_new = blobs.read(*new, path, edit)
     if before is None and after is None:
         reason = reason_new or reason_old
@@ -402,6 +402,22 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
     return FileChange(redact_path(path if after is not None else (old_path or path)),
                       redact_path(old_path) if change == "renamed" and old_path else None,
                       change, before, after, hunks)
+
+
+def _diff_of(memo: list, hunks_of) -> tuple[list[tuple[int, int, int, int]],
+                                            list[tuple[int, int]]]:
+    """git's line hunks of a file's change, and the byte ranges of the new text its added
+    lines take (what redaction scans of an edit), from one diff kept in ``memo``."""
+    if not memo:
+        hunks, written = [], []
+        for h in hunks_of():
+            hunks.append((h.old_start, h.old_lines, h.new_start, h.new_lines))
+            added = [line for line in h.lines if line.origin == "+"]
+            if added:
+                written.append((added[0].content_offset,
+                                added[-1].content_offset + len(added[-1].raw_content)))
+        memo.append((hunks, written))
+    return memo[0]
 
 
 def commit_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobReader

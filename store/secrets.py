@@ -52,7 +52,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 from detect_secrets.filters.heuristic import (
     is_potential_uuid,
     is_sequential_string,
@@ -325,25 +324,33 @@ def redact(text: str) -> tuple[str, dict[str, int]]:
 EDIT_CONTEXT_LINES = 3  # lines around an edit scanned with it (a secret spans a few at most)
 
 
-def edit_is_clean(data: bytes, hunks: Iterable[tuple[int, int, int, int]],
+def edit_is_clean(data: bytes, written: Iterable[tuple[int, int]],
                   context: int = EDIT_CONTEXT_LINES) -> bool:
-    """True when the lines an edit wrote (git's line hunks, the new side), with ``context``
-    lines around each, hold no secret: then a text edited from a clean one is clean too,
-    and redaction costs what the edit wrote, not the whole file. False means: scan it all."""
+    """True when what an edit wrote holds no secret: ``written`` are the byte ranges of the
+    new text that git's hunks add, each scanned with ``context`` lines around it. Then a text
+    edited from a clean one is clean too, and redaction costs what the edit wrote, not the
+    whole file. (A deletion alone writes nothing: joining two clean lines into a secret is
+    not looked for.) False means: scan it all."""
     if not ENABLED:
         return True
-    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    starts = np.concatenate(([0], nl + 1))   # byte offset of each line (1-based: index - 1)
     regions: list[tuple[int, int]] = []
-    for _old_start, _old_lines, new_start, new_lines in hunks:
-        first = max(new_start - 1 - context, 0)
-        last = min(new_start - 1 + max(new_lines, 1) + context, len(starts) - 1)
-        lo, hi = int(starts[min(first, len(starts) - 1)]), int(starts[last]) if \
-            last < len(starts) - 1 else len(data)
+    for lo, hi in written:
+        for _ in range(context):
+            if lo <= 0:
+                break
+            lo = data.rfind(b"\n", 0, lo - 1) + 1
+        for _ in range(context):
+            end = data.find(b"\n", hi)
+            if end < 0:
+                hi = len(data)
+                break
+            hi = end + 1
         if regions and lo <= regions[-1][1]:
             regions[-1] = (regions[-1][0], max(hi, regions[-1][1]))
         else:
             regions.append((lo, hi))
+    if not regions:
+        return True
     text = b"\n".join(data[lo:hi] for lo, hi in regions).decode("utf-8", "replace")
     return not find_secrets(text)
 
