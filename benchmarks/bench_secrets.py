@@ -11,7 +11,11 @@ Also printed: what redaction found in these repositories (kinds and counts), whi
 nothing or test fixtures: every hit in ordinary code is a false positive to look at
 (``--show`` prints them).
 
-    python benchmarks/bench_secrets.py [--corpus DIR] [--repeat 3] [--show]
+With ``--backfill``, also a whole backfill of each history with redaction on and off
+(``secrets.ENABLED``), alternated, best of ``--repeat``: what redaction costs the ingest,
+where an edit is scanned only around the lines it wrote (``edit_is_clean``).
+
+    python benchmarks/bench_secrets.py [--corpus DIR] [--repeat 3] [--show] [--backfill]
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from pathlib import Path
 
 from common import PROJECT, add_scratch_options, table, workspace
 
+from repofeed.daemon.ingest import backfill
+from repofeed.daemon.init import init_store
+from repofeed.store import secrets
 from repofeed.store.secrets import find_secrets, redact
 from repofeed.store.tokenizer import SentencePieceTokenizer, train_tokenizer
 
@@ -67,6 +74,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--show", action="store_true", help="print every hit")
+    parser.add_argument("--backfill", action="store_true",
+                        help="also time backfills with redaction on and off")
     add_scratch_options(parser)
     args = parser.parse_args()
     bundles = sorted(args.corpus.glob("*.bundle"))
@@ -94,6 +103,30 @@ def main() -> None:
     print(table(["history", "files", "MB", "redact MB/s", "tokenize MB/s", "ratio", "found"],
                 rows))
     print("\nratio: tokenizing time / redaction time, same texts, same process, one thread")
+    if args.backfill:
+        with workspace(args.workdir, args.keep) as scratch:
+            print()
+            print(table(["history", "commits", "backfill s (off)", "backfill s (on)", "cost"],
+                        [backfill_row(b, scratch, args.repeat) for b in bundles]))
+
+
+def backfill_row(bundle: Path, scratch: Path, repeat: int) -> list[object]:
+    """Backfill seconds with redaction off and on (best of ``repeat``, alternated)."""
+    clone = scratch / bundle.stem
+    subprocess.run(["git", "clone", "-q", str(bundle), str(clone)], check=True)
+    best = {False: float("inf"), True: float("inf")}
+    commits = 0
+    for n in range(repeat):
+        for enabled in (False, True):
+            secrets.ENABLED = enabled
+            store = scratch / f"{bundle.stem}-{n}-{enabled}"
+            init_store(clone, store=store, register=False)
+            start = time.perf_counter()
+            commits = backfill(clone, store=store).commits
+            best[enabled] = min(best[enabled], time.perf_counter() - start)
+    secrets.ENABLED = True
+    return [bundle.stem, commits, round(best[False], 2), round(best[True], 2),
+            f"{(best[True] / best[False] - 1) * 100:+.0f}%"]
 
 
 if __name__ == "__main__":
