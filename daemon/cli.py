@@ -259,7 +259,7 @@ def redact_command(
               highlight=False)
     if result.compacted:
         out.print(f"Compacted: {result.compacted[0] / 1e6:,.1f} MB → "
-                  f"{result.compacted[1] / 1e6:,.1f} MB (freed pages held the old bytes).",
+                  f"{result.compacted[1] / 1e6:,.1f} MB (LMDB leaves old bytes in freed pages).",
                   highlight=False)
     if result.waiting_for_readers:
         err.print(f"[yellow]warning:[/] processes {', '.join(map(str, result.waiting_for_readers))}"
