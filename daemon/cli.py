@@ -247,6 +247,50 @@ def gc_command(
                   highlight=False)
 
 
+@app.command("redact")
+def redact_command(
+    repo: RepoArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Purge secrets from a store built before redaction (or before a rule was added): every
+    stored text, author and path is scanned again, what changes is rewritten, and the old
+    arrays are removed at once. Stop the daemon first (it holds the store)."""
+    from .redact import redact_store
+
+    progress = Progress(
+        TextColumn("[bold]redact"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=err, transient=False, disable=as_json,
+    )
+    with progress:
+        task = progress.add_task("arrays", total=None)
+        result = redact_store(repo, lambda done, total: progress.update(
+            task, completed=done, total=total))
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    found = ", ".join(f"{k} {n:,}" for k, n in sorted(result.redactions.items())) or "none"
+    out.print(f"Scanned {result.arrays_scanned:,} stored texts in {result.seconds:,.1f} s: "
+              f"secrets found: {found}.", highlight=False)
+    out.print(f"Rewrote {result.arrays_rewritten:,} text(s); repointed {result.documents:,} "
+              f"document(s), {result.records:,} record(s), {result.commits:,} commit(s); "
+              f"redacted {result.paths:,} path(s); dropped {result.secret_files:,} document(s) "
+              f"of credential files; removed {result.arrays_removed:,} old array(s).",
+              highlight=False)
+    if result.compacted:
+        out.print(f"Compacted: {result.compacted[0] / 1e6:,.1f} MB → "
+                  f"{result.compacted[1] / 1e6:,.1f} MB (LMDB leaves old bytes in freed pages).",
+                  highlight=False)
+    if result.waiting_for_readers:
+        err.print(f"[yellow]warning:[/] processes {', '.join(map(str, result.waiting_for_readers))}"
+                  f" have the store open: the old arrays wait out the grace period and the "
+                  f"file is not compacted, so old bytes stay in it. Stop them and run "
+                  f"`repofeed redact` again.", highlight=False)
+    if result.tokenizer_trained_unredacted:
+        err.print("[yellow]warning:[/] the store's tokenizer was trained before redaction: its "
+                  "vocabulary may hold pieces of secrets. Rebuild the store to be sure: "
+                  "`repofeed init --force`, then `repofeed backfill`.", highlight=False)
+
+
 @app.command()
 def install(repo: RepoArg = None) -> None:
     """Install the git hooks that nudge the daemon (post-commit, -merge, -rewrite, -checkout)."""

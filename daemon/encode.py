@@ -16,6 +16,7 @@ import numpy as np
 from repofeed.store.facts import facts_of
 from repofeed.store.languages import detect_language
 from repofeed.store.schema import content_key_of
+from repofeed.store.secrets import placeholder_counts
 from repofeed.store.writer import StoreWriter
 
 from .history import CommitChanges, message_of
@@ -98,6 +99,9 @@ class Encoder:
         bases = bases or {}
         absent = self.writer.missing_arrays(texts)
         pending = [k for k in texts if k in absent]
+        # texts reach here redacted: their placeholders are counted when their array is stored
+        self.writer.note_redactions({k: counts for k in pending
+                                     if (counts := placeholder_counts(texts[k]))})
         for key in pending:
             language = (languages or {}).get(key)
             if language is not None and key not in self.facts:

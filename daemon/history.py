@@ -17,12 +17,20 @@ from pygit2.enums import DeltaStatus, DiffFind, SortMode
 from repofeed.store.errors import RepoError, RepofeedError
 from repofeed.store.locate import common_dir, open_repository
 from repofeed.store.schema import path_str
+from repofeed.store.secrets import (
+    SECRET_FILES,
+    edit_is_clean,
+    is_secret_file,
+    redact,
+    redact_path,
+)
 
 MODE_LINK = 0o120000
 MODE_SUBMODULE = 0o160000
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
 
-SKIP_REASONS = ("binary", "submodule", "symlink", "lfs_pointer", "too_large", "not_utf8")
+SKIP_REASONS = ("binary", "submodule", "symlink", "lfs_pointer", "too_large", "not_utf8",
+                "secret_file")
 
 
 @dataclass
@@ -48,35 +56,69 @@ class CommitChanges:
 
 
 class BlobReader:
-    """Reads blobs as text, or says why not; remembers recent answers by blob id."""
+    """Reads blobs as text, or says why not; remembers recent answers by blob id.
 
-    def __init__(self, repo: pygit2.Repository, max_bytes: int, cache_size: int = 4096):
+    Every text it gives is redacted (store/secrets.py): secrets become ``<SECRET:kind>``
+    before anything hashes or tokenizes them; ``redacted`` holds the blobs that had some.
+    Given the path, a file of credentials (``.env``, ``id_rsa``: ``is_secret_file``) is left
+    out whole, with the reason ``secret_file``.
+    """
+
+    def __init__(self, repo: pygit2.Repository, max_bytes: int, cache_size: int = 4096,
+                 secret_files: tuple[str, ...] = SECRET_FILES):
         self.repo = repo
+        self.secret_files = secret_files  # globs of files left out whole (store/secrets.py)
         self.max_bytes = max_bytes
         self.cache_size = cache_size
         self._cache: dict[pygit2.Oid, tuple[str | None, str | None]] = {}
+        self.redacted: set[pygit2.Oid] = set()  # blobs of the cache whose text had secrets
         self.heartbeat: Callable[[], None] = lambda: None  # told of each read: long work lives
 
-    def read(self, oid: pygit2.Oid, mode: int) -> tuple[str | None, str | None]:
-        """(text, None) for a text file, (None, reason) for one left out."""
+    def read(self, oid: pygit2.Oid, mode: int, path: str | None = None,
+             edit: tuple[pygit2.Oid, Callable[[], list[tuple[int, int, int, int]]]] | None = None
+             ) -> tuple[str | None, str | None]:
+        """(redacted text, None) for a text file, (None, reason) for one left out.
+
+        ``edit``: (the blob this one was edited from, a function giving git's line hunks
+        between them). When that blob is known clean (read, no secret), only the lines the
+        edit wrote are scanned (``edit_is_clean``), so redaction costs what changed."""
         self.heartbeat()
         if mode == MODE_SUBMODULE:
             return None, "submodule"
         if mode == MODE_LINK:
             return None, "symlink"
+        if path is not None and is_secret_file(path, self.secret_files):
+            return None, "secret_file"
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        result = self._classify(self.repo[oid])
+        result = self._classify(oid, self.repo[oid], edit)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
+            self.redacted.clear()
         self._cache[oid] = result
         return result
 
-    def _classify(self, blob: pygit2.Blob) -> tuple[str | None, str | None]:
+    def _classify(self, oid: pygit2.Oid, blob: pygit2.Blob, edit=None
+                  ) -> tuple[str | None, str | None]:
         if blob.size > self.max_bytes:
             return None, "too_large"
-        return text_of(blob.data, binary=blob.is_binary)
+        data = blob.data
+        text, reason = text_of(data, binary=blob.is_binary)
+        if text is not None and edit is not None and self._clean(edit[0]) and \
+                edit_is_clean(data, edit[1]()):
+            return text, reason
+        if text is not None:
+            text, counts = redact(text)
+            if counts:
+                self.redacted.add(oid)
+        return text, reason
+
+
+    def _clean(self, oid: pygit2.Oid) -> bool:
+        """Was ``oid`` read as text with no secret (and is it still remembered)?"""
+        hit = self._cache.get(oid)
+        return hit is not None and hit[0] is not None and oid not in self.redacted
 
 
 def text_of(data: bytes, binary: bool | None = None) -> tuple[str | None, str | None]:
@@ -319,10 +361,19 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
     """Classify one changed path; None (with the reason counted) when it is left out."""
     before = after = None
     reason_old = reason_new = None
+    diff: list[tuple[list[tuple[int, int, int, int]], list[tuple[int, int]]]] = []
+
+    def line_hunks() -> list[tuple[int, int, int, int]]:  # git's diff, computed once
+        return _diff_of(diff, hunks_of)[0]
+
+    def written() -> list[tuple[int, int]]:
+        return _diff_of(diff, hunks_of)[1]
+
     if old is not None:
-        before, reason_old = blobs.read(*old)
+        before, reason_old = blobs.read(*old, old_path or path)
     if new is not None:
-        after, reason_new = blobs.read(*new)
+        edit = (old[0], written) if before is not None else None
+        after, reason_new = blobs.read(*new, path, edit)
     if before is None and after is None:
         reason = reason_new or reason_old
         if reason:
@@ -341,9 +392,32 @@ def _file_change(path: str, old_path: str | None, renamed: bool,
         change = "renamed" if renamed else "modified"
     hunks: list[tuple[int, int, int, int]] = []
     if before is not None and after is not None and before != after:
-        hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in hunks_of()]
-    return FileChange(path if after is not None else (old_path or path),
-                      old_path if change == "renamed" else None, change, before, after, hunks)
+        if old[0] in blobs.redacted or new[0] in blobs.redacted:
+            # git's hunks are of the original texts: a redacted one differs (a private key
+            # is one line now), so the hunks are taken again, of the texts that are stored
+            hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines)
+                     for h in pygit2.Patch.create_from(before, after, context_lines=0).hunks]
+        else:
+            hunks = line_hunks()
+    return FileChange(redact_path(path if after is not None else (old_path or path)),
+                      redact_path(old_path) if change == "renamed" and old_path else None,
+                      change, before, after, hunks)
+
+
+def _diff_of(memo: list, hunks_of) -> tuple[list[tuple[int, int, int, int]],
+                                            list[tuple[int, int]]]:
+    """git's line hunks of a file's change, and the byte ranges of the new text its added
+    lines take (what redaction scans of an edit), from one diff kept in ``memo``."""
+    if not memo:
+        hunks, written = [], []
+        for h in hunks_of():
+            hunks.append((h.old_start, h.old_lines, h.new_start, h.new_lines))
+            added = [line for line in h.lines if line.origin == "+"]
+            if added:
+                written.append((added[0].content_offset,
+                                added[-1].content_offset + len(added[-1].raw_content)))
+        memo.append((hunks, written))
+    return memo[0]
 
 
 def commit_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobReader
@@ -406,11 +480,12 @@ def path_of(diff_file: pygit2.DiffFile) -> str:
 
 def author_of(commit: pygit2.Commit) -> str:
     # The name only: e-mail addresses are personal data a training set does not need.
-    return _commit_text(commit, commit.author.raw_name)
+    return redact(_commit_text(commit, commit.author.raw_name))[0]
 
 
 def message_of(commit: pygit2.Commit) -> str:
-    return _commit_text(commit, commit.raw_message)
+    """A commit's message, secrets redacted."""
+    return redact(_commit_text(commit, commit.raw_message))[0]
 
 
 def _commit_text(commit: pygit2.Commit, raw: bytes) -> str:

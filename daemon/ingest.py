@@ -129,7 +129,8 @@ class Syncer:
         self.cfg = writer.config
         self.encoder = Encoder(writer)
         self.lengths = writer.tokenizer.byte_lengths
-        self.blobs = BlobReader(repo, self.cfg.max_file_bytes)
+        self.blobs = BlobReader(repo, self.cfg.max_file_bytes,
+                                 secret_files=tuple(self.cfg.secret_files))
         self.own = own_paths(repo, writer.path)  # never documents nor records
 
     def set_heartbeat(self, heartbeat: Callable[[], None]) -> None:

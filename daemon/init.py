@@ -54,11 +54,13 @@ class InitResult:
 
 def _tip_texts(repo: pygit2.Repository, tip: pygit2.Commit, cfg: Config,
                max_files: int | None = None) -> list[str]:
-    blobs = BlobReader(repo, cfg.max_file_bytes)
+    blobs = BlobReader(repo, cfg.max_file_bytes, secret_files=tuple(cfg.secret_files))
     texts: list[str] = []
     total = 0
-    for _path, oid, mode in tree_changes(repo, None, tip.tree):
-        text, _ = blobs.read(oid, mode)
+    for path, oid, mode in tree_changes(repo, None, tip.tree):
+        # redacted, and .env-like files left out: a model trained on a secret could hold it
+        # as a vocabulary piece, and the model's bytes live in the store
+        text, _ = blobs.read(oid, mode, path)
         if text:
             texts.append(text)
             total += len(text)
@@ -110,6 +112,8 @@ def init_store(repo_path: str | Path | None, *, tokenizer: str | Path | None = N
                 f"{trained.vocab_size}."
             )
     info = {"source": source, "requested_vocab": cfg.vocab_size}
+    if source == "trained":
+        info["trained_on_redacted_text"] = True  # its training text was redacted (_tip_texts)
     writer = StoreWriter.create(store_dir, config=cfg, tokenizer=tok, tokenizer_info=info,
                                 repo=str(workdir or repo.path), follow=follow, force=force,
                                 pin=str(pinned.id) if pinned is not None else None)

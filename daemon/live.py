@@ -24,6 +24,7 @@ from repofeed.store.errors import RepofeedError
 from repofeed.store.gc import AUTO_FRACTION, AUTO_INTERVAL, collect, survey
 from repofeed.store.locate import common_dir, open_repository, store_dir_of
 from repofeed.store.schema import K_FOLLOW
+from repofeed.store.secrets import redact
 from repofeed.store.writer import StoreWriter
 
 from .ingest import BackfillResult, Syncer
@@ -150,7 +151,7 @@ class Daemon:
             return
         try:
             for line in taken.read_text("utf-8", "replace").splitlines()[:1000]:
-                log.debug("hook: %s", line)
+                log.debug("hook: %s", redact(line)[0])  # a ref's name could hold anything
             taken.unlink()
         except OSError:
             pass

@@ -12,6 +12,7 @@ from repofeed.store.attributes import linguist_attrs
 from repofeed.store.languages import detect_language
 from repofeed.store.locate import is_under
 from repofeed.store.schema import K_HEAD, K_PENDING, K_ROOTS, content_key
+from repofeed.store.secrets import redact_path
 from repofeed.store.windows import window_count
 from repofeed.store.writer import Liveness, SnapshotChange
 
@@ -43,28 +44,28 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
     pending: list[tuple[str, bytes, str, pygit2.Oid]] = []
     changes: list[SnapshotChange] = []
     texts: dict[bytes, str] = {}
+    described: dict[str, tuple[dict, str]] = {}   # path -> (linguist attributes, language)
     seen: set[str] = set()
-    for path, oid, mode in tree_changes(syncer.repo, old_tree, new_tree):
-        if is_under(path, syncer.own):
+    for git_path, oid, mode in tree_changes(syncer.repo, old_tree, new_tree):
+        if is_under(git_path, syncer.own):
             continue  # repofeed's own files, committed by a `git add -A`
+        path = redact_path(git_path)  # a secret in a file name is not stored either
         seen.add(path)
         if oid is None:
             changes.append(SnapshotChange(path))
             continue
-        text, reason = syncer.blobs.read(oid, mode)
+        text, reason = syncer.blobs.read(oid, mode, git_path)  # redacted; .env left out
         if text is None:
             changes.append(SnapshotChange(path, None, reason))
             continue
         key = content_key(text)
         texts[key] = text
         pending.append((path, key, text, oid))
+        attrs = linguist_attrs(syncer.repo, git_path, tip)
+        described[path] = attrs, detect_language(path, text, attrs.get("linguist-language"))
     if old_tree is None:  # no base to diff from: also drop what the new tree lacks
         known = set(syncer.writer.documents())
         changes.extend(SnapshotChange(p) for p in sorted(known - seen))
-    described = {}
-    for path, _key, text, _oid in pending:
-        attrs = linguist_attrs(syncer.repo, path, tip)
-        described[path] = attrs, detect_language(path, text, attrs.get("linguist-language"))
     fresh = syncer.encoder.encode_missing(
         texts, languages={key: described[path][1] for path, key, _, _ in pending})
     windows = 0

@@ -35,7 +35,8 @@ from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 from repofeed.store.attributes import linguist_attrs
 from repofeed.store.languages import detect_language
 from repofeed.store.locate import is_under
-from repofeed.store.schema import K_HEAD, content_key_of, path_bytes, path_str
+from repofeed.store.schema import K_HEAD, content_key, content_key_of, path_bytes, path_str
+from repofeed.store.secrets import is_secret_file, redact, redact_path
 from repofeed.store.windows import window_count
 from repofeed.store.writer import SnapshotChange
 
@@ -304,17 +305,23 @@ class WorktreeOverlay:
             docs = writer.documents()
             paths = set(paths) | self.all_files() | set(docs)
         else:  # only the documents of these paths: the cost follows the change
-            docs = writer.documents_of(paths)
+            docs = writer.documents_of({redact_path(p) for p in paths})
+        # A secret in a file name is stored redacted: that stored name is not a file of its
+        # own, the file is handled under its real name.
+        aliases = {stored for p in paths if (stored := redact_path(p)) != p}
         tree = self._head_blobs()
         changes: list[SnapshotChange] = []
         texts: dict[bytes, str] = {}
         pending: list[tuple[str, bytes, str, str]] = []
         for rel in sorted(paths):
             self.ingest.heartbeat()  # a checkout of thousands of files is long work
-            current = docs.get(rel)
+            if rel in aliases:
+                continue
+            stored = redact_path(rel)
+            current = docs.get(stored)
             if self.is_ignored(rel):
                 if current is not None and current.get("source") == "worktree":
-                    changes.append(SnapshotChange(rel))  # newly ignored: out of the snapshot
+                    changes.append(SnapshotChange(stored))  # newly ignored: out of the snapshot
                 continue
             try:
                 st = os.lstat(self.root / rel)
@@ -332,26 +339,29 @@ class WorktreeOverlay:
                         rel in self.skip_worktree():
                     continue  # left out by a sparse checkout: still the tip's document
                 if current is not None:
-                    changes.append(SnapshotChange(rel))
+                    changes.append(SnapshotChange(stored))
                 continue
             if data is not None:  # what `git add` would store: the hash and text git sees
                 data = self.cleaned(rel, data)
             text, reason = text_of(data) if data is not None else (None, reason)
+            if text is not None and is_secret_file(rel, self.ingest.blobs.secret_files):
+                text, reason = None, "secret_file"  # .env and its kin: left out whole
             self._seen[rel] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino)
             if text is None:
                 if current is not None:
-                    changes.append(SnapshotChange(rel, None, reason))
+                    changes.append(SnapshotChange(stored, None, reason))
                 continue
             blob = pygit2.hash(data)
             source = "commit" if _blob_at(tree, rel) == blob else "worktree"
             if current is not None and current.get("source", "commit") == source and \
                     current.get("blob") == str(blob):
                 continue
-            key = content_key_of(data)
+            text, counts = redact(text)  # before it is hashed or tokenized
+            key = content_key(text) if counts else content_key_of(data)
             texts[key] = text
             attrs = linguist_attrs(self.repo, rel)
             language = detect_language(rel, text, attrs.get("linguist-language"))
-            pending.append((rel, key, source, str(blob), attrs, language))
+            pending.append((stored, key, source, str(blob), attrs, language))
         fresh = self.ingest.encode_missing(
             texts, {key: language for _, key, _, _, _, language in pending}) if texts else {}
         windows = 0
@@ -388,7 +398,7 @@ class WorktreeOverlay:
             filters = self.repo.load_filter_list(path_bytes(rel))  # a path may not be UTF-8
             return filters.apply_to_buffer(data) if filters is not None else data
         except pygit2.GitError as exc:  # core.safecrlf=true refuses a mixed file
-            log.debug("git's filters refuse %s: %s", rel, exc)
+            log.debug("git's filters refuse %s: %s", redact_path(rel), redact(str(exc))[0])
             return data
 
     def _attr(self, rel: str, name: str) -> str | bool | None:
@@ -413,11 +423,11 @@ class WorktreeOverlay:
                                   capture_output=True, timeout=CLEAN_TIMEOUT_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("the clean filter %r failed on %s (%s); its raw content is used",
-                        name, rel, exc)
+                        name, redact_path(rel), redact(str(exc))[0])
             return data
         if done.returncode != 0:
             log.warning("the clean filter %r exited %d on %s; its raw content is used",
-                        name, done.returncode, rel)
+                        name, done.returncode, redact_path(rel))
             return data
         return done.stdout
 

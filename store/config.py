@@ -33,10 +33,15 @@ MAX_FILE_BYTES_LIMIT = 1 << 31  # a larger text is no training document; and msg
 INGEST, READ = "ingest", "read"
 NEAR_DEDUP_MODES = ("downweight", "drop", "off")
 CURRICULA = ("off", "epochs", "proportional")
-DEFAULT_SECRET_FILES = (".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "id_rsa",
-                        "id_rsa.*", "id_dsa", "id_ecdsa", "id_ed25519", ".netrc", ".pgpass",
-                        "*.p12", "*.pfx", "*.jks", "*.keystore", "credentials",
-                        "credentials.json", ".npmrc", ".pypirc", ".htpasswd")
+# files of credentials, left out whole (store/secrets.py: is_secret_file; the templates and
+# public keys of NOT_SECRET_FILES stay)
+DEFAULT_SECRET_FILES: tuple[str, ...] = (
+    ".env", ".env.*", "*.env", ".envrc",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.ppk",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd", ".pypirc",
+    "credentials*.json", "credentials", "*service-account*.json", "*.tfvars", "*.tfstate",
+)
 
 
 def _opt(default: Any, when: str, help: str) -> Any:

@@ -109,6 +109,11 @@ class Store:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
 
+    def redactions(self) -> dict[str, int]:
+        """Secrets replaced by placeholders, per kind (``<SECRET:aws>`` ...), counted once per
+        distinct stored text (store/secrets.py)."""
+        return dict(sorted(self.meta(K_REDACTIONS, {}).items()))
+
     def version(self) -> int:
         """The id of the store's last write transaction: it changes whenever anything is
         written, and reading it costs one empty read transaction (for polling)."""
@@ -391,7 +396,7 @@ class Store:
                                    "documents_in_clusters": sum(shared),
                                    "exact_duplicates": found["excluded"].get(
                                        "exact_duplicate", 0)},
-            "redactions": self.meta(K_REDACTIONS, {}),
+            "redactions": self.redactions(),
             "parsed": parsed,
             "unmatched_weight_rules": policy.rules.unmatched(d["path"] for d in docs),
         }

@@ -55,7 +55,10 @@ K_SUPERSEDED = b"superseded_commits"  # how many processed commits are supersede
 K_PENDING = b"pending_tips"       # tips a run began ingesting from; cleared when it completes
 K_SHALLOW = b"shallow_boundaries"  # commits processed as a shallow clone's boundary (no parents)
 K_PIN = b"pinned_at"              # a store made for a temporal split: the cut commit it ends at
-K_REDACTIONS = b"redactions"      # secret kind -> count, over the distinct texts stored
+
+# Secrets never stored (issue 9, store/secrets.py): placeholders written, per kind, counted once
+# per distinct stored text when its token array is first written (and by `repofeed redact`).
+K_REDACTIONS = b"redactions"      # kind -> count
 
 # LMDB's default build refuses keys over 511 bytes (MDB_MAXKEYSIZE); a longer path is keyed by
 # a prefix of it, a NUL (which no git path holds) and a hash of the whole.

@@ -46,6 +46,7 @@ from .schema import (
     K_PENDING,
     K_PIN,
     K_RECORD_SKIPS,
+    K_REDACTIONS,
     K_REPO,
     K_ROOTS,
     K_SCHEMA,
@@ -263,6 +264,8 @@ class StoreWriter:
             raise
         self._tokenizer: Tokenizer | None = None
         self._dtype: str | None = None
+        # texts with placeholders, by content hash (only those: a few small dicts)
+        self.pending_redactions: dict[bytes, dict[str, int]] = {}
 
     @property
     def db(self) -> dict[bytes, Any]:
@@ -365,6 +368,7 @@ class StoreWriter:
             K_COMMITS_DONE: 0,
             K_STORED_TOKENS: 0,
             K_RECORD_SKIPS: {},
+            K_REDACTIONS: {},
         }
         if pin is not None:
             meta[K_PIN] = pin
@@ -490,11 +494,17 @@ class StoreWriter:
         except OSError:
             pass  # a full disk cannot even extend a sparse file; readers allow a short tail
 
+    def note_redactions(self, counts: dict[bytes, dict[str, int]]) -> None:
+        """Placeholders per kind in texts about to be stored (content hash -> counts): added
+        to the store's redaction counts when (and only when) their array is first written."""
+        self.pending_redactions.update(counts)
+
     def _put_arrays(self, txn: lmdb.Transaction, arrays: dict[bytes, Any],
                     facts: dict[bytes, dict[str, Any]] | None = None) -> int:
         """Store the arrays whose content hash is new, under the next array ids, in order,
         each with the facts of its text (``facts``, by content hash) where given."""
         added = 0
+        redactions: dict[str, int] = {}
         meta_db, hashes_db, tokens_db = self.db[DB_META], self.db[DB_HASHES], self.db[DB_TOKENS]
         facts_db, facts = self.db[DB_FACTS], facts or {}
         next_id = unpack(txn.get(K_NEXT_ARRAY, db=meta_db))
@@ -509,7 +519,12 @@ class StoreWriter:
                 txn.put(seq_key(next_id), pack(facts[content_hash]), db=facts_db, append=True)
             next_id += 1
             added += len(ids)
+            # read, not popped: a transaction retried after growing the map counts again
+            for kind, n in self.pending_redactions.get(content_hash, {}).items():
+                redactions[kind] = redactions.get(kind, 0) + n
         txn.put(K_NEXT_ARRAY, pack(next_id), db=meta_db)
+        if redactions:
+            self._bump(txn, K_REDACTIONS, redactions)
         return added
 
     def _array_id(self, txn: lmdb.Transaction, content_hash: bytes | None) -> int | None:
@@ -519,7 +534,8 @@ class StoreWriter:
 
     def _bump(self, txn: lmdb.Transaction, key: bytes, delta: Any) -> None:
         meta_db = self.db[DB_META]
-        current = unpack(txn.get(key, db=meta_db))
+        raw = txn.get(key, db=meta_db)
+        current = unpack(raw) if raw is not None else type(delta)()  # a key older stores lack
         if isinstance(delta, dict):
             for reason, count in delta.items():
                 current[reason] = current.get(reason, 0) + count

@@ -183,8 +183,9 @@ def _held_out_texts(repo: pygit2.Repository, cut: Cut, max_file_bytes: int,
         except (KeyError, UnicodeError):
             file_skips["gone_at_tip"] = file_skips.get("gone_at_tip", 0) + 1
             continue
-        text, reason = blobs.read(entry.id, entry.filemode) if entry.type_str == "blob" \
-            else (None, "not_a_file")
+        # redacted, and .env-like files left out, as the store's own texts are
+        text, reason = blobs.read(entry.id, entry.filemode, path) \
+            if entry.type_str == "blob" else (None, "not_a_file")
         if text is None or not text:
             reason = reason or "empty"
             file_skips[reason] = file_skips.get(reason, 0) + 1
