@@ -70,7 +70,7 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
             "path": path, "hash": key, "n_tokens": n_tokens, "language": language,
             "weight": weight_of(path, language), "blob": str(oid), "source": "commit",
         }))
-    syncer.writer.sync_snapshot(new_head, changes, fresh, liveness)
+    syncer.writer.sync_snapshot(new_head, changes, fresh, liveness, texts=texts)
     if result is not None:
         result.changed_paths = [c.path for c in changes]
         result.rebuilt = old_tree is None

@@ -361,7 +361,7 @@ class WorktreeOverlay:
                 "weight": weight_of(rel, language), "blob": blob, "source": source,
             }))
         if changes:
-            writer.put_documents(changes, fresh)
+            writer.put_documents(changes, fresh, texts)
         return len(changes), windows
 
 
