@@ -53,7 +53,7 @@ import lmdb
 import numpy as np
 import xxhash
 
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .schema import (
     DB_DOCS,
     DB_HASHES,
@@ -464,6 +464,60 @@ def near_duplicates(txn: lmdb.Transaction, dbs: Mapping[bytes, Any]) -> dict[byt
         return {}
     return {bytes(key[HASH_BYTES:]): bytes(key[:HASH_BYTES])
             for key in txn.cursor(db=db).iternext(keys=True, values=False)}
+
+
+# -- what readers make of it --------------------------------------------------------------
+
+POLICIES = ("off", "downweight", "drop")
+DEFAULT_POLICY = "downweight"
+
+
+def dedup_factors(documents: list[dict[str, Any]], near: Mapping[bytes, bytes],
+                  policy: str = DEFAULT_POLICY) -> list[float]:
+    """A sampling factor per document (in ``documents``' order), from ``near``
+    (``Store.near_duplicates()``): ``off`` 1 for all; ``downweight`` 1 / the number of
+    documents in its cluster, so that a cluster is drawn as often as one document (exact
+    copies at several paths are one cluster too); ``drop`` 1 for one document per cluster —
+    the one whose content hash is the cluster id (its smallest), at its first path in order —
+    and 0 for the rest (BigCode keeps one file per cluster). A document the index does not
+    know (a store made before it) counts as a cluster of its own."""
+    if policy not in POLICIES:
+        raise ConfigError(f"near-duplicate policy {policy!r} is not one of "
+                          f"{', '.join(POLICIES)}.")
+    if policy == "off":
+        return [1.0] * len(documents)
+    clusters = [near.get(d["hash"], d["hash"]) if d.get("hash") is not None else None
+                for d in documents]
+    if policy == "downweight":
+        sizes: dict[bytes, int] = {}
+        for cluster in clusters:
+            if cluster is not None:
+                sizes[cluster] = sizes.get(cluster, 0) + 1
+        return [1.0 if c is None else 1.0 / sizes[c] for c in clusters]
+    kept: dict[bytes, int] = {}  # cluster → the document kept
+    for n, (doc, cluster) in enumerate(zip(documents, clusters)):
+        if cluster is None:
+            continue
+        if cluster not in kept or _rank(doc, cluster) < _rank(documents[kept[cluster]], cluster):
+            kept[cluster] = n
+    chosen = set(kept.values())
+    return [1.0 if c is None or n in chosen else 0.0 for n, c in enumerate(clusters)]
+
+
+def _rank(doc: dict[str, Any], cluster: bytes) -> tuple[bool, str]:
+    return doc["hash"] != cluster, doc["path"]
+
+
+def summary(near: Mapping[bytes, bytes]) -> dict[str, int]:
+    """Counts for ``stats``: indexed contents, clusters, clusters of two or more contents,
+    the contents in them, and the largest cluster's size."""
+    sizes: dict[bytes, int] = {}
+    for cluster in near.values():
+        sizes[cluster] = sizes.get(cluster, 0) + 1
+    shared = [n for n in sizes.values() if n > 1]
+    return {"contents": len(near), "clusters": len(sizes), "duplicate_clusters": len(shared),
+            "contents_in_duplicate_clusters": sum(shared),
+            "largest_cluster": max(sizes.values(), default=0)}
 
 
 def audit(txn: lmdb.Transaction, dbs: Mapping[bytes, Any], threshold: float = THRESHOLD

@@ -25,13 +25,16 @@ from repofeed.store.dedup import (
     THRESHOLD,
     audit,
     band_keys,
+    dedup_factors,
     same_after_normalisation,
     shingle_hashes,
     signature,
     similarity,
+    summary,
 )
+from repofeed.store.errors import ConfigError
 from repofeed.store.schema import DB_NEAR_SIGS, NEAR_DBS, content_key
-from repofeed.store.writer import StoreWriter
+from repofeed.store.writer import SnapshotChange, StoreWriter
 
 NAMES = ("alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "lambda")
 
@@ -187,6 +190,61 @@ def test_the_index_follows_each_commit_without_being_rebuilt(make_repo):
     assert (totals.added, totals.removed, totals.signatures) == (0, 1, 0)
     assert docs["dup2.py"] not in dict(_index(repo)[DB_NEAR_SIGS])
     assert _audit(repo) == []
+
+
+def test_a_worktree_document_moves_its_path_to_another_cluster(make_repo):
+    """Documents written alone (the worktree watcher's ``put_documents``) keep the index in
+    step too; without the texts passed, the new content's text is decoded from its tokens."""
+    base, other = _module(1), _module(2)
+    repo = make_repo()
+    repo.commit("Sources", {**sample_files(), "u.py": base, "v.py": _edited(base, range(4), "v"),
+                            "w.py": other})
+    init_store(repo.path)
+    backfill(repo.path)
+    edited = _edited(other, range(6), "w")  # u.py now holds a near copy of w.py
+    key = content_key(edited)
+    with StoreWriter(_store_dir(repo)) as writer:
+        ids = writer.tokenizer.encode(edited)
+        writer.put_documents([SnapshotChange("u.py", {
+            "path": "u.py", "hash": key, "n_tokens": len(ids), "language": "python",
+            "weight": 1.0, "blob": "0" * 40, "source": "worktree"})], {key: ids})
+        assert writer.neardup.totals.signatures == 1
+    clusters = _clusters(repo)
+    assert clusters["u.py"] == clusters["w.py"] != clusters["v.py"]
+    assert content_key(base) not in dict(_index(repo)[DB_NEAR_SIGS])
+    assert _audit(repo) == []
+
+
+def test_sampling_factors_for_each_policy(make_repo):
+    base, same = _module(1), _module(3)
+    repo = make_repo()
+    repo.commit("Sources", {**sample_files(), "a/util.py": base,
+                            "b/util.py": _edited(base, range(8), "b"),
+                            "c2.py": same, "c1.py": same, "lone.py": _module(2)})
+    init_store(repo.path)
+    backfill(repo.path)
+    with open_store(repo.path) as store:
+        docs, near = store.documents(), store.near_duplicates()
+    mine = ("a/util.py", "b/util.py", "c1.py", "c2.py", "lone.py")
+
+    def factors(policy):
+        return {d["path"]: f for d, f in zip(docs, dedup_factors(docs, near, policy))
+                if d["path"] in mine}
+
+    assert factors("off") == dict.fromkeys(mine, 1.0)
+    assert factors("downweight") == {"a/util.py": 0.5, "b/util.py": 0.5, "c1.py": 0.5,
+                                     "c2.py": 0.5, "lone.py": 1.0}
+    dropped = factors("drop")
+    kept = min(("a/util.py", "b/util.py"), key=lambda p: content_key(repo.path.joinpath(p)
+                                                                     .read_text()))
+    assert dropped == {"a/util.py": float(kept == "a/util.py"),
+                       "b/util.py": float(kept == "b/util.py"),
+                       "c1.py": 1.0, "c2.py": 0.0, "lone.py": 1.0}
+    counts = summary(near)
+    assert counts["contents"] == len({d["hash"] for d in docs})
+    assert counts["duplicate_clusters"] >= 1 and counts["largest_cluster"] >= 2
+    with pytest.raises(ConfigError, match="not one of off, downweight, drop"):
+        dedup_factors(docs, near, "halve")
 
 
 def _chain() -> tuple[str, str, str]:
