@@ -13,6 +13,10 @@ Measured, in one process on one thread, best of ``--repeat`` rounds:
   environment, one write transaction per bundle (signature, band lookups, verification,
   cluster merges, the writes).
 
+Then every content is removed again, one write transaction each, largest clusters first: a
+removal re-splits what is left of its cluster, the index's costly operation (printed as
+removals per second, with the largest cluster's size).
+
 The ratio printed is the dedup stage's throughput over tokenizing's: above 1, near-duplicate
 indexing costs less than tokenizing the same text (issue 9's goal for the whole quality stage
 is at most the cost of tokenizing). Also printed: how many contents fall in clusters of two
@@ -108,6 +112,30 @@ def index_all(path: Path, corpora: dict[str, list[str]]) -> dict[str, tuple[int,
     return out
 
 
+def remove_each(path: Path, corpora: dict[str, list[str]]) -> tuple[int, float, int]:
+    """Remove every content of the indexes ``index_all`` built at ``path``, one write
+    transaction each, largest clusters first (each removal re-splits what is left of its
+    cluster: the costly case); (removals, seconds, largest cluster)."""
+    removals, seconds, largest = 0, 0.0, 0
+    for name in corpora:
+        env = lmdb.open(str(path / name), map_size=1 << 34, max_dbs=32)
+        dbs = {db: env.open_db(db) for db in ALL_DBS}
+        index = NearDupIndex(lambda dbs=dbs: dbs)
+        members: dict[bytes, list[bytes]] = {}
+        with env.begin() as txn:
+            for key in txn.cursor(db=dbs[DB_NEAR_CLUSTERS]).iternext(values=False):
+                members.setdefault(bytes(key[:16]), []).append(bytes(key[16:]))
+        largest = max(largest, *map(len, members.values()))
+        order = [h for group in sorted(members.values(), key=len, reverse=True) for h in group]
+        with Timer() as t:
+            for content in order:
+                with env.begin(write=True) as txn:
+                    index.remove(txn, content)
+        env.close()
+        removals, seconds = removals + len(order), seconds + t.seconds
+    return removals, seconds, largest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=8.0, help="megabytes of text per bundle")
@@ -151,6 +179,9 @@ def main() -> None:
         print(table(["bundle", "contents", "in clusters of 2+", "share"],
                     [(name, n, grouped, f"{grouped / n:.0%}")
                      for name, (n, grouped) in counts.items()]))
+        removals, seconds, largest = remove_each(scratch / f"index{args.repeat - 1}", corpora)
+        print(f"\nremoving every content, one write transaction each: {removals:,} in "
+              f"{seconds:.2f} s ({removals / seconds:,.0f}/s; largest cluster {largest:,})")
         print(f"\nratio (signature + insert over tokenize, throughput): "
               f"{tokenize / indexed:.2f}")
 

@@ -358,11 +358,13 @@ class NearDupIndex:
         candidates.discard(content_hash)
         clusters: set[bytes] = set()
         for other in sorted(candidates):
-            entry = Entry.parse(txn.get(other, db=dbs[DB_NEAR_SIGS]))
-            if entry.cluster in clusters:
+            raw = txn.get(other, db=dbs[DB_NEAR_SIGS])
+            cluster = bytes(raw[4:_ENTRY.size])
+            if cluster in clusters:
                 continue  # joined already: a second link changes nothing
-            if similarity(sig, entry.sig) >= self.threshold:
-                clusters.add(entry.cluster)
+            if similarity(sig, np.frombuffer(raw, dtype="<u4", offset=_ENTRY.size)) >= \
+                    self.threshold:
+                clusters.add(cluster)
         return clusters
 
     def _drop(self, txn: lmdb.Transaction, content_hash: bytes, entry: Entry) -> None:
