@@ -159,7 +159,7 @@ def main() -> None:
         sp = SentencePieceTokenizer(train_tokenizer(texts, args.vocab_size).model)
         print(f"SentencePiece model ({sp.vocab_size:,} pieces) trained in "
               f"{time.perf_counter() - started:.1f} s")
-        signature(texts[0])  # datasketch's permutations, once per process
+        signature(texts[0])  # the permutations are drawn once per process
 
         tokenize = best(args.repeat, lambda: [sp.encode(t) for t in texts])
         sign = best(args.repeat, lambda: [signature(t) for t in texts])

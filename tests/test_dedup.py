@@ -371,6 +371,8 @@ def test_a_store_without_the_index_databases_still_opens(make_repo):
     ("if x:\n    y()\n", "if x:\n\ty()\n", False),
     ("a = 1\n", "a  = 1\n", False),                            # spacing inside a line
     ("a = 1\n", "a = 2\n", False),
+    ("a = 1\n", "a = 1\u00a0\n", False),                     # a no-break space is text
+    ("a = 1\n", "a = \ufeff1\n", False),                      # a BOM inside is text
     ("", "\n\n", True),
     ("", "x", False),
 ])
