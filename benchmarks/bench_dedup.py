@@ -5,7 +5,8 @@ cloned into scratch space), newest first, up to ``--mb`` megabytes per bundle: w
 of those histories would see. A SentencePiece model is trained on them with repofeed's own code
 options (``train_tokenizer``).
 
-Measured, in one process on one thread, best of ``--repeat`` rounds:
+Measured, in one process on one thread, best of ``--repeat`` rounds that run the three
+round-robin:
 
 * ``tokenize``: SentencePiece encoding of every text (the baseline: what ingest does anyway);
 * ``signature``: ``dedup.signature`` of every text (shingles + MinHash, 256 permutations);
@@ -16,6 +17,13 @@ Measured, in one process on one thread, best of ``--repeat`` rounds:
 Then every content is removed again, one write transaction each, largest clusters first: a
 removal re-splits what is left of its cluster, the index's costly operation (printed as
 removals per second, with the largest cluster's size).
+
+Last, the worst case: ``--big-cluster`` near copies of one corpus file (one line changed in
+each) make one cluster; inserting them, removing a copy alone (the whole cluster is re-split)
+and removing the rest at once are timed.
+
+The scratch environments are opened without fsync (``sync=False``): what is timed is the
+index's work, not the disk's (a store pays one fsync per write transaction whatever it holds).
 
 The ratio printed is the dedup stage's throughput over tokenizing's: above 1, near-duplicate
 indexing costs less than tokenizing the same text (issue 9's goal for the whole quality stage
@@ -81,14 +89,16 @@ def history_texts(repo: Path, budget: int) -> list[str]:
     return out
 
 
-def best(repeat: int, work) -> float:
-    """The fastest of ``repeat`` runs of ``work()``, in seconds."""
-    times = []
+def best(repeat: int, works: list) -> list[float]:
+    """The fastest of ``repeat`` runs of each of ``works``, in seconds; the runs go round-robin,
+    so background load hits every one alike."""
+    times = [float("inf")] * len(works)
     for _ in range(repeat):
-        with Timer() as t:
-            work()
-        times.append(t.seconds)
-    return min(times)
+        for n, work in enumerate(works):
+            with Timer() as t:
+                work()
+            times[n] = min(times[n], t.seconds)
+    return times
 
 
 def index_all(path: Path, corpora: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
@@ -97,7 +107,7 @@ def index_all(path: Path, corpora: dict[str, list[str]]) -> dict[str, tuple[int,
     out = {}
     for name, texts in corpora.items():
         (path / name).mkdir(parents=True)
-        env = lmdb.open(str(path / name), map_size=1 << 34, max_dbs=32)
+        env = lmdb.open(str(path / name), map_size=1 << 34, max_dbs=32, sync=False)
         dbs = {db: env.open_db(db) for db in ALL_DBS}
         index = NearDupIndex(lambda dbs=dbs: dbs)
         by_hash = {content_key(t): t for t in texts}
@@ -118,7 +128,7 @@ def remove_each(path: Path, corpora: dict[str, list[str]]) -> tuple[int, float, 
     cluster: the costly case); (removals, seconds, largest cluster)."""
     removals, seconds, largest = 0, 0.0, 0
     for name in corpora:
-        env = lmdb.open(str(path / name), map_size=1 << 34, max_dbs=32)
+        env = lmdb.open(str(path / name), map_size=1 << 34, max_dbs=32, sync=False)
         dbs = {db: env.open_db(db) for db in ALL_DBS}
         index = NearDupIndex(lambda dbs=dbs: dbs)
         members: dict[bytes, list[bytes]] = {}
@@ -136,12 +146,44 @@ def remove_each(path: Path, corpora: dict[str, list[str]]) -> tuple[int, float, 
     return removals, seconds, largest
 
 
+def big_cluster(path: Path, base: str, copies: int) -> tuple[float, float, float]:
+    """The index's worst case: ``copies`` near copies of ``base`` (each with one line
+    changed), one cluster. Seconds to insert them all in one transaction, per removal of one
+    copy in a transaction of its own (each re-splits the cluster), and to remove the rest in
+    one transaction."""
+    lines = base.split("\n")
+    texts = []
+    for n in range(copies):
+        changed = list(lines)
+        changed[n % len(lines)] = f"// near copy {n}"
+        texts.append("\n".join(changed))
+    by_hash = {content_key(t): t for t in texts}
+    path.mkdir(parents=True)
+    env = lmdb.open(str(path), map_size=1 << 34, max_dbs=32, sync=False)
+    dbs = {db: env.open_db(db) for db in ALL_DBS}
+    index = NearDupIndex(lambda: dbs)
+    with Timer() as insert, env.begin(write=True) as txn:
+        index.update(txn, dict.fromkeys(by_hash, 1), by_hash.__getitem__)
+    order = sorted(by_hash)
+    single = order[:20]
+    with Timer() as one:
+        for content in single:
+            with env.begin(write=True) as txn:
+                index.remove(txn, content)
+    with Timer() as rest, env.begin(write=True) as txn:
+        index.update(txn, dict.fromkeys(order[len(single):], -1), by_hash.__getitem__)
+    env.close()
+    return insert.seconds, one.seconds / len(single), rest.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=8.0, help="megabytes of text per bundle")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bundles", default="", help="comma-separated names (default: all)")
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--big-cluster", type=int, default=1000,
+                        help="near copies in the worst-case cluster")
     add_scratch_options(parser)
     args = parser.parse_args()
     wanted = [b for b in args.bundles.split(",") if b]
@@ -161,15 +203,15 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s")
         signature(texts[0])  # the permutations are drawn once per process
 
-        tokenize = best(args.repeat, lambda: [sp.encode(t) for t in texts])
-        sign = best(args.repeat, lambda: [signature(t) for t in texts])
         runs = iter(range(args.repeat))
         counts: dict[str, tuple[int, int]] = {}
 
         def insert() -> None:
             counts.update(index_all(scratch / f"index{next(runs)}", corpora))
 
-        indexed = best(args.repeat, insert)
+        tokenize, sign, indexed = best(args.repeat, [lambda: [sp.encode(t) for t in texts],
+                                                     lambda: [signature(t) for t in texts],
+                                                     insert])
         rows = [("tokenize (SentencePiece)", tokenize, megabytes / tokenize, 1.0),
                 ("signature", sign, megabytes / sign, tokenize / sign),
                 ("signature + insert", indexed, megabytes / indexed, tokenize / indexed)]
@@ -182,6 +224,12 @@ def main() -> None:
         removals, seconds, largest = remove_each(scratch / f"index{args.repeat - 1}", corpora)
         print(f"\nremoving every content, one write transaction each: {removals:,} in "
               f"{seconds:.2f} s ({removals / seconds:,.0f}/s; largest cluster {largest:,})")
+        base = max((t for t in texts if t.count("\n") < 2000), key=lambda t: t.count("\n"))
+        inserted, each, rest = big_cluster(scratch / "big", base, args.big_cluster)
+        print(f"one cluster of {args.big_cluster:,} near copies of a {base.count(chr(10)):,}-line "
+              f"file: inserted in {inserted:.2f} s ({args.big_cluster / inserted:,.0f}/s); a "
+              f"copy removed alone {each * 1000:.0f} ms; the rest removed at once "
+              f"{rest:.2f} s")
         print(f"\nratio (signature + insert over tokenize, throughput): "
               f"{tokenize / indexed:.2f}")
 
