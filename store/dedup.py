@@ -165,6 +165,11 @@ def similarity(sig_a: Signature, sig_b: Signature) -> float:
     return float(np.count_nonzero(np.asarray(sig_a) == np.asarray(sig_b))) / NUM_PERM
 
 
+@lru_cache(maxsize=1)
+def _parameters() -> tuple[tuple[str, Any], ...]:
+    return tuple(parameters().items())
+
+
 def parameters() -> dict[str, Any]:
     """What a signature and a cluster depend on; recorded in the store with its index."""
     a, b = _permutations()
@@ -222,7 +227,6 @@ class NearDupIndex:
     def __init__(self, dbs: Callable[[], Mapping[bytes, Any]], threshold: float = THRESHOLD):
         self._dbs = dbs
         self.threshold = threshold
-        self._checked = False
         self.totals = Updated()  # over this object's life: what tests and benchmarks read
 
     # -- the public operations ------------------------------------------------------------
@@ -305,11 +309,10 @@ class NearDupIndex:
     # -- inside ---------------------------------------------------------------------------
 
     def _check_parameters(self, txn: lmdb.Transaction) -> None:
-        """Record the parameters with the first entry; refuse an index made with others."""
-        if self._checked:
-            return
+        """Record the parameters with the first entry; refuse an index made with others.
+        (Checked in every transaction: one that recorded them may have been aborted.)"""
         meta = self._dbs()[DB_META]
-        wanted = {**parameters(), "threshold": self.threshold}
+        wanted = {**dict(_parameters()), "threshold": self.threshold}
         raw = txn.get(K_NEAR_DUP, db=meta)
         if raw is None:
             txn.put(K_NEAR_DUP, pack(wanted), db=meta)
@@ -321,7 +324,6 @@ class NearDupIndex:
                 f"({', '.join(differ)} differ: {[found.get(k) for k in differ]} in the store, "
                 f"{[wanted.get(k) for k in differ]} here); it cannot be extended with these. "
                 f"Rebuild the store with `repofeed init --force` and `repofeed backfill`.")
-        self._checked = True
 
     def _insert(self, txn: lmdb.Transaction, content_hash: bytes, refs: int, text: str,
                 done: Updated) -> int:

@@ -23,6 +23,7 @@ from repofeed.store.dedup import (
     BANDS,
     NUM_PERM,
     THRESHOLD,
+    NearDupIndex,
     audit,
     band_keys,
     dedup_factors,
@@ -32,7 +33,7 @@ from repofeed.store.dedup import (
     similarity,
     summary,
 )
-from repofeed.store.errors import ConfigError
+from repofeed.store.errors import ConfigError, StoreError
 from repofeed.store.schema import DB_NEAR_SIGS, NEAR_DBS, content_key
 from repofeed.store.writer import SnapshotChange, StoreWriter
 
@@ -353,6 +354,19 @@ def test_a_store_without_the_index_databases_still_opens(make_repo):
     with open_store(repo.path) as store:
         assert store.near_duplicates() == {}
         assert len(store.documents()) == len(sample_files())
+
+
+def test_an_index_is_only_extended_with_its_own_parameters(make_repo):
+    repo = make_repo()
+    repo.commit("Sources", sample_files())
+    init_store(repo.path)
+    backfill(repo.path)
+    with StoreWriter(_store_dir(repo)) as writer:
+        stricter = NearDupIndex(lambda: writer.db, threshold=0.8)
+        with pytest.raises(StoreError, match="threshold differ: \\[0.7\\] in the store, "
+                                             "\\[0.8\\] here.*repofeed init --force"):
+            writer._write(lambda txn: stricter.add(txn, b"x" * 16, _module(1)))
+    assert _audit(repo) == []  # nothing was written
 
 
 # -- records whose change is only formatting --------------------------------------------------
