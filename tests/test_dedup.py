@@ -15,7 +15,7 @@ import numpy as np
 import pygit2
 import pytest
 
-from helpers import run_cli, sample_files
+from helpers import PROJECT, run_cli, sample_files
 from repofeed.daemon.ingest import Syncer, backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import open_store
@@ -59,20 +59,25 @@ def _edited(text: str, lines: range, tag: str) -> str:
     return "\n".join(rows)
 
 
+def _path(repo):
+    """A ``GitRepo``'s directory, or the directory given."""
+    return getattr(repo, "path", repo)
+
+
 def _store_dir(repo):
-    return repo.path / ".git" / "repofeed" / "store"
+    return _path(repo) / ".git" / "repofeed" / "store"
 
 
 def _index(repo) -> dict[bytes, list[tuple[bytes, bytes]]]:
     """The raw entries of the index's three databases."""
-    with open_store(repo.path) as store, store._txn() as txn:
+    with open_store(_path(repo)) as store, store._txn() as txn:
         dbs = store._handle.dbs
         return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs[name])]
                 for name in NEAR_DBS}
 
 
 def _audit(repo) -> list[str]:
-    with open_store(repo.path) as store, store._txn() as txn:
+    with open_store(_path(repo)) as store, store._txn() as txn:
         return audit(txn, store._handle.dbs)
 
 
@@ -296,6 +301,36 @@ def test_a_backfill_and_commit_by_commit_ingest_give_the_same_index(make_repo):
     assert _clusters(whole) == clusters
     assert _index(whole) == _index(stepwise)
     assert _audit(whole) == []
+
+
+CORPUS = PROJECT.parent / "shared" / "corpus"
+
+
+@pytest.mark.skipif(not (CORPUS / "ky.bundle").exists(), reason="needs ../shared/corpus")
+def test_a_real_history_stepped_commit_by_commit_equals_its_backfill(tmp_path):
+    """ky (TypeScript): a store brought up the last 12 first-parent commits one at a time,
+    as the daemon would, holds the same index, byte for byte, as one backfilled at the tip."""
+    stepped, whole = tmp_path / "stepped", tmp_path / "whole"
+    for path in (stepped, whole):
+        subprocess.run(["git", "clone", "-q", str(CORPUS / "ky.bundle"), str(path)], check=True)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=stepped, check=True, capture_output=True,
+                              text=True).stdout
+
+    steps = git("rev-list", "--first-parent", "--reverse", "HEAD~12..HEAD").split()
+    git("reset", "-q", "--hard", "HEAD~12")
+    init_store(stepped)
+    backfill(stepped)
+    for commit in steps:
+        git("reset", "-q", "--hard", commit)
+        backfill(stepped)
+    init_store(whole)
+    backfill(whole)
+    assert _audit(stepped) == [] and _audit(whole) == []
+    assert _index(stepped) == _index(whole)
+    with open_store(whole) as store:
+        assert summary(store.near_duplicates())["contents"] > 50
 
 
 def test_a_fresh_process_reads_the_same_clusters(make_repo):
