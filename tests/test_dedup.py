@@ -34,7 +34,7 @@ from repofeed.store.dedup import (
     summary,
 )
 from repofeed.store.errors import ConfigError, StoreError
-from repofeed.store.schema import DB_NEAR_SIGS, NEAR_DBS, content_key
+from repofeed.store.schema import ALL_DBS, DB_NEAR_SIGS, NEAR_DBS, content_key
 from repofeed.store.writer import SnapshotChange, StoreWriter
 
 NAMES = ("alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "lambda")
@@ -301,6 +301,45 @@ def test_a_backfill_and_commit_by_commit_ingest_give_the_same_index(make_repo):
     assert _clusters(whole) == clusters
     assert _index(whole) == _index(stepwise)
     assert _audit(whole) == []
+
+
+def _bare_index(path):
+    """A real LMDB environment with the store's databases, and an index on it."""
+    env = lmdb.open(str(path), map_size=1 << 30, max_dbs=32)
+    dbs = {name: env.open_db(name) for name in ALL_DBS}
+    return env, dbs, NearDupIndex(lambda: dbs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_index_depends_on_the_live_contents_only(tmp_path, seed):
+    """Random adds and removals of references, in transactions of random sizes, end with the
+    same databases, byte for byte, as one transaction adding what is left: merges and splits
+    of near-threshold chains included."""
+    rng = random.Random(seed)
+    bases = [_module(100 + seed * 10 + n, functions=40) for n in range(3)]
+    texts = [_edited(b, range(start, start + rng.choice((2, 6, 12, 24))), f"{seed}_{n}")
+             for n in range(36) for b in [bases[n % 3]] for start in [rng.randrange(90)]]
+    by_hash = {content_key(t): t for t in texts}
+    hashes = sorted(by_hash)
+    env, dbs, index = _bare_index(tmp_path / "stepped")
+    refs = dict.fromkeys(hashes, 0)
+    for _ in range(60):
+        deltas: dict[bytes, int] = {}
+        for h in rng.sample(hashes, rng.randint(1, 8)):
+            change = rng.choice((1, -1)) if refs[h] else 1
+            refs[h] += change
+            deltas[h] = deltas.get(h, 0) + change
+        with env.begin(write=True) as txn:
+            index.update(txn, deltas, by_hash.__getitem__)
+    assert index.totals.relabelled > 0  # clusters did merge or split on the way
+    env2, dbs2, fresh = _bare_index(tmp_path / "whole")
+    with env2.begin(write=True) as txn:
+        fresh.update(txn, {h: n for h, n in refs.items() if n}, by_hash.__getitem__)
+    for name in NEAR_DBS:
+        with env.begin() as a, env2.begin() as b:
+            assert list(a.cursor(db=dbs[name])) == list(b.cursor(db=dbs2[name])), name
+    env.close()
+    env2.close()
 
 
 CORPUS = PROJECT.parent / "shared" / "corpus"
