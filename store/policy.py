@@ -128,8 +128,9 @@ class Policy:
             language = d.get("language", "other")
             weight, reason, rule = self._base(d["path"], d.get("attrs"), fact.get("stats"),
                                               language)
+            cluster = clusters.get(d.get("hash"))  # a store before the index has no hash
             out.append(Weighed(d["path"], weight, reason, rule, path_class(d["path"]), language,
-                               clusters.get(d["array"]),
+                               cluster.hex() if cluster is not None else None,
                                float((fact.get("cx") or {}).get("score", 0.0)), d))
         if self.cfg.dedup_exact:
             self._exact(out)
