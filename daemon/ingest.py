@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pygit2
 
+from repofeed.store.dedup import same_after_normalisation
 from repofeed.store.errors import StoreError
 from repofeed.store.locate import is_under, open_repository, own_paths, store_dir_of
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_PIN, K_REPO, K_SHALLOW
@@ -28,6 +29,7 @@ from .encode import Encoder, TextBatch
 from .history import (
     BlobReader,
     CommitChanges,
+    FileChange,
     author_of,
     commit_changes,
     describe_ref,
@@ -66,6 +68,15 @@ class BackfillResult:
 
 
 ProgressFn = Callable[[int, int], None]
+
+UNCHANGED = "unchanged_after_normalisation"  # a record skip reason (K_RECORD_SKIPS)
+
+
+def unchanged(f: FileChange) -> bool:
+    """A modification whose after is its before but for formatting noise
+    (``same_after_normalisation``): no record. A rename keeps its record: the move is the
+    change it records."""
+    return f.change == "modified" and same_after_normalisation(f.before, f.after)
 
 
 def record_changes(repo: pygit2.Repository, commit: pygit2.Commit, blobs: BlobReader, *,
@@ -153,7 +164,11 @@ class Syncer:
         commit = changes.commit
         write = CommitWrite(commit.id.raw, skips=dict(changes.skips),
                             boundary=changes.boundary)
-        if not changes.files:
+        files = [f for f in changes.files if not unchanged(f)]
+        if len(files) < len(changes.files):
+            write.skips[UNCHANGED] = write.skips.get(UNCHANGED, 0) + \
+                len(changes.files) - len(files)
+        if not files:
             return write
         msg_key = changes.message_key
         referenced = [msg_key]  # a list: array ids are given in this order, identically each run
@@ -164,7 +179,7 @@ class Syncer:
             "author": author_of(commit),
             "timestamp": commit.author.time,
         }
-        for f in changes.files:
+        for f in files:
             b_key, a_key = f.before_key, f.after_key
             b_ids = self.encoder.ids(b_key, fresh) if b_key else np.zeros(0, dtype=np.int64)
             a_ids = self.encoder.ids(a_key, fresh) if a_key else np.zeros(0, dtype=np.int64)

@@ -79,7 +79,7 @@ def sync_snapshot(syncer: Syncer, tip: pygit2.Commit | None, liveness: Liveness 
             doc["attrs"] = attrs
         changes.append(SnapshotChange(path, doc))
     syncer.writer.sync_snapshot(new_head, changes, fresh, liveness,
-                                facts=syncer.encoder.take_facts(fresh))
+                                facts=syncer.encoder.take_facts(fresh), texts=texts)
     if result is not None:
         result.changed_paths = [c.path for c in changes]
         result.rebuilt = old_tree is None

@@ -375,7 +375,7 @@ class WorktreeOverlay:
                 doc["attrs"] = attrs
             changes.append(SnapshotChange(rel, doc))
         if changes:
-            writer.put_documents(changes, fresh, self.ingest.encoder.take_facts(fresh))
+            writer.put_documents(changes, fresh, self.ingest.encoder.take_facts(fresh), texts)
         return len(changes), windows
 
 

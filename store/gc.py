@@ -100,6 +100,7 @@ class Collected:
     marked: int = 0            # arrays found unreferenced, waiting out the grace period
     waiting_commits: int = 0   # superseded commits waiting out the grace period
     bytes_freed: int = 0       # token chunk bytes (values) removed
+    index_entries: int = 0     # near-duplicate index entries of removed arrays (none, normally)
     readers: int = 0           # other processes with the store open
     seconds: float = 0.0
 
@@ -204,6 +205,7 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
         live, held, _ = _references(txn, dbs)
         live |= held  # the records of superseded commits still waiting out the grace period
         marks = {seq_of(k): unpack(v) for k, v in txn.cursor(db=dbs[DB_GARBAGE])}
+        removed: list[bytes] = []
         for array_id, content_hash in _arrays(txn, dbs).items():
             if array_id in live:
                 if array_id in marks:
@@ -223,9 +225,13 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
             txn.delete(content_hash, db=dbs[DB_HASHES])
             txn.delete(seq_key(array_id), db=dbs[DB_FACTS])
             txn.delete(seq_key(array_id), db=dbs[DB_GARBAGE])
+            removed.append(content_hash)
             result.arrays += 1
             result.tokens += size // itemsize
             result.bytes_freed += size
+        # No document references what goes, so the near-duplicate index (which follows the
+        # documents) holds none of it; should it, the entries go with their arrays.
+        result.index_entries = writer.neardup.discard(txn, removed)
         for key, delta in ((K_COMMITS_DONE, result.commits), (K_SUPERSEDED, result.commits),
                            (K_STORED_TOKENS, result.tokens)):
             if delta:

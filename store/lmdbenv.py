@@ -46,7 +46,7 @@ from .proclocks import lock_holders
 from .schema import ALL_DBS, DB_META, FORMAT_NAME, K_FORMAT, K_SCHEMA, SCHEMA_VERSION, unpack
 
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as pages are used
-MAX_DBS = 16
+MAX_DBS = 32  # named databases an environment may hold (schema.ALL_DBS, with room)
 MAX_READERS = 1024
 
 # Errors LMDB raises when pages are not what they should be.
@@ -337,7 +337,13 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
             # of its own on a read-only environment (one passed in would not keep the handle).
             try:
                 for name in ALL_DBS:
-                    dbs[name] = env.open_db(name, create=False)
+                    try:
+                        dbs[name] = env.open_db(name, create=False)
+                    except lmdb.NotFoundError:
+                        # A store of an older schema lacks a newer database: leave it out, so
+                        # that check_schema says what is wrong instead of "not a store".
+                        if name == DB_META:
+                            raise
             except lmdb.ReadersFullError:
                 raise StoreError(_readers_full(path)) from None
         _check_size(env, dbs, data)

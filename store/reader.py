@@ -17,6 +17,7 @@ import numpy as np
 from . import lmdbenv
 from .arrays import ChunkMissing, read_all, read_slice
 from .config import Config
+from .dedup import near_duplicates
 from .errors import ArrayMissing, StoreCorrupt, StoreError
 from .evolution import View, plan_views
 from .gc import survey
@@ -198,8 +199,12 @@ class Store:
                     out[array] = unpack(raw)
         return out
 
-    def near_duplicates(self) -> dict[int, str]:  # MERGE: replaced by the dedup branch's
-        return {}
+    def near_duplicates(self) -> dict[bytes, bytes]:
+        """Content hash (a document's ``hash``) → near-duplicate cluster id, for every live
+        document's content, from one pass over the index (dedup.py). Contents of one cluster
+        share its id; a content similar to no other has its own hash as its id."""
+        with self._txn() as txn:
+            return near_duplicates(txn, self._handle.dbs)
 
     def skipped_files(self) -> dict[str, str]:
         """Files at the tip left out of the snapshot, with the reason."""

@@ -33,8 +33,15 @@ DB_SKIPPED = b"skipped"    # path_key(path) -> reason, for tip files left out of
 DB_GARBAGE = b"garbage"    # 8-byte array id -> msgpack time it was first found unreferenced
 DB_FACTS = b"facts"        # 8-byte array id -> msgpack facts of its text (store/facts.py),
 #                            computed once when the array is first written
+# Near-duplicate index (issue 9, dedup.py): the live snapshot's contents, updated per commit.
+DB_NEAR_SIGS = b"near_sigs"          # content hash -> references, cluster id, MinHash signature
+DB_NEAR_BANDS = b"near_bands"        # LSH band key (9 bytes) + content hash -> empty
+DB_NEAR_CLUSTERS = b"near_clusters"  # cluster id + content hash -> empty: a cluster's members
+K_NEAR_DUP = b"near_dup"             # meta: the parameters the index was made with
+NEAR_DBS = (DB_NEAR_SIGS, DB_NEAR_BANDS, DB_NEAR_CLUSTERS)
+
 ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED,
-           DB_GARBAGE, DB_FACTS)
+           DB_GARBAGE, DB_FACTS, *NEAR_DBS)
 
 # Meta keys.
 K_FORMAT = b"format"

@@ -24,6 +24,7 @@ import numpy as np
 from . import lmdbenv
 from .arrays import ChunkMissing, chunk_key, chunks_of, read_all
 from .config import Config
+from .dedup import NearDupIndex
 from .errors import StoreError, WriterBusy
 from .locate import lock_path
 from .schema import (
@@ -266,6 +267,7 @@ class StoreWriter:
         self._dtype: str | None = None
         # texts with placeholders, by content hash (only those: a few small dicts)
         self.pending_redactions: dict[bytes, dict[str, int]] = {}
+        self.neardup = NearDupIndex(lambda: self.db)
 
     @property
     def db(self) -> dict[bytes, Any]:
@@ -621,26 +623,37 @@ class StoreWriter:
         self._write(body)
 
     def put_documents(self, changes: list[SnapshotChange], arrays: dict[bytes, Any],
-                      facts: dict[bytes, dict[str, Any]] | None = None) -> None:
+                      facts: dict[bytes, dict[str, Any]] | None = None,
+                      texts: dict[bytes, str] | None = None) -> None:
         """Apply document changes alone (the worktree's), in one transaction."""
-        self.sync_snapshot(None, changes, arrays, move_head=False, facts=facts)
+        self.sync_snapshot(None, changes, arrays, move_head=False, facts=facts, texts=texts)
 
     def sync_snapshot(self, head: str | None, changes: list[SnapshotChange],
                       arrays: dict[bytes, Any], liveness: Liveness | None = None,
                       move_head: bool = True,
-                      facts: dict[bytes, dict[str, Any]] | None = None) -> None:
-        """Apply snapshot changes, mark superseded commits and move the head, atomically."""
+                      facts: dict[bytes, dict[str, Any]] | None = None,
+                      texts: dict[bytes, str] | None = None) -> None:
+        """Apply snapshot changes, mark superseded commits and move the head, atomically.
+
+        The near-duplicate index follows the documents in the same transaction: a content
+        enters it with the first document that holds it and leaves with the last. ``texts``
+        (content hash → text) spares decoding the token arrays of contents new to it."""
 
         def body(txn: lmdb.Transaction) -> None:
             if liveness is not None:
                 self._set_liveness(txn, liveness)
             self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays, facts))
             docs, skipped = self.db[DB_DOCS], self.db[DB_SKIPPED]
+            references: dict[bytes, int] = {}  # content hash → documents gained minus lost
             for change in changes:
                 key = path_key(change.path)
+                old = txn.get(key, db=docs)
+                if old is not None and (gone := unpack(old).get("hash")) is not None:
+                    references[gone] = references.get(gone, 0) - 1
                 if change.doc is not None:
                     doc = dict(change.doc)
-                    doc["array"] = self._array_id(txn, doc.pop("hash"))
+                    doc["array"] = self._array_id(txn, doc["hash"])
+                    references[doc["hash"]] = references.get(doc["hash"], 0) + 1
                     txn.put(key, pack(doc), db=docs)
                 else:
                     txn.delete(key, db=docs)
@@ -653,9 +666,22 @@ class StoreWriter:
                     txn.delete(key, db=skipped)
             if move_head:
                 txn.put(K_HEAD, pack(head), db=self.db[DB_META])
+            self.neardup.update(txn, references,
+                                lambda h: texts[h] if texts and h in texts else
+                                self._text_in(txn, h))
 
         self._write(body)
         self.sync()
+
+    def _text_in(self, txn: lmdb.Transaction, content_hash: bytes) -> str:
+        """The text of a stored content, decoded from its token array inside ``txn``."""
+        array_id = self._array_id(txn, content_hash)
+        try:
+            ids = read_all(txn, self.db[DB_TOKENS], array_id, np.dtype(self.dtype))
+        except ChunkMissing:
+            raise StoreError(f"token array {content_hash.hex()} is missing from the store") \
+                from None
+        return self.tokenizer.decode(ids.tolist())
 
     def _set_liveness(self, txn: lmdb.Transaction, liveness: Liveness) -> None:
         commits, meta_db = self.db[DB_COMMITS], self.db[DB_META]
