@@ -111,7 +111,7 @@ def tip_files(clone: Path, max_bytes: int = MAX_FILE_BYTES) -> list[TipFile]:
         if blob.size > max_bytes:
             continue
         text, _why = text_of(blob.data, binary=blob.is_binary)
-        if text:
+        if text is not None:  # empty files too: they are documents (of no tokens)
             language = detect_language(path, text, linguist_attrs(repo, path, tip))
             out.append(TipFile(clone.name, path, text, language))
     return out
