@@ -171,11 +171,6 @@ def each(fn: Callable[[str], object], texts: Sequence[str]) -> Callable[[], None
     return work
 
 
-def rate(fn: Callable[[str], object], texts: Sequence[str], repeat: int) -> float:
-    """Best MB/s of ``fn`` called on each of ``texts``, over ``repeat`` rounds."""
-    return megabytes(texts) / best_seconds(repeat, [each(fn, texts)])[0]
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table, first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
