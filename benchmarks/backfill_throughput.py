@@ -24,10 +24,18 @@ with one transaction per commit, and what the store did before (``MDB_NOSYNC``, 
 per commit, a flush per batch, which a power cut can leave corrupt): the price of the fsyncs
 in commits/s.
 
+With ``--repo PATH`` (a repository or a ``.bundle``, e.g. ``../shared/corpus/attrs.bundle``;
+repeatable), it measures those histories instead, each cloned into scratch space, with
+everything on, and adds the quality stage's share (issue 9): a backfill without it
+(``quality_off``: no secret scan, no facts, no near-duplicate index) joins the round-robin,
+and the repofeed runs time the calls inside each stage (``stage_timers``). ``--quality`` adds
+the same to the generated and own histories.
+
 Goals (issue 2): store at most 3 bytes per stored token with uint16 tokens; the same store
 size for every overlap.
 
     python benchmarks/backfill_throughput.py [--commits 2000] [--profile] [--sync-modes]
+    python benchmarks/backfill_throughput.py --repo ../shared/corpus/attrs.bundle --repeat 3
 """
 
 from __future__ import annotations
@@ -36,19 +44,27 @@ import argparse
 import contextlib
 import cProfile
 import io
+import os
 import pstats
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lmdb
 from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
+from repofeed.daemon import encode as encode_module
+from repofeed.daemon.encode import Encoder
 from repofeed.daemon.ingest import BackfillResult, backfill
 from repofeed.daemon.init import init_store
-from repofeed.store import open_store
+from repofeed.store import dedup, facts, open_store, secrets
+from repofeed.store.dedup import NearDupIndex, Updated
 from repofeed.store.writer import StoreWriter
 
 BYTES_PER_TOKEN_GOAL = 3.0
@@ -70,6 +86,70 @@ class RepofeedRun:
     backfill_seconds: float
     result: BackfillResult
     stats: dict
+    stages: dict[str, float] = field(default_factory=dict)  # seconds inside each (stage_timers)
+
+
+# What ``stage_timers`` times inside a backfill: (module or class, attribute, label). The
+# quality stage is the facts (text_stats + analyze), the secret scan and the near-duplicate
+# index; tokenizing is the encoder's encode_batch calls.
+TIMED: list[tuple[Any, str, str]] = [
+    (encode_module, "facts_of", "facts (text_stats + analyze)"),
+    (facts, "text_stats", "  text_stats"),
+    (facts, "analyze", "  analyze"),
+    (secrets, "find_secrets", "secret scan (find_secrets)"),
+    (NearDupIndex, "update", "near-dup index update"),
+    (dedup, "signature", "  signature (MinHash)"),
+    (Encoder, "_encode_chunked", "tokenizing (encode_batch)"),
+    (Encoder, "encode_missing", "encode_missing (facts + tokenizing + splicing)"),
+]
+QUALITY = ("facts (text_stats + analyze)", "secret scan (find_secrets)",
+           "near-dup index update")
+
+
+@contextlib.contextmanager
+def stage_timers() -> Iterator[dict[str, float]]:
+    """Seconds spent inside each function of ``TIMED`` while the block runs, summed over the
+    threads that call it (the encode thread computes the facts, the main thread reads and
+    redacts). Benchmark only: the functions are wrapped, module attributes that their
+    callers look up at call time."""
+    spent: dict[str, float] = defaultdict(float)
+    lock = threading.Lock()
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in TIMED]
+
+    def timed(fn: Callable, label: str) -> Callable:
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                with lock:
+                    spent[label] += elapsed
+        return wrapper
+
+    for (owner, name, label), (_, _, fn) in zip(TIMED, saved):
+        setattr(owner, name, timed(fn, label))
+    try:
+        yield spent
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+@contextlib.contextmanager
+def quality_off() -> Iterator[None]:
+    """A backfill without the quality stage, for what it costs (benchmark only): no secret
+    scan (``secrets.ENABLED``), facts without measurements, no near-duplicate index."""
+    saved_facts, saved_update = encode_module.facts_of, NearDupIndex.update
+    encode_module.facts_of = lambda text, language, timeout_ms: {
+        "v": facts.FACTS_VERSION, "lang": language}
+    NearDupIndex.update = lambda self, txn, deltas, text_of: Updated()
+    secrets.ENABLED = False
+    try:
+        yield
+    finally:
+        encode_module.facts_of, NearDupIndex.update = saved_facts, saved_update
+        secrets.ENABLED = True
 
 
 def time_git_log(repo: Path) -> Baseline:
@@ -104,12 +184,15 @@ def time_pydriller(repo: Path, branch: str) -> Baseline:
     return out
 
 
-def run_repofeed(repo: Path, profile_top: int = 0, **init_options) -> RepofeedRun:
-    """A fresh store: ``init`` then ``backfill``, each timed; optionally under cProfile."""
+def run_repofeed(repo: Path, profile_top: int = 0, timed: bool = False,
+                 **init_options) -> RepofeedRun:
+    """A fresh store: ``init`` then ``backfill``, each timed; optionally under cProfile, or
+    with the time inside each stage of ``TIMED`` measured (``timed``)."""
     with Timer() as t_init:
         init_store(repo, force=True, **init_options)
     profiler = cProfile.Profile() if profile_top else None
-    with Timer() as t_fill:
+    timers = stage_timers() if timed else contextlib.nullcontext({})
+    with timers as stages, Timer() as t_fill:
         if profiler:
             profiler.enable()
         result = backfill(repo)
@@ -119,7 +202,7 @@ def run_repofeed(repo: Path, profile_top: int = 0, **init_options) -> RepofeedRu
         print_profile(profiler, profile_top)
     with open_store(repo) as store:
         stats = store.stats()
-    return RepofeedRun(t_init.seconds, t_fill.seconds, result, stats)
+    return RepofeedRun(t_init.seconds, t_fill.seconds, result, stats, dict(stages))
 
 
 def print_profile(profiler: cProfile.Profile, top: int) -> None:
@@ -131,16 +214,23 @@ def print_profile(profiler: cProfile.Profile, top: int) -> None:
         print(body[body.find("   ncalls"):].rstrip())
 
 
-def bench_history(name: str, repo: Path, args: argparse.Namespace) -> None:
-    """Time the three tools on one history and print the comparison."""
+def bench_history(name: str, repo: Path, args: argparse.Namespace,
+                  quality: bool = False) -> None:
+    """Time the three tools on one history and print the comparison. With ``quality``, the
+    repofeed runs also measure the time inside each quality stage (``stage_timers``), and a
+    backfill without the quality stage (``quality_off``) joins the round-robin."""
     branch = git(repo, "symbolic-ref", "--short", "HEAD")
     n_commits = int(git(repo, "rev-list", "--count", "HEAD"))
-    print(f"\n== {name}: {n_commits:,} commits on {branch} ==")
-    logs, drills, feeds = [], [], []
+    print(f"\n== {name}: {n_commits:,} commits on {branch} "
+          f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}) ==")
+    logs, drills, feeds, bare = [], [], [], []
     for _ in range(args.repeat):  # round-robin, so that background load hits all three alike
         logs.append(time_git_log(repo))
         drills.append(time_pydriller(repo, branch))
-        feeds.append(run_repofeed(repo))
+        feeds.append(run_repofeed(repo, timed=quality))
+        if quality:
+            with quality_off():
+                bare.append(run_repofeed(repo))
     log = min(logs, key=lambda b: b.seconds)
     drill = min(drills, key=lambda b: b.seconds)
     feed = min(feeds, key=lambda r: r.backfill_seconds)
@@ -165,11 +255,44 @@ def bench_history(name: str, repo: Path, args: argparse.Namespace) -> None:
     print(f"repofeed / PyDriller: {ratio:.2f}x  (repofeed tokenized "
           f"{feed.result.bytes_read / MB:,.1f} MB of distinct text into "
           f"{feed.result.records:,} records)")
+    if quality:
+        print_quality(feed, min(bare, key=lambda r: r.backfill_seconds), drill, text_mb)
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print_storage(repo, feed.stats)
     if args.profile:
         run_repofeed(repo, profile_top=args.profile)  # a separate run: profiling slows it
     elif ratio < 1:
         print("repofeed is slower than PyDriller here: run with --profile to see where.")
+
+
+def print_quality(feed: RepofeedRun, bare: RepofeedRun, drill: Baseline, text_mb: float
+                  ) -> None:
+    """What the quality stage costs the backfill: the same backfill without it, and the
+    seconds inside each stage of the fastest run with it."""
+    cost = feed.backfill_seconds / bare.backfill_seconds - 1
+    print(f"\nwithout the quality stage (no secret scan, no facts, no near-dup index): "
+          f"{bare.backfill_seconds:.2f} s, {text_mb / bare.backfill_seconds:,.1f} MB/s, "
+          f"{drill.seconds / bare.backfill_seconds:.2f}x PyDriller; the quality stage adds "
+          f"{cost:+.0%} to the backfill")
+    stages = dict(feed.stages)
+    tokenizing = stages.get("tokenizing (encode_batch)", 0.0)
+    quality = sum(stages.get(k, 0.0) for k in QUALITY)
+    spliced = stages.get("encode_missing (facts + tokenizing + splicing)", 0.0) - \
+        stages.get("facts (text_stats + analyze)", 0.0)
+    print(f"inside the fastest backfill with it ({feed.backfill_seconds:.2f} s; the facts and "
+          f"the tokenizing run in the encode thread, the secret scan in the reading thread, "
+          f"the index at the snapshot):")
+    rows = [[label, stages.get(label, 0.0), stages.get(label, 0.0) / feed.backfill_seconds,
+             stages.get(label, 0.0) / tokenizing if tokenizing else None]
+            for _, _, label in TIMED]
+    rows.append(["tokenizing + splicing (encode_missing - facts)", spliced,
+                 spliced / feed.backfill_seconds, spliced / tokenizing if tokenizing else None])
+    rows.append(["quality stage (facts + secret scan + index)", quality,
+                 quality / feed.backfill_seconds, quality / tokenizing if tokenizing else None])
+    print(table(["stage", "seconds", "of backfill", "x tokenizing"], rows))
+    if spliced > 0:
+        print(f"quality stage / (tokenizing + splicing): {quality / spliced:.2f}x "
+              f"(goal <= 1: {'met' if quality <= spliced else 'NOT met'})")
 
 
 def print_storage(repo: Path, stats: dict) -> None:
@@ -273,6 +396,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--own-repo", type=Path, default=PROJECT,
                         help="repository whose history is cloned for the second run")
     parser.add_argument("--skip-own", action="store_true", help="only the generated history")
+    parser.add_argument("--repo", type=Path, action="append", default=[], metavar="PATH",
+                        help="a history to measure instead of the generated and own ones: a "
+                             "git repository or a .bundle (cloned into scratch space), with "
+                             "the quality stage's share of the backfill; may be repeated")
+    parser.add_argument("--quality", action="store_true",
+                        help="the quality stage's share on the generated and own histories too")
     parser.add_argument("--overlaps", default="0,512,768",
                         help="overlaps for the storage check ('' to skip it)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool; best is kept")
@@ -288,16 +417,30 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def bench_repos(paths: list[Path], work: Path, args: argparse.Namespace) -> None:
+    """``bench_history`` with the quality stage's share, on a clone of each of ``paths``."""
+    for path in paths:
+        name = path.name.removesuffix(".bundle")
+        clone = work / f"repo-{name}"
+        source = path if path.suffix == ".bundle" else path.resolve()
+        git(work, "clone", "-q", *([] if path.suffix == ".bundle" else ["--no-local"]),
+            str(source), str(clone))
+        bench_history(f"{name} history", clone, args, quality=True)
+
+
 def main() -> None:
     args = parse_args()
     with workspace(args.workdir, args.keep) as work:
+        if args.repo:
+            bench_repos(args.repo, work, args)
+            return
         if args.commits > 0:
             with Timer() as t:
                 synth = make_repo(work / "synthetic", args.commits, args.files, args.seed)
             print(f"generated {args.commits:,} commits with git fast-import in "
                   f"{t.seconds:.1f} s")
             if not args.sync_only:
-                bench_history("generated history", synth, args)
+                bench_history("generated history", synth, args, quality=args.quality)
                 if args.overlaps.strip():
                     check_overlaps(synth, [int(x) for x in args.overlaps.split(",")], work)
             if args.sync_modes or args.sync_only:
@@ -305,7 +448,8 @@ def main() -> None:
         if not args.skip_own and not args.sync_only:
             own = work / "own"
             git(work, "clone", "-q", "--no-local", str(args.own_repo.resolve()), str(own))
-            bench_history(f"own history ({args.own_repo.resolve().name})", own, args)
+            bench_history(f"own history ({args.own_repo.resolve().name})", own, args,
+                          quality=args.quality)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Texts: the distinct text blobs of the corpus histories (``../shared/corpus/*.bundle``, each
 cloned into scratch space), newest first, up to ``--mb`` megabytes per bundle: what an ingest
-of those histories would see. A SentencePiece model is trained on them with repofeed's own code
-options (``train_tokenizer``).
+of those histories would see. A SentencePiece model is trained on them the way the store
+trains one (``common.train_sentencepiece``).
 
 Measured, in one process on one thread, best of ``--repeat`` rounds that run the three
 round-robin:
@@ -34,14 +34,13 @@ indexing costs less than tokenizing the same text (issue 9's goal for the whole 
 is at most the cost of tokenizing). Also printed: how many contents fall in clusters of two
 or more, per bundle.
 
-    python benchmarks/bench_dedup.py [--mb 8] [--repeat 3] [--bundles fd,attrs]
+    python benchmarks/bench_dedup.py [--mb 8] [--repeat 3] [--corpus DIR] [--bundles fd,attrs]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -49,17 +48,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import lmdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pygit2  # noqa: E402
-from common import PROJECT, Timer, add_scratch_options, git, table, workspace  # noqa: E402
+from common import (  # noqa: E402
+    MAX_FILE_BYTES,
+    Timer,
+    add_corpus_option,
+    add_scratch_options,
+    best_seconds,
+    clone_bundle,
+    corpus_bundles,
+    megabytes,
+    table,
+    train_sentencepiece,
+    workspace,
+)
 
 from repofeed.store.dedup import NearDupIndex, signature  # noqa: E402
 from repofeed.store.schema import ALL_DBS, DB_NEAR_CLUSTERS, content_key  # noqa: E402
-from repofeed.store.tokenizer.sentencepiece import (  # noqa: E402
-    SentencePieceTokenizer,
-    train_tokenizer,
-)
-
-CORPUS = PROJECT.parent / "shared" / "corpus"
-MAX_BLOB = 1 << 20  # the store's default max_file_bytes
 
 
 def history_texts(repo: Path, budget: int) -> list[str]:
@@ -81,7 +85,7 @@ def history_texts(repo: Path, budget: int) -> list[str]:
                 if entry.type_str != "blob":
                     continue
                 data = r[entry.id].data
-                if len(data) > MAX_BLOB or b"\0" in data:
+                if len(data) > MAX_FILE_BYTES or b"\0" in data:
                     continue
                 try:
                     text = data.decode("utf-8")
@@ -92,18 +96,6 @@ def history_texts(repo: Path, budget: int) -> list[str]:
                 if total >= budget:
                     return out
     return out
-
-
-def best(repeat: int, works: list) -> list[float]:
-    """The fastest of ``repeat`` runs of each of ``works``, in seconds; the runs go round-robin,
-    so background load hits every one alike."""
-    times = [float("inf")] * len(works)
-    for _ in range(repeat):
-        for n, work in enumerate(works):
-            with Timer() as t:
-                work()
-            times[n] = min(times[n], t.seconds)
-    return times
 
 
 def index_all(path: Path, corpora: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
@@ -208,27 +200,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=8.0, help="megabytes of text per bundle")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--bundles", default="", help="comma-separated names (default: all)")
+    add_corpus_option(parser)
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--big-cluster", type=int, default=1000,
                         help="near copies in the worst-case cluster")
     add_scratch_options(parser)
     args = parser.parse_args()
-    wanted = [b for b in args.bundles.split(",") if b]
-    bundles = sorted(p for p in CORPUS.glob("*.bundle") if not wanted or p.stem in wanted)
+    bundles = corpus_bundles(args.corpus, args.bundles)
     with workspace(args.workdir, args.keep) as scratch:
         corpora: dict[str, list[str]] = {}
         for bundle in bundles:
-            git(scratch, "clone", "-q", str(bundle), bundle.stem)
-            corpora[bundle.stem] = history_texts(scratch / bundle.stem, int(args.mb * 1e6))
+            corpora[bundle.stem] = history_texts(clone_bundle(bundle, scratch),
+                                                 int(args.mb * 1e6))
         texts = [t for ts in corpora.values() for t in ts]
-        megabytes = sum(len(t.encode()) for t in texts) / 1e6
-        print(f"{len(texts):,} distinct texts, {megabytes:.1f} MB, from "
+        size = megabytes(texts)
+        print(f"{len(texts):,} distinct texts, {size:.1f} MB, from "
               f"{', '.join(corpora)}")
-        started = time.perf_counter()
-        sp = SentencePieceTokenizer(train_tokenizer(texts, args.vocab_size).model)
-        print(f"SentencePiece model ({sp.vocab_size:,} pieces) trained in "
-              f"{time.perf_counter() - started:.1f} s")
+        sp, _trained, seconds = train_sentencepiece(texts, args.vocab_size)
+        print(f"SentencePiece model ({sp.vocab_size:,} pieces) trained in {seconds:.1f} s")
         signature(texts[0])  # the permutations are drawn once per process
 
         runs = iter(range(args.repeat))
@@ -237,12 +226,12 @@ def main() -> None:
         def insert() -> None:
             counts.update(index_all(scratch / f"index{next(runs)}", corpora))
 
-        tokenize, sign, indexed = best(args.repeat, [lambda: [sp.encode(t) for t in texts],
+        tokenize, sign, indexed = best_seconds(args.repeat, [lambda: [sp.encode(t) for t in texts],
                                                      lambda: [signature(t) for t in texts],
                                                      insert])
-        rows = [("tokenize (SentencePiece)", tokenize, megabytes / tokenize, 1.0),
-                ("signature", sign, megabytes / sign, tokenize / sign),
-                ("signature + insert", indexed, megabytes / indexed, tokenize / indexed)]
+        rows = [("tokenize (SentencePiece)", tokenize, size / tokenize, 1.0),
+                ("signature", sign, size / sign, tokenize / sign),
+                ("signature + insert", indexed, size / indexed, tokenize / indexed)]
         print()
         print(table(["one thread", "seconds", "MB/s", "x tokenize"], rows))
         print()

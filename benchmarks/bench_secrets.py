@@ -1,9 +1,10 @@
 """Secret redaction throughput against SentencePiece tokenizing, on real code.
 
-Every text file at the tip of each corpus history (``../shared/corpus/*.bundle``) is read once;
-then, in one process on one thread, ``redact`` runs over all of them, and a SentencePiece
-model trained on the same texts (the project's code settings, ``train_tokenizer``) encodes
-them. Best of ``--repeat`` rounds each. The goal (issue 9): the whole quality stage costs at
+Every text file at the tip of each corpus history (``../shared/corpus/*.bundle``) is read once,
+as the ingest reads it (``common.tip_files``); then, in one process on one thread, ``redact``
+runs over all of them, and a SentencePiece model trained on the same texts the way the store
+trains one (``common.train_sentencepiece``) encodes them. Best of ``--repeat`` rounds each,
+run round-robin. The goal (issue 9): the whole quality stage costs at
 most as much as tokenizing, so redaction alone must be well under it (ratio > 1 is good:
 redaction is that many times faster than tokenizing).
 
@@ -15,62 +16,39 @@ With ``--backfill``, also a whole backfill of each history with redaction on and
 (``secrets.ENABLED``), alternated, best of ``--repeat``: what redaction costs the ingest,
 where an edit is scanned only around the lines it wrote (``edit_is_clean``).
 
-    python benchmarks/bench_secrets.py [--corpus DIR] [--repeat 3] [--show] [--backfill]
+    python benchmarks/bench_secrets.py [--corpus DIR] [--bundles a,b] [--repeat 3] [--show]
+                                       [--backfill]
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from pathlib import Path
 
-from common import PROJECT, add_scratch_options, table, workspace
+from common import (
+    add_corpus_option,
+    add_scratch_options,
+    best_seconds,
+    clone_bundle,
+    corpus_bundles,
+    each,
+    megabytes,
+    table,
+    tip_files,
+    train_sentencepiece,
+    workspace,
+)
 
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import secrets
 from repofeed.store.secrets import find_secrets, redact
-from repofeed.store.tokenizer import SentencePieceTokenizer, train_tokenizer
-
-CORPUS = PROJECT.parent / "shared" / "corpus"
-MAX_FILE_BYTES = 1 << 20
-
-
-def tip_texts(bundle: Path, scratch: Path) -> list[tuple[str, str]]:
-    """(path, text) of every UTF-8 text file at the bundle's tip."""
-    clone = scratch / bundle.stem
-    subprocess.run(["git", "clone", "-q", str(bundle), str(clone)], check=True)
-    listing = subprocess.run(["git", "ls-files", "-z"], cwd=clone, capture_output=True,
-                             check=True).stdout.split(b"\0")
-    out = []
-    for raw in filter(None, listing):
-        path = clone / raw.decode("utf-8", "surrogateescape")
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if len(data) > MAX_FILE_BYTES or b"\0" in data[:8000]:
-            continue
-        try:
-            out.append((raw.decode("utf-8", "replace"), data.decode("utf-8")))
-        except UnicodeDecodeError:
-            continue
-    return out
-
-
-def best_of(repeat: int, work) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    add_corpus_option(parser)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--show", action="store_true", help="print every hit")
@@ -78,25 +56,22 @@ def main() -> None:
                         help="also time backfills with redaction on and off")
     add_scratch_options(parser)
     args = parser.parse_args()
-    bundles = sorted(args.corpus.glob("*.bundle"))
-    if not bundles:
-        raise SystemExit(f"no *.bundle in {args.corpus}")
+    bundles = corpus_bundles(args.corpus, args.bundles)
     rows = []
     with workspace(args.workdir, args.keep) as scratch:
         for bundle in bundles:
-            files = tip_texts(bundle, scratch)
-            texts = [t for _, t in files]
-            mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-            tok = SentencePieceTokenizer(train_tokenizer(texts, args.vocab_size).model)
-            t_redact = best_of(args.repeat, lambda texts=texts: [redact(t) for t in texts])
-            t_tok = best_of(args.repeat,
-                            lambda tok=tok, texts=texts: [tok.encode(t) for t in texts])
+            files = tip_files(clone_bundle(bundle, scratch))
+            texts = [f.text for f in files]
+            mb = megabytes(texts)
+            tok, _trained, _seconds = train_sentencepiece(texts, args.vocab_size)
+            t_redact, t_tok = best_seconds(args.repeat, [each(redact, texts),
+                                                         each(tok.encode, texts)])
             found: dict[str, int] = {}
-            for path, text in files:
-                for start, end, kind in find_secrets(text):
+            for f in files:
+                for start, end, kind in find_secrets(f.text):
                     found[kind] = found.get(kind, 0) + 1
                     if args.show:
-                        print(f"{bundle.stem}:{path}: {kind}: {text[start:end][:60]!r}")
+                        print(f"{bundle.stem}:{f.path}: {kind}: {f.text[start:end][:60]!r}")
             hits = ", ".join(f"{k} {n}" for k, n in sorted(found.items())) or "none"
             rows.append([bundle.stem, len(texts), round(mb, 2), round(mb / t_redact, 1),
                          round(mb / t_tok, 1), round(t_tok / t_redact, 1), hits])
@@ -112,8 +87,7 @@ def main() -> None:
 
 def backfill_row(bundle: Path, scratch: Path, repeat: int) -> list[object]:
     """Backfill seconds with redaction off and on (best of ``repeat``, alternated)."""
-    clone = scratch / bundle.stem
-    subprocess.run(["git", "clone", "-q", str(bundle), str(clone)], check=True)
+    clone = clone_bundle(bundle, scratch)
     best = {False: float("inf"), True: float("inf")}
     commits = 0
     for n in range(repeat):
