@@ -234,6 +234,8 @@ def test_ablate_trains_each_configuration_per_seed_and_tables_the_held_out_bits(
     for run in report["runs"]:
         assert run["tokens"] == 16384 and run["steps"] == 4     # equal compute: 4 × 4,096
         assert run["bpb"]["files"] > 0 and run["bpb"]["records"] > 0
+        assert run["by_class"]["core"] > 0                      # src/m2.py, by path class
+    assert "By path class" in done.stdout and "| core |" in done.stdout
     for row in report["summary"]:
         assert row["all"]["min"] <= row["all"]["mean"] <= row["all"]["max"]
     # the same seed gives the same result: a rerun reuses finished runs, and they agree

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from repofeed.store.errors import TrainError
+from repofeed.store.paths import CLASSES
 from repofeed.store.policy import UNWEIGHTED
 
 
@@ -135,6 +136,7 @@ class RunResult:
     final_loss: float | None
     label_tokens: int = 0           # tokens the loss was taken on: differs (padding, labels)
     settings: dict[str, Any] = field(default_factory=dict)   # what made it, to reuse it safely
+    by_class: dict[str, float] = field(default_factory=dict)  # bits/byte by path class
 
 
 @dataclass
@@ -161,6 +163,8 @@ class AblationReport:
                 r.train_seconds + r.eval_seconds for r in runs), 1)
             row["vs_baseline"] = self._paired(runs)
             row["label_tokens"] = round(statistics.fmean(r.label_tokens for r in runs))
+            row["by_class"] = {cls: _spread([r.by_class[cls] for r in runs if cls in r.by_class])
+                               for cls in dict.fromkeys(c for r in runs for c in r.by_class)}
             rows.append(row)
         return rows
 
@@ -193,6 +197,15 @@ class AblationReport:
             lines.append(f"| {row['config']} | {row['note']} | {_fmt(row['files'])} | "
                          f"{_fmt(row['records'])} | {_fmt(row['all'])} | {paired} | {labels} | "
                          f"{row['seeds']} | {row['wall_seconds']:,} |")
+        classes = [c for c in CLASSES if any(c in row["by_class"] for row in self.summary())]
+        if classes:  # where a data choice gains and where it loses
+            lines += ["", "By path class (files and records pooled), bits per byte, mean ± "
+                      "sample std over seeds:", "",
+                      "| config | " + " | ".join(classes) + " |",
+                      "|---|" + "---:|" * len(classes)]
+            for row in self.summary():
+                lines.append(f"| {row['config']} | " + " | ".join(
+                    _fmt(row["by_class"].get(c)) for c in classes) + " |")
         return "\n".join(lines) + "\n"
 
 
@@ -285,7 +298,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                 result = RunResult(name, seed, bits_per_byte(scored), round(train_seconds, 2),
                                    round(time.perf_counter() - started, 2), trained.steps,
                                    trained.tokens, trained.last_loss, trained.label_tokens,
-                                   settings)
+                                   settings, class_bits_per_byte(scored))
                 (run_dir / "result.json").write_text(json.dumps(asdict(result)))
             report.runs.append(result)
             progress(f"{name} seed {seed}: " + ", ".join(
@@ -293,6 +306,17 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     (out / "ablation.json").write_text(json.dumps(report.as_dict(), indent=2))
     (out / "ablation.md").write_text(report.markdown())
     return report
+
+
+def class_bits_per_byte(report) -> dict[str, float]:
+    """Held-out bits per byte of each path class, the parts pooled."""
+    nats: dict[str, float] = {}
+    nbytes: dict[str, int] = {}
+    for part in report.parts.values():
+        for cls, tally in part.by_class.items():
+            nats[cls] = nats.get(cls, 0.0) + tally.nats
+            nbytes[cls] = nbytes.get(cls, 0) + tally.bytes
+    return {cls: nats[cls] / math.log(2) / nbytes[cls] for cls in nats if nbytes[cls]}
 
 
 def bits_per_byte(report) -> dict[str, float | None]:
