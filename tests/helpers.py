@@ -10,6 +10,9 @@ from pathlib import Path
 
 SAMPLES = Path(__file__).parent / "samples"
 PROJECT = Path(__file__).resolve().parents[1]
+# The real histories (../shared/corpus beside the checkout, as CI has it; REPOFEED_CORPUS
+# names another place). Tests that need them skip, saying so, where they are absent.
+CORPUS = Path(os.environ.get("REPOFEED_CORPUS") or PROJECT.parent / "shared" / "corpus")
 
 
 class GitRepo:

@@ -15,7 +15,7 @@ import numpy as np
 import pygit2
 import pytest
 
-from helpers import PROJECT, run_cli, sample_files
+from helpers import CORPUS, run_cli, sample_files
 from repofeed.daemon.ingest import Syncer, backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import open_store
@@ -337,7 +337,6 @@ def test_the_index_depends_on_the_live_contents_only(tmp_path, seed):
     env2.close()
 
 
-CORPUS = PROJECT.parent / "shared" / "corpus"
 
 
 @pytest.mark.skipif(not (CORPUS / "ky.bundle").exists(), reason="needs ../shared/corpus")

@@ -13,7 +13,7 @@ import msgpack
 import pygit2
 import pytest
 
-from helpers import PROJECT
+from helpers import CORPUS
 from repofeed.store.attributes import linguist_attrs
 from repofeed.store.errors import ConfigError
 from repofeed.store.filters import (
@@ -26,8 +26,6 @@ from repofeed.store.filters import (
     text_stats,
 )
 from repofeed.store.languages import language_of
-
-CORPUS = PROJECT.parent / "shared" / "corpus"
 
 
 def _clone(bundle: str, into: Path) -> Path:

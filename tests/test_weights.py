@@ -9,12 +9,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from helpers import PROJECT
+from helpers import CORPUS
 from repofeed.store.errors import ConfigError
 from repofeed.store.globs import Glob, GlobError
 from repofeed.store.weights import DEFAULT_CLASS_WEIGHTS, DEFAULT_RULES, WeightRules, copies
-
-CORPUS = PROJECT.parent / "shared" / "corpus"
 
 
 @pytest.mark.parametrize("path, weight, cls", [
