@@ -56,6 +56,7 @@ class Weighed:
     cluster: str | None = None    # near-duplicate cluster (documents)
     score: float = 0.0            # complexity score (0 where none is known)
     doc: dict[str, Any] = field(default_factory=dict)   # the stored document or record
+    facts: dict[str, Any] = field(default_factory=dict)  # of its text (store/facts.py)
 
 
 def _thresholds(cfg: Config) -> Thresholds:
@@ -131,7 +132,7 @@ class Policy:
             cluster = clusters.get(d.get("hash"))  # a store before the index has no hash
             out.append(Weighed(d["path"], weight, reason, rule, path_class(d["path"]), language,
                                cluster.hex() if cluster is not None else None,
-                               float((fact.get("cx") or {}).get("score", 0.0)), d))
+                               float((fact.get("cx") or {}).get("score", 0.0)), d, fact))
         if self.cfg.dedup_exact:
             self._exact(out)
         if self.cfg.near_dedup != "off":
@@ -181,7 +182,7 @@ class Policy:
             return {"path": path, "in_store": False, "weight": 0.0, "excluded": "not_found",
                     "why": "no document at this path in the snapshot (not in the followed "
                            "tree, ignored, or empty)"}
-        fact = store.facts([item.doc["array"]]).get(item.doc["array"], {})
+        fact = item.facts
         out: dict[str, Any] = {
             "path": path, "in_store": True, "weight": item.weight, "excluded": item.reason,
             "set_by": item.rule, "class": item.cls, "language": item.language,

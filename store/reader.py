@@ -389,7 +389,7 @@ class Store:
                 clusters[item.cluster] = clusters.get(item.cluster, 0) + 1
         shared = [n for n in clusters.values() if n > 1]
         parsed: dict[str, int] = {}
-        for fact in self.facts([d["array"] for d in docs if d["n_tokens"] > 0]).values():
+        for fact in {w.doc["array"]: w.facts for w in weighed}.values():  # distinct texts
             how = (fact.get("cx") or {}).get("how", "none")
             parsed[how] = parsed.get(how, 0) + 1
         return {
@@ -403,7 +403,7 @@ class Store:
                                        "exact_duplicate", 0)},
             "redactions": self.redactions(),
             "parsed": parsed,
-            "unmatched_weight_rules": policy.rules.unmatched(d["path"] for d in docs),
+            "unmatched_weight_rules": policy.rules.unmatched(w.path for w in weighed),
         }
 
 
