@@ -59,12 +59,12 @@ import lmdb
 from common import PROJECT, Timer, add_scratch_options, git, table, workspace
 from synthetic_repo import make_repo
 
-from repofeed.daemon import encode as encode_module
 from repofeed.daemon.encode import Encoder
 from repofeed.daemon.ingest import BackfillResult, backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import dedup, facts, open_store, secrets
 from repofeed.store.dedup import NearDupIndex, Updated
+from repofeed.store.facts import FactMeter
 from repofeed.store.writer import StoreWriter
 
 BYTES_PER_TOKEN_GOAL = 3.0
@@ -93,9 +93,9 @@ class RepofeedRun:
 # quality stage is the facts (text_stats + analyze), the secret scan and the near-duplicate
 # index; tokenizing is the encoder's encode_batch calls.
 TIMED: list[tuple[Any, str, str]] = [
-    (encode_module, "facts_of", "facts (text_stats + analyze)"),
+    (FactMeter, "facts", "facts (text_stats + analyze)"),
     (facts, "text_stats", "  text_stats"),
-    (facts, "analyze", "  analyze"),
+    (facts, "measure", "  analyze (complexity.measure)"),
     (secrets, "find_secrets", "secret scan (find_secrets)"),
     (NearDupIndex, "update", "near-dup index update"),
     (dedup, "signature", "  signature (MinHash)"),
@@ -140,15 +140,15 @@ def stage_timers() -> Iterator[dict[str, float]]:
 def quality_off() -> Iterator[None]:
     """A backfill without the quality stage, for what it costs (benchmark only): no secret
     scan (``secrets.ENABLED``), facts without measurements, no near-duplicate index."""
-    saved_facts, saved_update = encode_module.facts_of, NearDupIndex.update
-    encode_module.facts_of = lambda text, language, timeout_ms: {
+    saved_facts, saved_update = FactMeter.facts, NearDupIndex.update
+    FactMeter.facts = lambda self, key, text, language, base=None: {
         "v": facts.FACTS_VERSION, "lang": language}
     NearDupIndex.update = lambda self, txn, deltas, text_of: Updated()
     secrets.ENABLED = False
     try:
         yield
     finally:
-        encode_module.facts_of, NearDupIndex.update = saved_facts, saved_update
+        FactMeter.facts, NearDupIndex.update = saved_facts, saved_update
         secrets.ENABLED = True
 
 
@@ -396,7 +396,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--own-repo", type=Path, default=PROJECT,
                         help="repository whose history is cloned for the second run")
     parser.add_argument("--skip-own", action="store_true", help="only the generated history")
-    parser.add_argument("--repo", type=Path, action="append", default=[], metavar="PATH",
+    parser.add_argument("--repo", type=lambda p: Path(p).resolve(), action="append",
+                        default=[], metavar="PATH",
                         help="a history to measure instead of the generated and own ones: a "
                              "git repository or a .bundle (cloned into scratch space), with "
                              "the quality stage's share of the backfill; may be repeated")

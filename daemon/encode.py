@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from repofeed.store.facts import facts_of
+from repofeed.store.facts import FactMeter
 from repofeed.store.languages import detect_language
 from repofeed.store.schema import content_key_of
 from repofeed.store.secrets import placeholder_counts
@@ -75,7 +75,8 @@ class Encoder:
         self.writer = writer
         self.tok = writer.tokenizer
         self.heartbeat: Callable[[], None] = no_heartbeat
-        self.parse_timeout_ms = writer.config.parse_timeout_ms
+        # measures the facts, an edit from its base's parse where that is at hand
+        self.meter = FactMeter(writer.config.parse_timeout_ms)
         # facts of the texts encoded (by content hash), taken by whoever writes their arrays
         self.facts: dict[bytes, dict] = {}
 
@@ -94,7 +95,8 @@ class Encoder:
         edited spans — goes to it in one multi-threaded call per wave; a wave handles the
         edits whose base is known, so an edit of a text new in this batch waits one wave.
         A text with a language in ``languages`` (a file's, not a message's) also gets its
-        facts measured (``store/facts.py``), kept in ``facts`` for the writer.
+        facts measured (``store/facts.py``; an edit from its base's parse, as tokenizing
+        splices), kept in ``facts`` for the writer.
         """
         bases = bases or {}
         absent = self.writer.missing_arrays(texts)
@@ -105,7 +107,7 @@ class Encoder:
         for key in pending:
             language = (languages or {}).get(key)
             if language is not None and key not in self.facts:
-                self.facts[key] = facts_of(texts[key], language, self.parse_timeout_ms)
+                self.facts[key] = self.meter.facts(key, texts[key], language, bases.get(key))
                 self.heartbeat()
         fresh: dict[bytes, np.ndarray] = {}
         while pending:

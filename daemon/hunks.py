@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from repofeed.store.tokenizer import line_starts
+from repofeed.store.lines import hunk_span, line_starts
 
 
 class TokenMap:
@@ -23,12 +23,7 @@ class TokenMap:
 
     def line_range(self, start: int, count: int) -> tuple[int, int]:
         """Token range of git's hunk lines ``start`` (1-based) .. ``start + count``."""
-        last = len(self.lines) - 1
-        if count == 0:  # an insertion point after line ``start``
-            lo = hi = int(self.lines[min(start, last)])
-        else:
-            lo = int(self.lines[min(start - 1, last)])
-            hi = int(self.lines[min(start - 1 + count, last)])
+        lo, hi = hunk_span(self.lines, start, count)
         first = int(np.searchsorted(self.ends, lo, side="right"))
         stop = int(np.searchsorted(self.starts, hi, side="left")) if hi > lo else first
         return first, max(first, stop)

@@ -51,7 +51,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -59,6 +59,7 @@ import tree_sitter
 
 from repofeed.store.errors import ConfigError
 from repofeed.store.languages import PROSE_AND_DATA
+from repofeed.store.lines import Edit, Hunk, byte_edits, describes, line_starts
 
 log = logging.getLogger(__name__)
 
@@ -179,34 +180,45 @@ def score_of(depth: int, branches: int, lines: int) -> float:
 
 @dataclass(frozen=True)
 class _Grammar:
-    """A loaded grammar and its :class:`Spec` as sets of node kind ids."""
+    """A loaded grammar, and its :class:`Spec` as one query (captures ``b`` branches, ``d``
+    case kinds that are no decision when they start with ``default``, ``o`` logical
+    operators, ``f`` functions, ``s`` scopes) and a query of the error nodes."""
 
     language: tree_sitter.Language
-    scopes: frozenset[int]
-    branches: frozenset[int]
-    functions: frozenset[int]
-    operators: frozenset[int]
-    defaults: frozenset[int]
-    operator_field: int | None
+    query: tree_sitter.Query
+    errors: tree_sitter.Query
 
 
-def _kind_ids(lang: tree_sitter.Language, names: frozenset[str], named: bool) -> frozenset[int]:
-    return frozenset(i for i in range(lang.node_kind_count)
-                     if lang.node_kind_is_named(i) == named
-                     and lang.node_kind_for_id(i) in names)
+def _kind_names(lang: tree_sitter.Language, names: frozenset[str], named: bool) -> list[str]:
+    """The names of ``names`` this grammar version has (a query naming a kind the grammar
+    lacks does not compile)."""
+    return sorted({lang.node_kind_for_id(i) for i in range(lang.node_kind_count)
+                   if lang.node_kind_is_named(i) == named
+                   and lang.node_kind_for_id(i) in names})
+
+
+def _alternatives(kinds: list[str], capture: str) -> str:
+    return "[" + " ".join(f"({kind})" for kind in kinds) + f"] @{capture}" if kinds else ""
 
 
 def _load(spec: Spec) -> _Grammar:
     lang = tree_sitter.Language(getattr(importlib.import_module(spec.module), spec.function)())
-    return _Grammar(
-        language=lang,
-        scopes=_kind_ids(lang, spec.scopes, True),
-        branches=_kind_ids(lang, spec.branches, True),
-        functions=_kind_ids(lang, spec.functions, True),
-        operators=_kind_ids(lang, spec.operators, False),
-        defaults=_kind_ids(lang, spec.defaults, True),
-        operator_field=lang.field_id_for_name("operator"),
-    )
+    defaults = _kind_names(lang, spec.defaults, True)
+    operators = _kind_names(lang, spec.operators, False)
+    patterns = [
+        _alternatives([k for k in _kind_names(lang, spec.branches, True) if k not in defaults],
+                      "b"),
+        _alternatives(defaults, "d"),
+        _alternatives(_kind_names(lang, spec.functions, True), "f"),
+        _alternatives(_kind_names(lang, spec.scopes, True), "s"),
+        # a logical operator is the ``operator`` field of its expression (Rust's ``&&`` is
+        # also a reference's sigil, which is no decision)
+        ("(_ operator: [" + " ".join(f'"{op}"' for op in operators) + "] @o)"
+         if operators and lang.field_id_for_name("operator") is not None else ""),
+    ]
+    return _Grammar(language=lang,
+                    query=tree_sitter.Query(lang, "\n".join(p for p in patterns if p)),
+                    errors=tree_sitter.Query(lang, "(ERROR) @e (MISSING) @e"))
 
 
 _grammars: dict[str, _Grammar | None] = {}
@@ -267,13 +279,18 @@ def _set_timeout(parser: tree_sitter.Parser, micros: int) -> None:
         timeouts[id(parser)] = micros
 
 
+def _remaining_micros(deadline: float) -> int:
+    return max(1, int((deadline - time.perf_counter()) * 1e6))
+
+
 def _parse(parser: tree_sitter.Parser, data: bytes, deadline: float,
-           timeout_ms: int) -> tree_sitter.Tree | None:
-    """The tree, or None when the parse ran past ``deadline``."""
+           old: tree_sitter.Tree | None = None) -> tree_sitter.Tree | None:
+    """The tree (reusing ``old``, an edited tree of an earlier version, where given), or
+    None when the parse ran past ``deadline``."""
     try:
         if _LEGACY_TIMEOUT:
-            _set_timeout(parser, max(1, timeout_ms * 1000))
-            tree = parser.parse(data)
+            _set_timeout(parser, _remaining_micros(deadline))
+            tree = parser.parse(data) if old is None else parser.parse(data, old)
         else:
             def read(offset: int, _point: object) -> bytes:
                 return data[offset:offset + _CHUNK]
@@ -281,7 +298,8 @@ def _parse(parser: tree_sitter.Parser, data: bytes, deadline: float,
             def cancel(_offset: int, _has_error: bool) -> bool:
                 return time.perf_counter() > deadline
 
-            tree = parser.parse(read, progress_callback=cancel)
+            tree = (parser.parse(read, progress_callback=cancel) if old is None else
+                    parser.parse(read, old, progress_callback=cancel))
     except ValueError:  # "Parsing failed": cancelled
         tree = None
     if tree is None:
@@ -289,43 +307,117 @@ def _parse(parser: tree_sitter.Parser, data: bytes, deadline: float,
     return tree
 
 
-def _walk(tree: tree_sitter.Tree, g: _Grammar,
-          deadline: float) -> tuple[int, int, int, int] | None:
-    """(depth, branches, functions, errors) of ``tree``, or None past ``deadline``."""
-    cursor = tree.walk()
-    check_errors = tree.root_node.has_error
-    scopes, branches_k, functions_k = g.scopes, g.branches, g.functions
-    operators, defaults, op_field = g.operators, g.defaults, g.operator_field
-    depth = max_depth = branches = functions = errors = visited = 0
-    stack: list[bool] = []
-    while True:
-        node = cursor.node
-        kind = node.kind_id
-        if kind in branches_k:
-            first = node.child(0) if kind in defaults else None
-            if first is None or first.type != "default":
-                branches += 1
-        elif kind in operators:
-            if cursor.field_id == op_field:
-                branches += 1
-        elif kind in functions_k:
-            functions += 1
-        if check_errors and (node.is_error or node.is_missing):
-            errors += 1
-        visited += 1
-        if not visited & 4095 and time.perf_counter() > deadline:
+@dataclass
+class _Tally:
+    """What the query counts over a set of nodes. Every field adds up over disjoint sets of
+    nodes, depth included: ``levels`` counts the scope nodes (with children) at each nesting
+    level, and the depth is the deepest level with any."""
+
+    branches: int = 0
+    functions: int = 0
+    errors: int = 0
+    levels: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def depth(self) -> int:
+        return max((level for level, n in self.levels.items() if n), default=0)
+
+    def changed(self, removed: _Tally, added: _Tally, errors: int) -> _Tally | None:
+        """This tally less ``removed`` plus ``added``, with ``errors``; None if some count
+        would fall below zero (the edit was not what the trees say)."""
+        levels = Counter(self.levels)
+        levels.subtract(removed.levels)
+        levels.update(added.levels)
+        out = _Tally(self.branches - removed.branches + added.branches,
+                     self.functions - removed.functions + added.functions,
+                     errors, Counter({k: n for k, n in levels.items() if n}))
+        if min(out.branches, out.functions, *out.levels.values(), 0) < 0:
             return None
-        if cursor.goto_first_child():
-            scope = kind in scopes
-            stack.append(scope)
-            if scope:
-                depth += 1
-                max_depth = max(max_depth, depth)
-            continue
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
-                return max_depth, branches, functions, errors
-            depth -= stack.pop()
+        return out
+
+
+_QUERY_CHUNK = 1 << 16  # bytes of text a query runs over between two looks at the clock
+
+
+def _captures(query: tree_sitter.Query, root: tree_sitter.Node, deadline: float,
+              spans: list[tuple[int, int]] | None) -> dict[str, set] | None:
+    """The nodes each capture of ``query`` finds under ``root`` that intersect ``spans``
+    (byte ranges; the whole text where None), each node once, or None past ``deadline``.
+
+    The query runs over one ``_QUERY_CHUNK`` of the text at a time, and the clock is read
+    between them: the query's own progress callback crashes tree-sitter 0.26.1 when it is
+    called, and 0.25's time limit is gone from 0.26. Chunks overlap by a byte on each side:
+    tree-sitter finds a zero-width node only strictly inside a range. A node that several
+    chunks find is kept once."""
+    out: dict[str, set] = {}
+    cursor = tree_sitter.QueryCursor(query)
+    for lo, hi in spans if spans is not None else [(0, root.end_byte + 1)]:
+        for at in range(lo, max(hi, lo + 1), _QUERY_CHUNK):
+            cursor.set_byte_range(max(lo, at - 1), min(hi, at + _QUERY_CHUNK + 1))
+            for name, nodes in cursor.captures(root).items():
+                out.setdefault(name, set()).update(nodes)
+            if time.perf_counter() > deadline:
+                return None
+    return out
+
+
+def _errors(tree: tree_sitter.Tree, g: _Grammar, deadline: float) -> int | None:
+    """How many ERROR and MISSING nodes ``tree`` has, or None past ``deadline``. Over the
+    whole tree, and only for a tree that has any: they are rare, and a byte range would miss
+    a MISSING node at its edge."""
+    if not tree.root_node.has_error:
+        return 0
+    found = tree_sitter.QueryCursor(g.errors).captures(tree.root_node)
+    return len(found.get("e", ())) if time.perf_counter() <= deadline else None
+
+
+def _levels_by_ranges(scopes: list[tree_sitter.Node]) -> Counter[int]:
+    """How many of ``scopes`` (every scope around each of them included) sit at each nesting
+    level, read off their byte ranges: a node's range holds its descendants'."""
+    levels: Counter[int] = Counter()
+    stack: list[int] = []   # ends of the scopes around the one being placed
+    for start, end in sorted((n.start_byte, -n.end_byte) for n in scopes):
+        while stack and stack[-1] <= start:
+            stack.pop()
+        stack.append(-end)
+        levels[len(stack)] += 1
+    return levels
+
+
+def _levels_by_parents(scopes: list[tree_sitter.Node]) -> Counter[int]:
+    """:func:`_levels_by_ranges` for a tree whose ranges no longer nest (one edited with
+    ``Tree.edit``: the nodes of a removed stretch collapse onto its edge), by counting the
+    scopes among each node's parents."""
+    inside = set(scopes)
+    levels: Counter[int] = Counter()
+    for node in scopes:
+        level, parent = 1, node.parent
+        while parent is not None:
+            level += parent in inside
+            parent = parent.parent
+        levels[level] += 1
+    return levels
+
+
+def _tally(tree: tree_sitter.Tree, g: _Grammar, deadline: float,
+           spans: list[tuple[int, int]] | None = None, edited: bool = False
+           ) -> _Tally | None:
+    """The tally of ``tree``'s nodes (those intersecting ``spans`` where given; errors
+    aside, see :func:`_errors`), or None past ``deadline``. ``edited``: the tree was edited
+    (``Tree.edit``) and its ranges do not nest.
+    Counting runs in tree-sitter's query engine: a walk over every node in Python took 40% of
+    the whole measurement (``benchmarks/bench_parse.py``)."""
+    found = _captures(g.query, tree.root_node, deadline, spans)
+    if found is None:
+        return None
+    branches = len(found.get("b", ())) + len(found.get("o", ()))
+    for node in found.get("d", ()):
+        first = node.child(0)
+        if first is None or first.type != "default":
+            branches += 1
+    scopes = [n for n in found.get("s", ()) if n.child_count]
+    levels = _levels_by_parents(scopes) if edited else _levels_by_ranges(scopes)
+    return _Tally(branches, len(found.get("f", ())), 0, levels)
 
 
 _INDENT = re.compile(r"^([ \t]*)\S", re.MULTILINE)
@@ -373,11 +465,96 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def analyze(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Complexity:
-    """The :class:`Complexity` of ``text`` in ``language`` (a name from
-    :func:`repofeed.store.languages.detect_language`): by tree-sitter where a grammar
-    exists and the parse and walk end within ``timeout_ms``; else from the text, with
-    ``how`` saying which (``tree-sitter``, ``text``, ``timeout``)."""
+@dataclass(frozen=True)
+class Parsed:
+    """A text as tree-sitter read it, with its tally: what :func:`measure` needs to measure
+    an edit of the text from it rather than from scratch."""
+
+    language: str
+    data: bytes
+    line_starts: np.ndarray
+    tree: tree_sitter.Tree
+    tally: _Tally
+    from_base: bool = False  # parsed and counted incrementally, from an earlier version
+
+
+def _advance(point: tuple[int, int], text: bytes) -> tuple[int, int]:
+    """Where ``point`` moves to past ``text``."""
+    lines = text.count(b"\n")
+    if not lines:
+        return point[0], point[1] + len(text)
+    return point[0] + lines, len(text) - (text.rfind(b"\n") + 1)
+
+
+def _spans(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Byte ranges widened by a byte on each side (so that a zero-width node at an edge is
+    inside), clipped to the text (and a byte past its end) and merged where they meet."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((max(0, lo - 1), min(size + 1, hi + 1)) for lo, hi in ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _edited(base: Parsed, data: bytes, edits: list[Edit], g: _Grammar,
+            parser: tree_sitter.Parser, deadline: float
+            ) -> tuple[tree_sitter.Tree, _Tally] | None | bool:
+    """The tree and tally of ``data``, an edit of ``base``: tree-sitter's incremental parse,
+    then a count over what changed alone. The tally adds over disjoint node sets, so it is
+    the base's, less what the nodes around the changes counted in the base's tree, plus what
+    they count in the new one; a node that did not change intersects those ranges in both
+    trees or in neither. False: measure the text whole (the edits do not describe the
+    change, or the new text has syntax errors); None: past ``deadline``."""
+    if not describes(base.data, data, edits):
+        return False
+    old = base.tree.copy()
+    row = col = at = 0
+    for lo_b, hi_b, lo_a, hi_a in edits:
+        # positions before this edit are the new text's already (the earlier edits are in)
+        start = _advance((row, col), data[at:lo_a])
+        end = _advance(start, data[lo_a:hi_a])
+        old.edit(start_byte=lo_a, old_end_byte=lo_a + hi_b - lo_b, new_end_byte=hi_a,
+                 start_point=start, old_end_point=_advance(start, base.data[lo_b:hi_b]),
+                 new_end_point=end)
+        (row, col), at = end, hi_a
+    tree = _parse(parser, data, deadline, old)
+    if tree is None:
+        return None
+    if tree.root_node.has_error:
+        # tree-sitter's error recovery depends on the path taken: an incremental parse of
+        # text with errors can read it otherwise than a parse from scratch (tested), so
+        # such a text is measured whole; a text without errors has one reading
+        return False
+    spans = _spans([(r.start_byte, r.end_byte) for r in old.changed_ranges(tree)]
+                   + [(lo_a, hi_a) for _, _, lo_a, hi_a in edits], len(data))
+    if spans and spans[0][0] == 0:
+        # a change at the very start: the nodes of a stretch removed there collapse to zero
+        # width at byte 0, where no byte range reaches them; count the new tree whole
+        tally = _tally(tree, g, deadline)
+        return (tree, tally) if tally is not None else None
+    removed = _tally(old, g, deadline, spans, edited=True)
+    added = _tally(tree, g, deadline, spans)
+    if removed is None or added is None:
+        return None
+    tally = base.tally.changed(removed, added, 0)
+    return (tree, tally) if tally is not None else False
+
+
+def measure(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+            base: Parsed | None = None, hunks: Sequence[Hunk] | None = None
+            ) -> tuple[Complexity, Parsed | None]:
+    """The :class:`Complexity` of ``text`` (:func:`analyze`), and, where tree-sitter read it,
+    the :class:`Parsed` text to measure its edits from.
+
+    With ``base`` (an earlier version, in the same language) and ``hunks`` (git's line hunks
+    from it to ``text``), the text is parsed incrementally and only the nodes around the changes are
+    counted: the cost follows the size of the edit, as tokenizing does, not of the file.
+    The result is the same as measuring the text whole (``tests/test_complexity.py``
+    checks it over every edit of the corpus histories); edits that do not describe the
+    change are found out (the unchanged bytes are compared) and the text is measured whole.
+    """
     if timeout_ms <= 0:
         raise ConfigError(f"the complexity timeout must be a positive number of milliseconds "
                           f"(got {timeout_ms}); the default is {DEFAULT_TIMEOUT_MS}")
@@ -385,21 +562,50 @@ def analyze(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> C
     data = _encode(text)
     lines = _line_count(text)
     grammar = _grammar(language)
-    measured = None
+    tally = None
+    parsed = None
     how = HOW_TEXT
     if grammar is not None:
         deadline = start + timeout_ms / 1000
-        tree = _parse(_parser(language, grammar), data, deadline, timeout_ms)
-        measured = _walk(tree, grammar, deadline) if tree is not None else None
-        how = HOW_TREE_SITTER if measured is not None else HOW_TIMEOUT
-    if measured is None:
-        measured = (*_text_measures(text, data, language), 0)
-    depth, branches, functions, errors = measured
+        parser = _parser(language, grammar)
+        result: tuple[tree_sitter.Tree, _Tally] | None | bool = False
+        starts = line_starts(data)
+        if base is not None and hunks and base.language == language:
+            result = _edited(base, data, byte_edits(base.line_starts, starts, hunks), grammar,
+                             parser, deadline)
+        from_base = bool(result)
+        if result is False:
+            tree = _parse(parser, data, deadline)
+            counted = _tally(tree, grammar, deadline) if tree is not None else None
+            errors = _errors(tree, grammar, deadline) if counted is not None else None
+            if counted is not None and errors is not None:
+                counted.errors = errors
+                result = (tree, counted)
+            else:
+                result = None
+        if result:
+            tree, tally = result
+            parsed = Parsed(language, data, starts, tree, tally, from_base)
+        how = HOW_TREE_SITTER if tally is not None else HOW_TIMEOUT
+    if tally is not None:
+        depth, branches, functions, errors = (tally.depth, tally.branches, tally.functions,
+                                              tally.errors)
+    else:
+        depth, branches, functions = _text_measures(text, data, language)
+        errors = 0
     with _counts_lock:
         _counts[how] += 1
-    return Complexity(language=language, how=how, lines=lines, bytes=len(data), depth=depth,
-                      branches=branches, functions=functions, errors=errors,
-                      score=score_of(depth, branches, lines))
+    return (Complexity(language=language, how=how, lines=lines, bytes=len(data), depth=depth,
+                       branches=branches, functions=functions, errors=errors,
+                       score=score_of(depth, branches, lines)), parsed)
+
+
+def analyze(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Complexity:
+    """The :class:`Complexity` of ``text`` in ``language`` (a name from
+    :func:`repofeed.store.languages.detect_language`): by tree-sitter where a grammar
+    exists and the parse and count end within ``timeout_ms``; else from the text, with
+    ``how`` saying which (``tree-sitter``, ``text``, ``timeout``)."""
+    return measure(text, language, timeout_ms)[0]
 
 
 def analysis_counts() -> dict[str, int]:

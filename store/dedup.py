@@ -10,11 +10,10 @@ gets no signature and is never a near-duplicate of anything.
 Signatures are datasketch's ``MinHash`` values (scheme ``affine32``, seed ``SEED``): the same
 permutations, computed here with one vectorised pass per block of shingles instead of a Python
 call per shingle (``tests/test_dedup.py`` checks them against ``MinHash.update_batch``; see
-``_permutations`` for why they are drawn here). A
-shingle's 32-bit hash is a polynomial over the xxh64 hashes of its five words, so each distinct
-word is hashed once. All of it is fixed, so a signature is the same in every process and every
-version of the store; the parameters and a checksum of the permutations are recorded in the
-store (``K_NEAR_DUP``) and an index made with others is refused.
+``_permutations`` for why they are drawn here). A shingle's 32-bit hash is a polynomial over
+the xxh64 hashes of its five words. All of it is fixed, so a signature is the same in every
+process and every version of the store; the parameters and a checksum of the permutations
+are recorded in the store (``K_NEAR_DUP``) and an index made with others is refused.
 
 **Clusters are connected components.** Two indexed contents are *similar* when they share an
 LSH bucket (one of ``BANDS`` bands of ``ROWS`` signature rows) and their estimated Jaccard
@@ -81,7 +80,7 @@ HASH_BYTES = 16         # content hashes (schema.content_key) and cluster ids
 BAND_KEY_BYTES = 9      # band number + 64-bit hash of its rows
 SIG_BYTES = NUM_PERM * 4
 _BLOCK = 2048           # shingles permuted at once: 2 MiB of uint32 in flight
-_WORD = re.compile(r"[A-Za-z_0-9]+")
+_WORD = re.compile(rb"[A-Za-z_0-9]+")
 _POLY = np.uint64(0x9E3779B97F4A7C15)  # odd: the shingle hash's polynomial base
 _ENTRY = struct.Struct(">I16s")        # references, cluster id; the signature follows
 
@@ -116,16 +115,13 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 def shingle_hashes(text: str) -> np.ndarray:
     """The distinct 32-bit hashes of the text's 5-word shingles (sorted, uint32)."""
-    words = _WORD.findall(text)
+    # Words are ASCII, so they are found in the UTF-8 bytes and hashed as they are found,
+    # one C call each (hashing a repeated word again is cheaper than looking it up).
+    words = _WORD.findall(text.encode("utf-8", "surrogatepass"))
     n = len(words) - SHINGLE_SIZE + 1
     if n <= 0:
         return np.zeros(0, dtype=np.uint32)
-    ids: dict[str, int] = {}
-    seq = np.fromiter((ids.setdefault(w, len(ids)) for w in words), dtype=np.intp,
-                      count=len(words))
-    word_hashes = np.fromiter((xxhash.xxh64_intdigest(w.encode("ascii")) for w in ids),
-                              dtype=np.uint64, count=len(ids))
-    h = word_hashes[seq]
+    h = np.fromiter(map(xxhash.xxh64_intdigest, words), dtype=np.uint64, count=len(words))
     acc = h[:n].copy()
     for k in range(1, SHINGLE_SIZE):  # h[i]·P^4 + h[i+1]·P^3 + … + h[i+4], modulo 2^64
         acc *= _POLY
@@ -139,9 +135,15 @@ def minhash(hashes: np.ndarray) -> Signature:
     a, b = _permutations()
     out = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
     mixed = _fmix32(np.asarray(hashes, dtype=np.uint32))
+    # one buffer, multiplied and added in place: temporaries of 2 MiB per block would cost
+    # more in page faults than the arithmetic (3x slower, benchmarks/bench_dedup.py)
+    buf = np.empty((min(len(mixed), _BLOCK), NUM_PERM), dtype=np.uint32)
     for start in range(0, len(mixed), _BLOCK):
-        block = mixed[start:start + _BLOCK, None] * a + b
-        np.minimum(out, block.min(axis=0), out=out)
+        block = mixed[start:start + _BLOCK]
+        view = buf[:len(block)]
+        np.multiply(block[:, None], a, out=view)
+        view += b
+        np.minimum(out, view.min(axis=0), out=out)
     return out
 
 

@@ -4,11 +4,13 @@ hashed or tokenized.
 ``redact(text)`` replaces every secret it recognises by ``<SECRET:kind>`` (``<SECRET:aws>``,
 ``<SECRET:private_key>``, ...) and counts them per kind. It is built for ingest speed: each
 rule names literal anchors (``AKIA``, ``ghp_``, ``-----BEGIN``, ``://``, ...), and a text is
-searched for those anchors first, with ``str``'s substring search, which runs at memory speed;
+searched for all of those anchors at once first (one Aho-Corasick pass, ``pyahocorasick``; the
+few anchors of one or two characters and the lower-cased ones by ``str``'s substring search);
 only the rules whose anchors occur run their precise regular expression, and only then are
 the candidates checked (a JWT's header must decode to JSON, a generic assignment's value
 must be random enough, a URL's password must not be a template). A text with no anchor costs
-a few substring searches.
+one pass and a few substring searches (a substring search per anchor, 80 of them, was two
+thirds of the scan's time: ``benchmarks/bench_secrets.py``).
 
 The rules cover the shapes detect-secrets knows (its plugins: AWS, GitHub, GitLab, Slack,
 Stripe, JWT, private keys, basic-auth URLs, npm, PyPI, SendGrid, Twilio, OpenAI, Azure storage,
@@ -51,7 +53,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
+import ahocorasick
 from detect_secrets.filters.heuristic import (
     is_potential_uuid,
     is_sequential_string,
@@ -92,8 +96,13 @@ class Rule:
     anchors: tuple[str, ...]      # literal strings one of which every match contains
     group: int = 0                # the part of the match that is the secret
     lower: bool = False           # anchors are searched in the lower-cased text
+    # a part of every match that regular expressions find fast (it starts with a literal),
+    # searched before the pattern when no anchor can be specific (``.``)
+    prefilter: re.Pattern[str] | None = None
 
     def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        if self.prefilter is not None and self.prefilter.search(text) is None:
+            return
         for m in self.pattern.finditer(text):
             # A token starts a word. (Checked here, not by a leading ``\b``, which would keep
             # the regex engine from searching for the pattern's literal prefix.)
@@ -106,8 +115,9 @@ class Rule:
 
 
 def _r(kind: str, pattern: str, anchors: Iterable[str], group: int = 0, flags: int = 0,
-       lower: bool = False) -> Rule:
-    return Rule(kind, re.compile(pattern, flags), tuple(anchors), group, lower)
+       lower: bool = False, prefilter: str | None = None) -> Rule:
+    return Rule(kind, re.compile(pattern, flags), tuple(anchors), group, lower,
+                re.compile(prefilter) if prefilter else None)
 
 
 _B64URL = r"[A-Za-z0-9_\-]"
@@ -162,7 +172,7 @@ RULES: tuple[Rule, ...] = (
     _r("azure_storage", r"AccountKey=([A-Za-z0-9+/]{86}==)", ["AccountKey="], group=1),
     _r("azure_storage", r"[?&]sig=([A-Za-z0-9%+/]{40,}(?:%3D|=){0,2})", ["sig="], group=1),
     _r("discord", r"[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,38}\b",
-       ["."]),
+       ["."], prefilter=r"\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27}"),
     _r("discord", r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]+/"
        r"[A-Za-z0-9_\-]{60,}", ["discord"]),
     _r("telegram", r"[0-9]{8,10}:AA[0-9A-Za-z_\-]{33}\b", [":AA"]),
@@ -268,19 +278,57 @@ def _generic_spans(text: str, lowered: str) -> Iterable[tuple[int, int]]:
             yield m.span(group)
 
 
+_SHORT_ANCHOR = 2  # anchors this short occur everywhere: searched alone, not by the automaton
+
+
+@lru_cache(maxsize=1)
+def _anchors() -> tuple[ahocorasick.Automaton, tuple[tuple[int, tuple[str, ...]], ...]]:
+    """The anchors of the case-sensitive rules: an automaton of those longer than
+    ``_SHORT_ANCHOR`` characters, each mapped to the numbers of the rules it anchors, and
+    (rule number, short anchors) for the rest."""
+    rules_of: dict[str, list[int]] = {}
+    short: list[tuple[int, tuple[str, ...]]] = []
+    for order, rule in enumerate(RULES):
+        if rule.lower:
+            continue
+        for anchor in rule.anchors:
+            if len(anchor) > _SHORT_ANCHOR:
+                rules_of.setdefault(anchor, []).append(order)
+        if any(len(anchor) <= _SHORT_ANCHOR for anchor in rule.anchors):
+            short.append((order, tuple(a for a in rule.anchors if len(a) <= _SHORT_ANCHOR)))
+    automaton = ahocorasick.Automaton()
+    for anchor, orders in rules_of.items():
+        automaton.add_word(anchor, tuple(orders))
+    automaton.make_automaton()
+    return automaton, tuple(short)
+
+
+def _anchored(text: str) -> set[int]:
+    """The numbers of the case-sensitive rules one of whose anchors ``text`` holds."""
+    automaton, short = _anchors()
+    found: set[int] = set()
+    for _end, orders in automaton.iter(text):
+        found.update(orders)
+    for order, anchors in short:
+        if order not in found and any(a in text for a in anchors):
+            found.add(order)
+    return found
+
+
 def find_secrets(text: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of every secret in ``text``, sorted, not overlapping."""
     lowered: str | None = None
+    anchored = _anchored(text)
     found: list[tuple[int, int, int, str]] = []
     for order, rule in enumerate(RULES):
         if rule.lower:
             if lowered is None:
                 lowered = text.lower()
-            haystack = lowered
-        else:
-            haystack = text
-        if not any(a in haystack for a in rule.anchors):
+            if not any(a in lowered for a in rule.anchors):
+                continue
+        elif order not in anchored:
             continue
+        haystack = lowered if rule.lower else text
         spans = _generic_spans(text, haystack) if rule is _GENERIC else rule.spans(text)
         found.extend((start, end, order, rule.kind) for start, end in spans)
     if not found:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import random
 import subprocess
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import tree_sitter
 
 from helpers import CORPUS
-from repofeed.daemon.history import text_of
+from repofeed.daemon.history import BlobReader, commit_changes, text_of
 from repofeed.store.attributes import linguist_attrs
 from repofeed.store.complexity import (
     SPECS,
@@ -24,9 +25,11 @@ from repofeed.store.complexity import (
     analysis_counts,
     analyze,
     grammars,
+    measure,
     score_of,
 )
 from repofeed.store.errors import ConfigError, RepoError
+from repofeed.store.facts import FactMeter, facts_of
 from repofeed.store.languages import detect_language, language_of, shebang_language
 
 BUNDLES = ("fd", "attrs", "cobra", "ky", "cJSON")
@@ -367,6 +370,82 @@ def test_detect_by_gitattributes_in_a_real_repo(make_repo):
         linguist_attrs(repo.path / "nowhere", "a.inc")
 
 
+# ---- edits, measured from their base ------------------------------------------------------
+
+def _hunks(before: str, after: str) -> list[tuple[int, int, int, int]]:
+    """git's line hunks, as the ingest takes them."""
+    return [(h.old_start, h.old_lines, h.new_start, h.new_lines)
+            for h in pygit2.Patch.create_from(before, after, context_lines=0).hunks]
+
+
+BROKEN_LINES = ("}{\n", "def (:\n", "if (\n", "        elif x:\n", "fn {\n", "case 3: {\n")
+
+
+def _mutated(text: str, rng: random.Random) -> str:
+    """One random edit of whole lines: lines copied from the text itself (so that it stays
+    mostly code, nesting and all), deleted, replaced by broken ones, at the start and end
+    too, down to nothing at all."""
+    lines = text.splitlines(keepends=True)
+    roll = rng.random()
+    if roll < 0.05:
+        return ""
+    if roll < 0.12 and lines:
+        return "".join(lines[rng.randrange(1, len(lines) + 1):])   # the first lines go
+    at = rng.randrange(len(lines) + 1)
+    gone = rng.randrange(0, 4) if lines else 0
+    pool = lines or ["x = 1\n"]
+    new = [rng.choice(BROKEN_LINES) if rng.random() < 0.2 else rng.choice(pool)
+           for _ in range(rng.randrange(0, 6))]
+    out = "".join(lines[:at] + new + lines[at + gone:])
+    return out.rstrip("\n") if rng.random() < 0.1 else out   # no newline at the end
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_an_edit_measured_from_its_base_equals_the_whole_text(language):
+    """``measure`` with a base parses incrementally and counts only around the changes; the
+    result must be what measuring the new text whole gives, edit after edit (errors,
+    deletions at the very start and empty texts included)."""
+    rng = random.Random(language)
+    pristine = text = SNIPPETS[language][0]
+    _, parsed = measure(text, language)
+    from_base = 0
+    for _ in range(200):
+        # one edit in three goes back to the snippet: random lines soon break the syntax,
+        # and a text with errors is measured whole
+        new = pristine if not text or rng.random() < 0.3 else _mutated(text, rng)
+        got, parsed_new = measure(new, language, base=parsed, hunks=_hunks(text, new))
+        assert got == analyze(new, language), (text, new)
+        from_base += parsed_new is not None and parsed_new.from_base
+        text, parsed = new, parsed_new
+    assert from_base > 40   # texts with syntax errors are measured whole
+
+
+def test_hunks_that_do_not_describe_the_edit_are_found_out():
+    before = SNIPPETS["python"][0]
+    after = before.replace("while i:", "while i and j:\n                    pass")
+    _, parsed = measure(before, "python")
+    wrong = [(1, 1, 1, 1)]   # says only the first line changed
+    assert measure(after, "python", base=parsed, hunks=wrong)[0] == analyze(after, "python")
+    other = measure(SNIPPETS["go"][0], "go")[1]   # a base in another language
+    assert measure(after, "python", base=other, hunks=_hunks(before, after))[0] == \
+        analyze(after, "python")
+
+
+def test_the_fact_meter_measures_edits_as_facts_of_does_and_keeps_a_bounded_memory():
+    meter = FactMeter(timeout_ms=1000, keep_bytes=4000)
+    text = SNIPPETS["python"][0]
+    key = b"k0"
+    assert meter.facts(key, text, "python") == facts_of(text, "python", 1000)
+    rng = random.Random(7)
+    for i in range(1, 60):
+        new = SNIPPETS["python"][0] if rng.random() < 0.3 else _mutated(text, rng)
+        got = meter.facts(b"k%d" % i, new, "python", (key, _hunks(text, new)))
+        assert got == facts_of(new, "python", 1000)
+        text, key = new, b"k%d" % i
+    assert meter.incremental > 5
+    assert meter._kept_bytes <= 4000 and len(meter._kept) >= 1
+
+
 # ---- the real histories ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -423,3 +502,28 @@ def test_every_corpus_file_gets_a_complexity(corpus):
         assert files > 20, f"{name}: only {files} text files at the tip"
     for language in ("rust", "python", "go", "typescript", "c"):  # the five histories
         assert seen.get(language, 0) >= 5 and functions[language] > 0, (language, seen)
+
+
+@pytest.mark.slow
+def test_every_edit_of_a_real_history_measured_from_its_base_equals_the_whole(corpus):
+    """cJSON's history (C with files the grammar reads with errors, thousands of lines;
+    Markdown, CMake, JSON): each file's facts measured as the ingest does, from its parent
+    version's, are what the whole text gives."""
+    repo = pygit2.Repository(str(corpus["cJSON"]))
+    blobs = BlobReader(repo, 1 << 20)
+    meter = FactMeter(timeout_ms=60_000)
+    order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE
+    edits = 0
+    for commit in repo.walk(repo.head.target, order):
+        for f in commit_changes(repo, commit, blobs).files:
+            if f.after is None:
+                continue
+            language = detect_language(f.path, f.after)
+            base = None
+            if f.before is not None and f.hunks:
+                base = (f.before.encode(), f.hunks)
+                meter.facts(base[0], f.before, language)
+            got = meter.facts(f.after.encode(), f.after, language, base)
+            assert got == facts_of(f.after, language, 60_000), (str(commit.id), f.path)
+            edits += base is not None
+    assert edits > 1000 and meter.incremental > 500

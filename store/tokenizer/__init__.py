@@ -24,14 +24,13 @@ from .sentencepiece import (
     CODE_TRAINER_OPTIONS,
     SentencePieceTokenizer,
     TrainResult,
-    line_starts,
     train_tokenizer,
 )
 
 __all__ = [
     "CODE_TRAINER_OPTIONS", "HuggingFaceTokenizer", "ROUNDTRIP_PROBE", "SENTINELS",
     "SentencePieceTokenizer", "Tokenizer", "TrainResult", "check_roundtrip", "kind_of",
-    "line_starts", "load_tokenizer", "same_vocabulary", "stored_tokenizer", "train_tokenizer",
+    "load_tokenizer", "same_vocabulary", "stored_tokenizer", "train_tokenizer",
 ]
 
 _WHAT_TO_PASS = ("pass the base model's SentencePiece `.model` file, its Hugging Face "

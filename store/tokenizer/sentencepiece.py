@@ -24,6 +24,7 @@ import numpy as np
 import sentencepiece as spm
 
 from ..errors import TokenizerError
+from ..lines import hunk_span, line_starts
 from .base import SENTINELS, Tokenizer
 
 CODE_TRAINER_OPTIONS = dict(
@@ -229,7 +230,7 @@ class SentencePieceTokenizer(Tokenizer):
                 hi_a = len(a)
             else:
                 old_start, old_lines, new_start, new_lines = hunk
-                hi_a = _hunk_start(a_lines, new_start, new_lines)
+                hi_a = hunk_span(a_lines, new_start, new_lines)[0]
             # after[lo_a:hi_a] == before[lo_b:lo_b + hi_a - lo_a]: keep the tokens between the
             # first and the last boundary inside it (the text's start and end are boundaries).
             first = 0 if lo_a == 0 else _first_cut(cuts, lo_a + 1, hi_a)
@@ -246,8 +247,8 @@ class SentencePieceTokenizer(Tokenizer):
                     plan.append((i, k))
                 region_start = last
             if hunk is not None:
-                lo_a = _hunk_end(a_lines, new_start, new_lines)
-                lo_b = _hunk_end(b_lines, old_start, old_lines)
+                lo_a = hunk_span(a_lines, new_start, new_lines)[1]
+                lo_b = hunk_span(b_lines, old_start, old_lines)[1]
         if region_start < len(a):
             plan.append(a[region_start:].decode("utf-8"))
             new_bytes += len(a) - region_start
@@ -275,23 +276,6 @@ class SentencePieceTokenizer(Tokenizer):
 def _is_control(sp: spm.SentencePieceProcessor, piece: str) -> bool:
     i = sp.piece_to_id(piece)
     return i != sp.unk_id() and sp.is_control(i)
-
-
-def line_starts(data: np.ndarray) -> np.ndarray:
-    """Byte offset of every line start, then the end of the text."""
-    starts = np.flatnonzero(data == 0x0A) + 1
-    return np.concatenate(([0], starts[starts < len(data)], [len(data)])).astype(np.int64)
-
-
-def _hunk_start(lines: np.ndarray, start: int, count: int) -> int:
-    """Byte offset where git's hunk (1-based ``start``, ``count`` lines) begins."""
-    last = len(lines) - 1
-    return int(lines[min(start if count == 0 else start - 1, last)])
-
-
-def _hunk_end(lines: np.ndarray, start: int, count: int) -> int:
-    last = len(lines) - 1
-    return int(lines[min(start if count == 0 else start - 1 + count, last)])
 
 
 def _first_cut(cuts: np.ndarray, lo: int, hi: int) -> int | None:
