@@ -94,7 +94,7 @@ class RepofeedRun:
 # index; tokenizing is the encoder's encode_batch calls.
 TIMED: list[tuple[Any, str, str]] = [
     (FactMeter, "facts", "facts (text_stats + analyze)"),
-    (facts, "text_stats", "  text_stats"),
+    (facts, "measure_text", "  text stats (filters.measure_text)"),
     (facts, "measure", "  analyze (complexity.measure)"),
     (secrets, "find_secrets", "secret scan (find_secrets)"),
     (NearDupIndex, "update", "near-dup index update"),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,29 @@ def report(rows: Sequence[Row], threads: int) -> None:
                   f"alone); without it the rest is {rest / overall.seconds[key]:.2f}x")
 
 
+def cpu_cost(files: Sequence[TipFile], tok: SentencePieceTokenizer, threads: int,
+             timeout_ms: int, repeat: int) -> None:
+    """What each side costs in CPU time (``time.process_time``, all threads), over every
+    text: the goal compares costs, and ``encode_batch`` spends its speed-up on a second core."""
+    texts = [f.text for f in files]
+    stages = stage_works(files, timeout_ms)
+    works = {"quality": lambda: [work() for work in stages.values()],
+             "encode": each(tok.encode, texts),
+             f"encode_batch x{threads}": batched(tok, texts, threads)}
+    cpu = {name: float("inf") for name in works}
+    for _ in range(repeat):
+        for name, work in works.items():
+            start = time.process_time()
+            work()
+            cpu[name] = min(cpu[name], time.process_time() - start)
+    print("\nCPU seconds over every text (all threads, best of "
+          f"{repeat}): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items()))
+    for name in list(works)[1:]:
+        ratio = cpu["quality"] / cpu[name]
+        print(f"goal by CPU cost: quality stage <= 1x {name}: {ratio:.2f}x, "
+              f"{'met' if ratio <= GOAL else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -192,6 +216,7 @@ def main() -> None:
             for language in sorted(groups, key=lambda k: (k == "other", k))]
     rows.append(total(rows))
     report(rows, args.threads)
+    cpu_cost(files, tok, args.threads, timeout_ms, args.repeat)
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -31,9 +31,15 @@ indentation levels and the ``{}`` nesting, branches and functions are keyword co
 (``if``, ``for``, ``case``, ``&&``, ...; ``def``, ``fn``, ``func``, ``function``, ...), zero
 for prose and data (Markdown, JSON, ...).
 
-Bounds: ``analyze(..., timeout_ms)`` bounds the parse and the walk over the tree together.
-tree-sitter 0.26 cancels a parse through the progress callback of ``Parser.parse``; 0.25
-through ``Parser.timeout_micros`` (its progress callback crashes the interpreter in 0.25.2).
+Counting: one tree-sitter query per grammar captures what each measure counts, so the count
+runs in C. ``measure`` also measures an edit of a text it measured before from that text's
+tree: an incremental parse, then a count around the changed ranges alone (see
+:func:`_edited`); the facts are the same as measuring the edited text whole.
+
+Bounds: ``analyze(..., timeout_ms)`` bounds the parse and the count together. tree-sitter
+0.26 cancels a parse through the progress callback of ``Parser.parse``; 0.25 through
+``Parser.timeout_micros`` (its progress callback crashes the interpreter in 0.25.2); a query
+runs over a chunk of the text at a time, with the clock read between.
 
 Threads: :func:`analyze` may be called from several threads at once. Grammars are loaded
 once per process (under a lock) and shared, read-only; parsers are per thread (created on
@@ -52,7 +58,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import tree_sitter
@@ -66,7 +72,7 @@ log = logging.getLogger(__name__)
 COMPLEXITY_VERSION = 1
 """Bumped whenever what a field counts changes, so stored facts can be recomputed."""
 DEFAULT_TIMEOUT_MS = 1000
-"""The bound on one document's parse and walk (tree-sitter parses 5-10 MB/s on one core)."""
+"""The bound on one document's parse and count (tree-sitter parses 5-10 MB/s on one core)."""
 
 HOW_TREE_SITTER, HOW_TEXT, HOW_TIMEOUT = "tree-sitter", "text", "timeout"
 
@@ -164,13 +170,16 @@ class Complexity:
 
     def to_dict(self) -> dict[str, str | int | float]:
         """Plain values (msgpack, JSON)."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in _COMPLEXITY_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Complexity:
         """The inverse of :meth:`to_dict`; keys it does not know are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+
+
+_COMPLEXITY_FIELDS = tuple(f.name for f in fields(Complexity))
 
 
 def score_of(depth: int, branches: int, lines: int) -> float:
@@ -486,12 +495,16 @@ def _advance(point: tuple[int, int], text: bytes) -> tuple[int, int]:
     return point[0] + lines, len(text) - (text.rfind(b"\n") + 1)
 
 
+_SPAN_GAP = 2048  # ranges closer than this are counted as one (a query per range costs more)
+
+
 def _spans(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     """Byte ranges widened by a byte on each side (so that a zero-width node at an edge is
-    inside), clipped to the text (and a byte past its end) and merged where they meet."""
+    inside), clipped to the text (and a byte past its end) and merged where they come within
+    ``_SPAN_GAP`` of each other."""
     out: list[tuple[int, int]] = []
     for lo, hi in sorted((max(0, lo - 1), min(size + 1, hi + 1)) for lo, hi in ranges):
-        if out and lo <= out[-1][1]:
+        if out and lo <= out[-1][1] + _SPAN_GAP:
             out[-1] = (out[-1][0], max(hi, out[-1][1]))
         else:
             out.append((lo, hi))
