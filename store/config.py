@@ -99,6 +99,11 @@ class Config:
     curriculum: str = _opt("off", READ, "off; epochs (simple to complex, phase by epoch); "
                            "proportional (sampled in proportion to complexity)")
     curriculum_phases: int = _opt(3, READ, "epochs of the curriculum's phases")
+    fim_rate: float = _opt(0.5, READ, "share of training windows made fill-in-the-middle")
+    fim_spm_rate: float = _opt(0.5, READ, "share of the fill-in-the-middle windows in SPM "
+                               "order (the rest PSM)")
+    mask_rate: float = _opt(0.0, READ, "BERT-style masking: share of tokens chosen (0: off)")
+    mask_labels: str = _opt("masked", READ, "masking's loss: masked (the chosen tokens) or all")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -164,6 +169,8 @@ class Config:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be a fraction between 0 and 1 (got {value!r})")
+        from .augment import Augment  # (it imports the tokenizers, which import this)
+        Augment.from_config(self)         # validates its options
         _one_of("near_dedup", self.near_dedup, NEAR_DEDUP_MODES)
         _one_of("curriculum", self.curriculum, CURRICULA)
         for glob in self.secret_files:

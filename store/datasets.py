@@ -32,11 +32,19 @@ from .windows import new_label_starts, window_spans
 IGNORE_INDEX = -100
 
 
-def pad_item(ids: np.ndarray, label_mask: np.ndarray | None, length: int, pad_id: int
-             ) -> dict[str, torch.Tensor]:
+def pad_item(ids: np.ndarray, label_mask: np.ndarray | None, length: int, pad_id: int,
+             targets: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """The item of token ids (at most ``length``): padded, with labels where ``label_mask``
-    (every real token when None) and -100 elsewhere."""
+    (every real token when None) and -100 elsewhere. The labels are ``targets`` where given
+    (masking changes the inputs, not what is to be predicted), else the ids themselves."""
     n = len(ids)
+    if targets is not None:
+        padded = np.full(length, IGNORE_INDEX, dtype=np.int64)
+        padded[:n] = targets if label_mask is None else \
+            np.where(label_mask, targets, IGNORE_INDEX)
+        item = pad_item(ids, None, length, pad_id)
+        item["labels"] = torch.from_numpy(padded)
+        return item
     if n == length and label_mask is None:
         input_ids = torch.from_numpy(np.asarray(ids, dtype=np.int64))
         return {"input_ids": input_ids,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .augment import OPTIONS as AUGMENT_OPTIONS
 from .config import Config, reading_config
 from .filters import Thresholds, excluded_path, filter_reason
 from .paths import path_class
@@ -65,9 +66,11 @@ def _thresholds(cfg: Config) -> Thresholds:
                          for f in fields(Thresholds) if hasattr(cfg, f"filter_{f.name}")})
 
 
-# Every item once, nothing left out, no curriculum: the data before weights and filters.
+# Every item once, nothing left out, no curriculum, no variation: the data before weights,
+# filters and fill-in-the-middle.
 UNWEIGHTED: dict[str, Any] = {"weighting": False, "exclude_vendored": False, "filters": False,
-                              "dedup_exact": False, "near_dedup": "off", "curriculum": "off"}
+                              "dedup_exact": False, "near_dedup": "off", "curriculum": "off",
+                              "fim_rate": 0.0, "mask_rate": 0.0}
 
 
 class Policy:
@@ -92,7 +95,8 @@ class Policy:
 
     def settings(self) -> dict[str, Any]:
         """The options that decide what is sampled (a run records them; resumes compare)."""
-        return {name: getattr(self.cfg, name) for name in Config.read_time()}
+        return {name: getattr(self.cfg, name) for name in Config.read_time()
+                if name not in AUGMENT_OPTIONS}   # what is sampled, not how it is varied
 
     # -- documents ----------------------------------------------------------------------
 

@@ -47,6 +47,13 @@ FILES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def windows_as_stored(monkeypatch):
+    """These tests tell windows apart by their tokens: no fill-in-the-middle (tested in
+    test_augment.py), set through the environment as a user would."""
+    monkeypatch.setenv("REPOFEED_FIM_RATE", "0")
+
+
 @pytest.fixture
 def weighted_repo(make_repo):
     repo = make_repo("weighted")
@@ -182,7 +189,8 @@ def test_the_curriculum_goes_from_simple_to_complex_by_epoch(graded_repo):
     scores = _scores(graded_repo.path)
     assert scores["pkg/level1.py"] < scores["pkg/level6.py"]
     where = _provenance(graded_repo.path)
-    policy = Policy(Config(curriculum="epochs", curriculum_phases=3, weighting=False,
+    policy = Policy(Config(fim_rate=0, curriculum="epochs", curriculum_phases=3,
+                           weighting=False,
                            near_dedup="off"))
     stream = TrainStream(graded_repo.path, seed=0, epochs=3, mix={"windows": 1}, policy=policy)
     by_epoch: dict[int, set[str]] = {}
@@ -198,7 +206,8 @@ def test_the_curriculum_goes_from_simple_to_complex_by_epoch(graded_repo):
 def test_complexity_proportional_sampling_draws_complex_code_more(graded_repo):
     where = _provenance(graded_repo.path)
     per_path = _windows_per_path(graded_repo.path)
-    policy = Policy(Config(curriculum="proportional", weighting=False, near_dedup="off"))
+    policy = Policy(Config(fim_rate=0, curriculum="proportional", weighting=False,
+                           near_dedup="off"))
     drawn = Counter(where[_fingerprint(i)] for i in TrainStream(
         graded_repo.path, seed=0, epochs=60, mix={"windows": 1}, policy=policy))
     rate = {p: drawn[p] / per_path[p] for p in per_path}

@@ -35,6 +35,11 @@ feature on over ``default``:
   leaves the first phase: docs/quality.md says what that measures);
 - ``quality``: weighting, filters and dedup together (the new defaults).
 
+The variations made on the fly (issue 10, ``store/augment.py``), each over ``default``:
+
+- ``fim``: fill-in-the-middle on half the windows, PSM and SPM alike (the default now);
+- ``masking``: BERT-style masking of one token in ten, loss on the masked ones.
+
 Later data features add a switch (a field of ``DataConfig``) and a row.
 """
 
@@ -95,6 +100,11 @@ CONFIGS: dict[str, DataConfig] = {
     "quality": DataConfig(1024, 768, None, note="default + weights, filters, dedup",
                           policy=_with(weighting=True, exclude_vendored=True, filters=True,
                                        dedup_exact=True, near_dedup="downweight")),
+    # variations made on the fly (issue 10)
+    "fim": DataConfig(1024, 768, None, note="default + fill-in-the-middle, half the windows",
+                      policy=_with(fim_rate=0.5)),
+    "masking": DataConfig(1024, 768, None, note="default + masking 1 token in 10",
+                          policy=_with(mask_rate=0.1)),
 }
 
 

@@ -222,6 +222,7 @@ class Trainer:
                              follow=opt.follow, epochs=epochs,
                              poll_seconds=opt.poll_seconds, batch_size=opt.batch_size,
                              policy=policy)
+        info["data_augment"] = stream.augment.settings()   # how it is varied on the fly
         preflight = self._preflight(model, spec, context, device) if opt.preflight else None
 
         model.to(device)

@@ -142,7 +142,8 @@ import numpy as np
 import torch
 import xxhash
 
-from repofeed.store.datasets import record_item, window_item
+from repofeed.store.augment import Augment, Augmenter
+from repofeed.store.datasets import pad_item, record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
 from repofeed.store.locate import resolve_store_dir, train_dir
@@ -286,7 +287,13 @@ class WindowSource(Source):
     def read(self, read, mark: Watermark, index: int) -> dict[str, torch.Tensor]:
         array, start, stop, new_from = mark.extra["rows"][index].tolist()
         s = self.stream
-        return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id)
+        if s.augmenter is None:
+            return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id)
+        ids = read(array, start, stop)
+        mask = np.arange(len(ids)) >= new_from if new_from > 0 else None
+        ids, mask, targets = s.augmenter(ids, s.max_tokens, int(mark.keys[index]), s.seed,
+                                         s.epoch, mask)
+        return pad_item(ids, mask, s.max_tokens, s.pad_id, targets)
 
 
 class EvolutionSource(Source):
@@ -427,7 +434,8 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
                  labels: str = "all", seed: int = 0, replay: float | None = None,
                  follow: bool = False, epochs: int | None = None, rank: int = 0,
                  world_size: int = 1, poll_seconds: float = 2.0, batch_size: int = 1,
-                 shared_dir: str | Path | None = None, policy: Policy | None = None):
+                 shared_dir: str | Path | None = None, policy: Policy | None = None,
+                 augment: Augment | None = None):
         super().__init__()
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
         self._no_handles()
@@ -448,6 +456,8 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
             raise ConfigError(f"overlap must be in [0, {self.max_tokens}), got {self.overlap}")
         tok = self.store.tokenizer
         self.pad_id = tok.pad_id
+        self.augment = augment if augment is not None else Augment.from_config(self.policy.cfg)
+        self.augmenter = Augmenter(self.augment, tok) if self.augment.active else None
         self.special = (tok.sentinel("<commit_before>"), tok.sentinel("<commit_msg>"),
                         tok.sentinel("<commit_after>"), tok.eos_id)
         self.epoch = 0
@@ -483,7 +493,7 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
     def _settings(self) -> dict[str, Any]:
         return {"sources": list(self.sources),
                 "mix": None if self.mix is None else [[k, v] for k, v in self.mix.items()],
-                "policy": self.policy.settings(),
+                "policy": self.policy.settings(), "augment": self.augment.settings(),
                 "replay": self.replay, "max_tokens": self.max_tokens,
                 "overlap": self.overlap, "labels": self.labels, "batch_size": self.block}
 
