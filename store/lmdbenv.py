@@ -296,7 +296,12 @@ def _open(path: Path, writable: bool, map_size: int, create: bool = False
         raise StoreError(f"the store at {path} is read-only for this user: it can be read "
                          f"but not updated.")
     options = dict(map_size=map_size, max_dbs=MAX_DBS, subdir=True, create=create,
-                   readonly=not writable, readahead=False, meminit=False,
+                   readonly=not writable, readahead=False,
+                   # meminit (LMDB's default): pages are zeroed before use. Without it, LMDB
+                   # writes whatever the heap held into a page's unused space, and the heap
+                   # holds the texts read from git before they were redacted: a secret could
+                   # reach the data file outside any record (tests/test_secrets.py).
+                   meminit=True,
                    max_readers=MAX_READERS,
                    # MDB_NOMETASYNC: one fsync per write transaction, of its data pages, before
                    # its meta page is written; the meta page itself is flushed by the next

@@ -19,6 +19,7 @@ from repofeed.daemon.ingest import Syncer, backfill
 from repofeed.daemon.init import init_store
 from repofeed.daemon.worktree import WorktreeOverlay
 from repofeed.store import open_store
+from repofeed.store.schema import DB_META
 from repofeed.store.secrets import (
     SECRET_FILES,
     find_secrets,
@@ -149,6 +150,26 @@ def test_no_byte_of_a_planted_secret_reaches_the_store(tmp_path):
     for text in decoded_arrays:
         for kind, n in placeholder_counts(text).items():
             assert redactions[kind] >= n
+
+
+def test_memory_the_process_freed_never_reaches_the_data_file(sample_repo):
+    """Texts are read from git whole, secrets and all, before they are redacted, and the heap
+    keeps them after they are freed. The store's LMDB environment must not copy that heap
+    into the unused space of the pages it writes (with ``meminit`` off it does: a CI run
+    found a planted secret in data.mdb outside any record, and here thousands of copies)."""
+    init_store(sample_repo.path)
+    backfill(sample_repo.path)
+    secret = SECRETS["github"]
+    line = f"token = '{secret}'\n".encode()
+    store_dir = sample_repo.path / ".git" / "repofeed" / "store"
+    with StoreWriter(store_dir) as writer:
+        meta = writer.db[DB_META]
+        for n in range(20):
+            freed = [bytearray(line * 60) for _ in range(200)]
+            del freed
+            writer._write(lambda txn, n=n: [txn.put(b"probe-%d-%d" % (n, i), b"v" * 10, db=meta)
+                                            for i in range(50)])
+    assert secret.encode() not in _store_bytes(store_dir)
 
 
 def test_splicing_an_edit_next_to_a_redacted_block_stays_exact(make_repo):
