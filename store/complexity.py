@@ -331,15 +331,16 @@ class _Tally:
     def depth(self) -> int:
         return max((level for level, n in self.levels.items() if n), default=0)
 
-    def changed(self, removed: _Tally, added: _Tally, errors: int) -> _Tally | None:
-        """This tally less ``removed`` plus ``added``, with ``errors``; None if some count
-        would fall below zero (the edit was not what the trees say)."""
+    def changed(self, removed: _Tally, added: _Tally) -> _Tally | None:
+        """This tally less ``removed`` plus ``added``, for a text without errors (one with
+        errors is measured whole); None if some count would fall below zero (the edit was not
+        what the trees say)."""
         levels = Counter(self.levels)
         levels.subtract(removed.levels)
         levels.update(added.levels)
         out = _Tally(self.branches - removed.branches + added.branches,
                      self.functions - removed.functions + added.functions,
-                     errors, Counter({k: n for k, n in levels.items() if n}))
+                     0, Counter({k: n for k, n in levels.items() if n}))
         if min(out.branches, out.functions, *out.levels.values(), 0) < 0:
             return None
         return out
@@ -551,7 +552,7 @@ def _edited(base: Parsed, data: bytes, edits: list[Edit], g: _Grammar,
     added = _tally(tree, g, deadline, spans)
     if removed is None or added is None:
         return None
-    tally = base.tally.changed(removed, added, 0)
+    tally = base.tally.changed(removed, added)
     return (tree, tally) if tally is not None else False
 
 

@@ -62,13 +62,17 @@ def pad_item(ids: np.ndarray, label_mask: np.ndarray | None, length: int, pad_id
 
 
 def window_item(read, array: int, start: int, stop: int, new_from: int, length: int,
-                pad_id: int) -> dict[str, torch.Tensor]:
+                pad_id: int, vary=None) -> dict[str, torch.Tensor]:
     """Window ``start:stop`` of token array ``array``; loss from offset ``new_from`` on (0:
-    on every token; see ``windows.new_label_starts``)."""
+    on every token; see ``windows.new_label_starts``). ``vary(ids, label_mask)`` gives the
+    (ids, label mask, label ids) of a variation of the window (``store/augment.py``)."""
     ids = read(array, start, stop)
     mask = None
     if new_from > 0:
         mask = np.arange(len(ids)) >= new_from
+    if vary is not None:
+        ids, mask, targets = vary(ids, mask)
+        return pad_item(ids, mask, length, pad_id, targets)
     return pad_item(ids, mask, length, pad_id)
 
 

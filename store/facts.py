@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .complexity import Parsed, analyze, measure
+from .complexity import Complexity, Parsed, analyze, measure
 from .filters import Measured, measure_text, text_stats
 from .lines import Hunk
 
@@ -41,8 +41,11 @@ files are edited at random (3.8 MB of live text; 54% with 2 MB kept)."""
 
 def facts_of(text: str, language: str, timeout_ms: int) -> dict[str, Any]:
     """The facts of ``text`` read as ``language`` (``languages.detect_language``)."""
-    return {"v": FACTS_VERSION, "lang": language, "stats": text_stats(text),
-            "cx": analyze(text, language, timeout_ms=timeout_ms).to_dict()}
+    return _record(language, text_stats(text), analyze(text, language, timeout_ms=timeout_ms))
+
+
+def _record(language: str, stats: dict[str, Any], complexity: Complexity) -> dict[str, Any]:
+    return {"v": FACTS_VERSION, "lang": language, "stats": stats, "cx": complexity.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,7 @@ class FactMeter:
         if parsed is not None and parsed.data == measured.data:   # kept once
             parsed = replace(parsed, data=measured.data, line_starts=measured.line_starts)
         self._keep(key, _Kept(measured, parsed))
-        return {"v": FACTS_VERSION, "lang": language, "stats": stats,
-                "cx": complexity.to_dict()}
+        return _record(language, stats, complexity)
 
     def _keep(self, key: bytes, kept: _Kept) -> None:
         if key in self._kept or kept.size > self.keep_bytes:

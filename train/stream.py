@@ -143,7 +143,7 @@ import torch
 import xxhash
 
 from repofeed.store.augment import Augment, Augmenter
-from repofeed.store.datasets import pad_item, record_item, window_item
+from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
 from repofeed.store.locate import resolve_store_dir, train_dir
@@ -287,13 +287,13 @@ class WindowSource(Source):
     def read(self, read, mark: Watermark, index: int) -> dict[str, torch.Tensor]:
         array, start, stop, new_from = mark.extra["rows"][index].tolist()
         s = self.stream
-        if s.augmenter is None:
-            return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id)
-        ids = read(array, start, stop)
-        mask = np.arange(len(ids)) >= new_from if new_from > 0 else None
-        ids, mask, targets = s.augmenter(ids, s.max_tokens, int(mark.keys[index]), s.seed,
-                                         s.epoch, mask)
-        return pad_item(ids, mask, s.max_tokens, s.pad_id, targets)
+        vary = None
+        if s.augmenter is not None:
+            key = int(mark.keys[index])
+
+            def vary(ids, mask):
+                return s.augmenter(ids, s.max_tokens, key, s.seed, s.epoch, mask)
+        return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id, vary)
 
 
 class EvolutionSource(Source):
