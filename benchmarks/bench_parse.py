@@ -34,7 +34,7 @@ from common import (
     workspace,
 )
 
-from repofeed.store import complexity
+from repofeed.store import parsing
 from repofeed.store.complexity import SPECS, analyze
 
 TEXT_ROW = "(text)"
@@ -48,8 +48,7 @@ def analyze_all(language: str, texts: Sequence[str]):
 
 
 def parse_only(language: str, texts: Sequence[str]):
-    grammar = complexity._grammar(language)
-    parser = complexity._parser(language, grammar)
+    parser = parsing.parser(language)
 
     def work() -> None:
         for text in texts:

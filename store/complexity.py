@@ -3,9 +3,8 @@
 Facts the daemon computes once per content (and language) and stores; the curriculum sampler
 orders documents by :attr:`Complexity.score`, simple before complex.
 
-Nine grammars from the per-language wheels (``python``, ``rust``, ``javascript``,
-``typescript``, ``tsx``, ``go``, ``java``, ``c``, ``cpp``: the names
-:func:`repofeed.store.languages.detect_language` gives). What each number counts, per
+Nine grammars (:mod:`repofeed.store.parsing`: ``python``, ``rust``, ``javascript``,
+``typescript``, ``tsx``, ``go``, ``java``, ``c``, ``cpp``). What each number counts, per
 grammar, is the table :data:`SPECS`:
 
 - ``depth``: the deepest nesting of block nodes (function, class and control-flow bodies:
@@ -36,26 +35,21 @@ runs in C. ``measure`` also measures an edit of a text it measured before from t
 tree: an incremental parse, then a count around the changed ranges alone (see
 :func:`_edited`); the facts are the same as measuring the edited text whole.
 
-Bounds: ``analyze(..., timeout_ms)`` bounds the parse and the count together. tree-sitter
-0.26 cancels a parse through the progress callback of ``Parser.parse``; 0.25 through
-``Parser.timeout_micros`` (its progress callback crashes the interpreter in 0.25.2); a query
-runs over a chunk of the text at a time, with the clock read between.
+Bounds: ``analyze(..., timeout_ms)`` bounds the parse (:func:`parsing.parse_with`) and the
+count together; a query runs over a chunk of the text at a time, with the clock read between.
 
-Threads: :func:`analyze` may be called from several threads at once. Grammars are loaded
-once per process (under a lock) and shared, read-only; parsers are per thread (created on
-first use in a thread for each language, then reused), so no parser is ever used by two
-threads; the counters are under a lock.
+Threads: :func:`analyze` may be called from several threads at once: grammars and queries
+are shared, read-only, parsers are per thread (:mod:`repofeed.store.parsing`), and the
+counters are under a lock.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import re
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -63,6 +57,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import tree_sitter
 
+from repofeed.store import parsing
 from repofeed.store.errors import ConfigError
 from repofeed.store.languages import PROSE_AND_DATA
 from repofeed.store.lines import Edit, Hunk, byte_edits, describes, line_starts
@@ -85,8 +80,6 @@ class Spec:
     are ignored (Python's ``except_group_clause`` is in the 0.23 wheel, folded into
     ``except_clause`` in 0.25)."""
 
-    module: str
-    function: str
     scopes: frozenset[str]
     branches: frozenset[str]
     functions: frozenset[str]
@@ -95,9 +88,9 @@ class Spec:
     defaults: frozenset[str] = frozenset()
 
 
-def _spec(module: str, function: str, *, scopes: str, branches: str, functions: str,
+def _spec(*, scopes: str, branches: str, functions: str,
           operators: frozenset[str] = _LOGICAL, defaults: str = "") -> Spec:
-    return Spec(module, function, frozenset(scopes.split()), frozenset(branches.split()),
+    return Spec(frozenset(scopes.split()), frozenset(branches.split()),
                 frozenset(functions.split()), operators, frozenset(defaults.split()))
 
 
@@ -111,30 +104,29 @@ _C_BRANCHES = ("if_statement for_statement while_statement do_statement case_sta
 
 SPECS: dict[str, Spec] = {
     "python": _spec(
-        "tree_sitter_python", "language", scopes="block",
+        scopes="block",
         branches="if_statement elif_clause for_statement while_statement case_clause "
                  "conditional_expression except_clause except_group_clause for_in_clause "
                  "if_clause",
         functions="function_definition lambda", operators=frozenset({"and", "or"})),
     "rust": _spec(
-        "tree_sitter_rust", "language", scopes="block declaration_list match_block",
+        scopes="block declaration_list match_block",
         branches="if_expression for_expression while_expression loop_expression match_arm",
         functions="function_item closure_expression"),
     "javascript": _spec(
-        "tree_sitter_javascript", "language", scopes=_JS_SCOPES, branches=_JS_BRANCHES,
+        scopes=_JS_SCOPES, branches=_JS_BRANCHES,
         functions=_JS_FUNCTIONS, operators=_LOGICAL | {"??"}),
     "typescript": _spec(
-        "tree_sitter_typescript", "language_typescript", scopes=_JS_SCOPES,
+        scopes=_JS_SCOPES,
         branches=_JS_BRANCHES, functions=_JS_FUNCTIONS, operators=_LOGICAL | {"??"}),
     "tsx": _spec(
-        "tree_sitter_typescript", "language_tsx", scopes=_JS_SCOPES,
+        scopes=_JS_SCOPES,
         branches=_JS_BRANCHES, functions=_JS_FUNCTIONS, operators=_LOGICAL | {"??"}),
     "go": _spec(
-        "tree_sitter_go", "language", scopes="block",
+        scopes="block",
         branches="if_statement for_statement expression_case type_case communication_case",
         functions="function_declaration method_declaration func_literal"),
     "java": _spec(
-        "tree_sitter_java", "language",
         scopes="block constructor_body class_body interface_body enum_body switch_block "
                "annotation_type_body",
         branches="if_statement for_statement enhanced_for_statement while_statement "
@@ -143,10 +135,9 @@ SPECS: dict[str, Spec] = {
                   "lambda_expression",
         defaults="switch_label"),
     "c": _spec(
-        "tree_sitter_c", "language", scopes="compound_statement", branches=_C_BRANCHES,
+        scopes="compound_statement", branches=_C_BRANCHES,
         functions="function_definition", defaults="case_statement"),
     "cpp": _spec(
-        "tree_sitter_cpp", "language",
         scopes="compound_statement field_declaration_list declaration_list",
         branches=_C_BRANCHES + " for_range_loop catch_clause",
         functions="function_definition lambda_expression", defaults="case_statement"),
@@ -210,8 +201,10 @@ def _alternatives(kinds: list[str], capture: str) -> str:
     return "[" + " ".join(f"({kind})" for kind in kinds) + f"] @{capture}" if kinds else ""
 
 
-def _load(spec: Spec) -> _Grammar:
-    lang = tree_sitter.Language(getattr(importlib.import_module(spec.module), spec.function)())
+def _load(language: str, spec: Spec) -> _Grammar | None:
+    lang = parsing.grammar(language)
+    if lang is None:
+        return None
     defaults = _kind_names(lang, spec.defaults, True)
     operators = _kind_names(lang, spec.operators, False)
     patterns = [
@@ -232,88 +225,25 @@ def _load(spec: Spec) -> _Grammar:
 
 _grammars: dict[str, _Grammar | None] = {}
 _grammars_lock = threading.Lock()
-_local = threading.local()
 _counts: Counter[str] = Counter()
 _counts_lock = threading.Lock()
 
 
 def _grammar(language: str) -> _Grammar | None:
-    """The loaded grammar for ``language``, or None where there is none (or its wheel does
-    not load: then a warning, once, and the text measures)."""
+    """The loaded grammar and queries for ``language``, or None where there is none (then
+    the text measures)."""
     if language not in SPECS:
         return None
-    grammar = _grammars.get(language)
-    if grammar is None and language not in _grammars:
+    if language not in _grammars:
         with _grammars_lock:
             if language not in _grammars:
-                try:
-                    _grammars[language] = _load(SPECS[language])
-                except (ImportError, AttributeError, ValueError) as exc:
-                    log.warning("no tree-sitter grammar for %s (%s): measuring it as text; "
-                                "reinstall repofeed's dependencies", language, exc)
-                    _grammars[language] = None
-            grammar = _grammars[language]
-    return grammar
+                _grammars[language] = _load(language, SPECS[language])
+    return _grammars[language]
 
 
 def grammars() -> tuple[str, ...]:
     """The languages this installation parses with tree-sitter."""
     return tuple(lang for lang in SPECS if _grammar(lang) is not None)
-
-
-_LEGACY_TIMEOUT = hasattr(tree_sitter.Parser, "timeout_micros")  # tree-sitter 0.25
-_CHUNK = 1 << 16
-
-
-def _parser(language: str, grammar: _Grammar) -> tree_sitter.Parser:
-    parsers = getattr(_local, "parsers", None)
-    if parsers is None:
-        parsers = _local.parsers = {}
-    parser = parsers.get(language)
-    if parser is None:
-        parser = parsers[language] = tree_sitter.Parser(grammar.language)
-    return parser
-
-
-def _set_timeout(parser: tree_sitter.Parser, micros: int) -> None:
-    """tree-sitter 0.25's bound (deprecated there, gone in 0.26; reading it warns too, so
-    each thread remembers what it set)."""
-    timeouts = getattr(_local, "timeouts", None)
-    if timeouts is None:
-        timeouts = _local.timeouts = {}
-    if timeouts.get(id(parser)) != micros:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            parser.timeout_micros = micros
-        timeouts[id(parser)] = micros
-
-
-def _remaining_micros(deadline: float) -> int:
-    return max(1, int((deadline - time.perf_counter()) * 1e6))
-
-
-def _parse(parser: tree_sitter.Parser, data: bytes, deadline: float,
-           old: tree_sitter.Tree | None = None) -> tree_sitter.Tree | None:
-    """The tree (reusing ``old``, an edited tree of an earlier version, where given), or
-    None when the parse ran past ``deadline``."""
-    try:
-        if _LEGACY_TIMEOUT:
-            _set_timeout(parser, _remaining_micros(deadline))
-            tree = parser.parse(data) if old is None else parser.parse(data, old)
-        else:
-            def read(offset: int, _point: object) -> bytes:
-                return data[offset:offset + _CHUNK]
-
-            def cancel(_offset: int, _has_error: bool) -> bool:
-                return time.perf_counter() > deadline
-
-            tree = (parser.parse(read, progress_callback=cancel) if old is None else
-                    parser.parse(read, old, progress_callback=cancel))
-    except ValueError:  # "Parsing failed": cancelled
-        tree = None
-    if tree is None:
-        parser.reset()  # else the next parse would resume this one
-    return tree
 
 
 @dataclass
@@ -533,7 +463,7 @@ def _edited(base: Parsed, data: bytes, edits: list[Edit], g: _Grammar,
                  start_point=start, old_end_point=_advance(start, base.data[lo_b:hi_b]),
                  new_end_point=end)
         (row, col), at = end, hi_a
-    tree = _parse(parser, data, deadline, old)
+    tree = parsing.parse_with(parser, data, deadline, old)
     if tree is None:
         return None
     if tree.root_node.has_error:
@@ -581,7 +511,7 @@ def measure(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS,
     how = HOW_TEXT
     if grammar is not None:
         deadline = start + timeout_ms / 1000
-        parser = _parser(language, grammar)
+        parser = parsing.parser(language)
         result: tuple[tree_sitter.Tree, _Tally] | None | bool = False
         starts = line_starts(data)
         if base is not None and hunks and base.language == language:
@@ -589,7 +519,7 @@ def measure(text: str, language: str, timeout_ms: int = DEFAULT_TIMEOUT_MS,
                              parser, deadline)
         from_base = bool(result)
         if result is False:
-            tree = _parse(parser, data, deadline)
+            tree = parsing.parse_with(parser, data, deadline)
             counted = _tally(tree, grammar, deadline) if tree is not None else None
             errors = _errors(tree, grammar, deadline) if counted is not None else None
             if counted is not None and errors is not None:

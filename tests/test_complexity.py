@@ -31,6 +31,7 @@ from repofeed.store.complexity import (
 from repofeed.store.errors import ConfigError, RepoError
 from repofeed.store.facts import FactMeter, facts_of
 from repofeed.store.languages import detect_language, language_of, shebang_language
+from repofeed.store.parsing import GRAMMARS
 
 BUNDLES = ("fd", "attrs", "cobra", "ky", "cJSON")
 
@@ -183,7 +184,7 @@ int main() { switch (1) { case 1: break; default: break; } return 0; }
 
 
 def test_nine_grammars_load():
-    assert set(grammars()) == set(SPECS) == {
+    assert set(grammars()) == set(SPECS) == set(GRAMMARS) == {
         "python", "rust", "javascript", "typescript", "tsx", "go", "java", "c", "cpp"}
 
 
@@ -191,7 +192,8 @@ def test_nine_grammars_load():
 def test_every_kind_in_the_table_is_one_of_its_grammar(language):
     """A misspelt kind would silently count nothing."""
     spec = SPECS[language]
-    lang = tree_sitter.Language(getattr(importlib.import_module(spec.module), spec.function)())
+    module, function = GRAMMARS[language]
+    lang = tree_sitter.Language(getattr(importlib.import_module(module), function)())
     kinds = {(lang.node_kind_for_id(i), bool(lang.node_kind_is_named(i)))
              for i in range(lang.node_kind_count)}
     named = spec.scopes | spec.branches | spec.functions | spec.defaults
