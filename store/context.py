@@ -1,0 +1,183 @@
+"""Repository context: a file after the files it depends on, as one document cut to a budget.
+
+The graph is a mapping ``path -> the paths it imports`` (what
+:func:`repofeed.store.imports.import_graph` or a
+:class:`~repofeed.store.resolvers.Resolver` gives). Three questions are asked of it:
+
+- :func:`order`: the files a target depends on, transitively, in an order where each comes
+  after the files it depends on, then the target. This is DeepSeek-Coder's ordering
+  (repeatedly take the file with the fewest dependencies not yet placed; see ANCHORS.md),
+  with ties broken by the fewest dependents first, so the files the others lean on most
+  sit nearest the target, where a cut keeps them.
+- :func:`context_document`: those files as text, each as its path line and its content,
+  joined by ``<file_sep>``, cut to a budget from the far end.
+- :func:`dependents`: the targets whose documents a change to some files touches.
+
+Layout of a document (:func:`piece` makes one file's part)::
+
+    far.py\\n<its text><file_sep>near.py\\n<its text><file_sep>target.py\\n<its text>
+
+The separator goes between files only; the caller's tokenizer encodes it as its special
+token, and a text that spells ``<file_sep>`` itself cannot forge it (issue 5).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+Graph = Mapping[str, Sequence[str]]
+"""``path -> the paths it imports`` (paths missing from the mapping import nothing)."""
+
+FILE_SEP = "<file_sep>"
+"""The separator between the files of a context document (a special token of the
+tokenizer, issue 5)."""
+
+
+def closure(target: str, graph: Graph) -> set[str]:
+    """The files ``target`` depends on transitively, without ``target`` itself (even where
+    it sits on a cycle through them)."""
+    seen: set[str] = set()
+    stack = [target]
+    while stack:
+        for dep in graph.get(stack.pop(), ()):
+            if dep != target and dep not in seen:
+                seen.add(dep)
+                stack.append(dep)
+    return seen
+
+
+def order(target: str, graph: Graph) -> list[str]:
+    """The dependency closure of ``target`` in dependency order, then ``target`` last.
+
+    Each step places, among the files not yet placed, the one with the fewest dependencies
+    not yet placed (zero while the graph has no cycle: a file comes after everything it
+    depends on); ties go to the fewest dependents within the closure, then the path. A cycle
+    leaves no file with zero, so the step takes the one nearest to ready, which breaks the
+    cycle the same way every time. Self-imports and imports of ``target`` are ignored.
+    O((V + E) log V) over the closure."""
+    files = closure(target, graph)
+    deps = {f: {d for d in graph.get(f, ()) if d in files and d != f} for f in files}
+    users: dict[str, list[str]] = defaultdict(list)
+    for f, ds in deps.items():
+        for d in ds:
+            users[d].append(f)
+    pending = {f: len(ds) for f, ds in deps.items()}
+    heap = [(pending[f], len(users[f]), f) for f in files]
+    heapq.heapify(heap)
+    placed: list[str] = []
+    done: set[str] = set()
+    while heap:
+        count, _, f = heapq.heappop(heap)
+        if f in done or count != pending[f]:
+            continue  # placed already, or an outdated entry
+        done.add(f)
+        placed.append(f)
+        for user in users[f]:
+            if user not in done:
+                pending[user] -= 1
+                heapq.heappush(heap, (pending[user], len(users[user]), user))
+    placed.append(target)
+    return placed
+
+
+def piece(path: str, text: str) -> str:
+    """One file's part of a context document: its path line, then its text."""
+    return f"{path}\n{text}"
+
+
+def context_document(target: str, graph: Graph, texts: Mapping[str, str], budget: int,
+                     size: Callable[[str], int] = len,
+                     sep: str = FILE_SEP) -> tuple[str, list[str]] | None:
+    """``target``'s context document and the paths it holds (in its order), or None where
+    ``target`` depends on no file of ``texts``.
+
+    The files of :func:`order` that ``texts`` holds, each as :func:`piece`, joined by
+    ``sep``, such that ``size(document) <= budget``: ``target`` is kept whole where it fits
+    (else its start alone: the longest prefix that fits), then its dependencies from the
+    nearest (last in the order) back, stopping at the first that does not fit, so the
+    farthest are dropped first. ``size`` measures text (``len`` by default; a tokenizer's
+    token count for a window), summed over the pieces and checked on the whole."""
+    if target not in texts:
+        return None
+    deps = [p for p in order(target, graph)[:-1] if p in texts]
+    if not deps:
+        return None
+    last = piece(target, texts[target])
+    if size(last) > budget:
+        return _prefix(last, budget, size), [target]
+    kept = [last]
+    used = size(last)
+    for path in reversed(deps):
+        cost = size(piece(path, texts[path]) + sep)
+        if used + cost > budget:
+            break
+        kept.append(piece(path, texts[path]))
+        used += cost
+    paths = deps[len(deps) - len(kept) + 1:] + [target]
+    document = sep.join(reversed(kept))
+    while size(document) > budget and len(kept) > 1:  # a size that is not additive
+        kept.pop()
+        paths.pop(0)
+        document = sep.join(reversed(kept))
+    return document, paths
+
+
+def _prefix(text: str, budget: int, size: Callable[[str], int]) -> str:
+    """The longest prefix of ``text`` whose size is at most ``budget`` (binary search:
+    size grows with length)."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if size(text[:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def reverse(graph: Graph) -> dict[str, set[str]]:
+    """``path -> the files that import it``."""
+    users: dict[str, set[str]] = defaultdict(set)
+    for path, deps in graph.items():
+        for dep in deps:
+            if dep != path:
+                users[dep].add(path)
+    return dict(users)
+
+
+def dependents(changed: Collection[str], graph: Graph,
+               users: Mapping[str, Collection[str]] | None = None) -> set[str]:
+    """The targets whose context documents include any of ``changed``: every file that
+    depends on one of them transitively, and the changed files themselves, where they have
+    a document (depend on some file). A superset where documents are cut to a budget (a
+    far dependency may have been dropped from a document; the caller may rebuild it and
+    find it unchanged). ``users`` is :func:`reverse` of ``graph``, where the caller keeps
+    it."""
+    users = reverse(graph) if users is None else users
+    seen = set(changed)
+    stack = list(changed)
+    while stack:
+        for user in users.get(stack.pop(), ()):
+            if user not in seen:
+                seen.add(user)
+                stack.append(user)
+    return {p for p in seen if any(d != p for d in graph.get(p, ()))}
+
+
+def changed_edges(old: Graph, new: Graph) -> set[str]:
+    """The files whose imports differ between two graphs (added, removed or rewired): with
+    the changed files themselves, what :func:`dependents` takes after a commit."""
+    return {p for p in old.keys() | new.keys()
+            if list(old.get(p, ())) != list(new.get(p, ()))}
+
+
+def with_edges(graph: Graph, path: str, deps: Iterable[str] | None) -> dict[str, list[str]]:
+    """A copy of ``graph`` where ``path`` imports ``deps`` (None: ``path`` is gone)."""
+    updated = {p: list(ds) for p, ds in graph.items()}
+    if deps is None:
+        updated.pop(path, None)
+    else:
+        updated[path] = [d for d in dict.fromkeys(deps) if d != path]
+    return updated
