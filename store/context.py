@@ -51,20 +51,23 @@ def closure(target: str, graph: Graph) -> set[str]:
 def order(target: str, graph: Graph) -> list[str]:
     """The dependency closure of ``target`` in dependency order, then ``target`` last.
 
-    Each step places, among the files not yet placed, the one with the fewest dependencies
-    not yet placed (zero while the graph has no cycle: a file comes after everything it
-    depends on); ties go to the fewest dependents within the closure, then the path. A cycle
-    leaves no file with zero, so the step takes the one nearest to ready, which breaks the
-    cycle the same way every time. Self-imports and imports of ``target`` are ignored.
-    O((V + E) log V) over the closure."""
+    Each step places, among the files whose dependencies outside their own cycles are all
+    placed, the one with the fewest dependencies not yet placed (zero while it sits on no
+    cycle: a file comes after everything it depends on); ties go to the fewest dependents
+    within the closure, then the path. Where every candidate sits on a cycle, the step takes
+    the one nearest to ready, which breaks the cycle the same way every time, and a file
+    still comes after every dependency no cycle joins it to. Self-imports and imports of
+    ``target`` are ignored. O((V + E) log V) over the closure."""
     files = closure(target, graph)
     deps = {f: {d for d in graph.get(f, ()) if d in files and d != f} for f in files}
     users: dict[str, list[str]] = defaultdict(list)
-    for f, ds in deps.items():
-        for d in ds:
+    for f in sorted(files):
+        for d in deps[f]:
             users[d].append(f)
+    component = _components(deps)
     pending = {f: len(ds) for f, ds in deps.items()}
-    heap = [(pending[f], len(users[f]), f) for f in files]
+    outside = {f: sum(component[d] != component[f] for d in ds) for f, ds in deps.items()}
+    heap = [(pending[f], len(users[f]), f) for f in files if not outside[f]]
     heapq.heapify(heap)
     placed: list[str] = []
     done: set[str] = set()
@@ -77,9 +80,54 @@ def order(target: str, graph: Graph) -> list[str]:
         for user in users[f]:
             if user not in done:
                 pending[user] -= 1
-                heapq.heappush(heap, (pending[user], len(users[user]), user))
+                outside[user] -= component[user] != component[f]
+                if not outside[user]:
+                    heapq.heappush(heap, (pending[user], len(users[user]), user))
     placed.append(target)
     return placed
+
+
+def _components(deps: Mapping[str, Collection[str]]) -> dict[str, int]:
+    """File -> its strongly connected component's number (Tarjan's algorithm, iterative:
+    a 10,000-file cycle must not reach Python's recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    component: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    count = 0
+    for root in sorted(deps):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(deps[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            step = next(edges, None)
+            if step is not None:
+                if step not in index:
+                    index[step] = low[step] = len(index)
+                    stack.append(step)
+                    on_stack.add(step)
+                    work.append((step, iter(sorted(deps[step]))))
+                elif step in on_stack:
+                    low[node] = min(low[node], index[step])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = count
+                    if member == node:
+                        break
+                count += 1
+    return component
 
 
 def piece(path: str, text: str) -> str:
