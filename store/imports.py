@@ -83,11 +83,26 @@ def imports_of(path: str, text: str, language: str,
     if tree is None:
         return []
     found: list[Import] = []
-    for node in _nodes(tree, language):
-        if time.perf_counter() > deadline:
-            return []
-        found.extend(reader(node))
+    try:
+        for node in _nodes(tree, language):
+            if time.perf_counter() > deadline:
+                return []
+            found.extend(reader(node))
+    except RecursionError:  # a use tree nested thousands deep: code no one would write
+        return []
     return list(dict.fromkeys(found))
+
+
+def to_records(imports: Sequence[Import]) -> list[list]:
+    """``imports`` as plain lists, for the store's msgpack (:func:`from_records` reads
+    them back)."""
+    return [[i.kind, i.target, list(i.names), i.level, list(i.scope), i.path] for i in imports]
+
+
+def from_records(records: Sequence[Sequence]) -> list[Import]:
+    """The imports :func:`to_records` wrote."""
+    return [Import(kind, target, tuple(names), level, tuple(scope), path)
+            for kind, target, names, level, scope, path in records]
 
 
 def resolve(path: str, imports: Sequence[Import], files: Collection[str],

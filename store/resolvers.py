@@ -10,7 +10,8 @@ wins (most leading directories in common, then the shorter path, then the path).
   ``..`` one package up. An absolute ``a.b`` is looked for under the importing file's own
   root (the first directory above it that is not a package, so scripts and test folders find
   their siblings), the repository root, ``src/`` and ``lib/``, then any root where ``a`` is a
-  package (``a/__init__.py``). A module is ``a/b.py`` (or ``.pyi``) or ``a/b/__init__.py``;
+  package (``a/__init__.py``). A module is ``a/b.py`` or ``a/b/__init__.py`` (their ``.pyi``
+  stubs where there is no ``.py``, and first for a stub);
   the longest prefix of the dotted name that is one counts (``import a.b.c`` where ``c`` is a
   function of ``a/b.py``). In ``from m import x, y`` each name that is a submodule
   (``m/x.py``) counts, and ``m`` itself where some name is not one (or for ``*``).
@@ -141,17 +142,19 @@ class Resolver:
 
     # ---- Python ----
 
-    def _py_module(self, root: str, parts: Sequence[str]) -> str | None:
+    def _py_module(self, root: str, parts: Sequence[str], stub: bool) -> str | None:
+        """The file of module ``parts`` under ``root`` (its stub first, for a stub)."""
         base = _join(root, *parts)
-        for candidate in (base + ".py", base + ".pyi", base + "/__init__.py",
-                          base + "/__init__.pyi"):
+        extensions = (".pyi", ".py") if stub else (".py", ".pyi")
+        for candidate in ([base + e for e in extensions]
+                          + [base + "/__init__" + e for e in extensions]):
             if candidate in self.files:
                 return candidate
         return None
 
-    def _py_longest(self, root: str, parts: Sequence[str]) -> str | None:
+    def _py_longest(self, root: str, parts: Sequence[str], stub: bool) -> str | None:
         for end in range(len(parts), 0, -1):
-            found = self._py_module(root, parts[:end])
+            found = self._py_module(root, parts[:end], stub)
             if found is not None:
                 return found
         return None
@@ -182,18 +185,20 @@ class Resolver:
         ordered = [self._py_own_root(path), *_PY_ROOTS, *self._py_package_roots.get(top, ())]
         return list(dict.fromkeys(ordered))
 
-    def _py_from(self, root: str, parts: Sequence[str], names: Sequence[str]) -> list[str]:
+    def _py_from(self, root: str, parts: Sequence[str], names: Sequence[str],
+                 stub: bool) -> list[str]:
         """``from <parts> import <names>`` under ``root``."""
         found = []
         whole = True  # every name is a submodule
         for name in names:
-            submodule = self._py_module(root, [*parts, *name.split(".")])
+            submodule = self._py_module(root, [*parts, *name.split(".")], stub)
             if submodule is None:
                 whole = False
             else:
                 found.append(submodule)
         if not whole or not names:
-            module = self._py_longest(root, parts) if parts else self._py_module(root, [])
+            module = (self._py_longest(root, parts, stub) if parts
+                      else self._py_module(root, [], stub))
             if module is not None:
                 found.insert(0, module)
         return found
@@ -202,13 +207,14 @@ class Resolver:
         parts = [p for p in imp.target.split(".") if p]
         if not parts:
             return []
+        stub = path.endswith(".pyi")
         for root in self._py_roots(path, parts[0]):
             if imp.kind == "module":
-                found = self._py_longest(root, parts)
+                found = self._py_longest(root, parts, stub)
                 if found is not None:
                     return [found]
             else:
-                found_all = self._py_from(root, parts, imp.names)
+                found_all = self._py_from(root, parts, imp.names, stub)
                 if found_all:
                     return found_all
         return []
@@ -220,7 +226,7 @@ class Resolver:
                 return []  # above the repository
             base = _dir(base)
         parts = [p for p in imp.target.split(".") if p]
-        return self._py_from(base, parts, imp.names)
+        return self._py_from(base, parts, imp.names, path.endswith(".pyi"))
 
     # ---- Rust ----
 

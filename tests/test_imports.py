@@ -11,7 +11,15 @@ import pytest
 
 from helpers import CORPUS, GitRepo
 from repofeed.daemon.history import text_of
-from repofeed.store.imports import Import, import_graph, imports_of, resolve
+from repofeed.store import schema
+from repofeed.store.imports import (
+    Import,
+    from_records,
+    import_graph,
+    imports_of,
+    resolve,
+    to_records,
+)
 from repofeed.store.resolvers import Resolver
 
 # ---- what the source names -----------------------------------------------------------------
@@ -143,6 +151,15 @@ def test_rust_resolution_of_mod_files_crate_self_super_and_workspace_crates():
         "tests/testenv/mod.rs"]
 
 
+def test_python_stubs_resolve_to_stubs_and_modules_to_modules():
+    files = {"pkg/__init__.py": "", "pkg/__init__.pyi": "from .core import f\n",
+             "pkg/core.py": "", "pkg/core.pyi": "", "pkg/native.pyi": "",
+             "main.py": "from pkg import core, native\n"}
+    graph = import_graph(files)
+    assert graph["pkg/__init__.pyi"] == ["pkg/core.pyi"]
+    assert graph["main.py"] == ["pkg/core.py", "pkg/native.pyi"]  # a stub-only module
+
+
 JAVASCRIPT = {
     "package.json": "{}\n",
     "src/index.ts": ("import {a} from './a';\nexport * from './util';\nexport {b} from './b.js';\n"
@@ -240,6 +257,13 @@ def test_c_resolution_relative_then_include_roots_then_include_directories():
     assert graph["src/internal.h"] == ["include/lib/api.h"]
     assert graph["tests/test_api.c"] == ["third_party/unity/src/unity.h", "src/internal.h"]
     assert graph["src/widget.cpp"] == ["src/widget.hpp"]
+
+
+def test_imports_round_trip_through_plain_records():
+    imports = imports_of("src/lib.rs", RUST["src/lib.rs"], "rust") + imports_of(
+        "m.py", "from ..a import b, c\n", "python")
+    assert from_records(to_records(imports)) == imports
+    assert schema.unpack(schema.pack(to_records(imports))) == to_records(imports)
 
 
 def test_resolution_keeps_first_mention_order_dedups_and_never_names_the_file_itself():
