@@ -79,7 +79,8 @@ def imports_of(path: str, text: str, language: str,
     if reader is None:
         return []
     deadline = time.perf_counter() + timeout_s
-    tree = parsing.parse(_encode(text), language, timeout_s)
+    source = _encode(text)
+    tree = parsing.parse(source, language, timeout_s)
     if tree is None:
         return []
     found: list[Import] = []
@@ -87,7 +88,7 @@ def imports_of(path: str, text: str, language: str,
         for node in _nodes(tree, language):
             if time.perf_counter() > deadline:
                 return []
-            found.extend(reader(node))
+            found.extend(reader(source, node))
     except RecursionError:  # a use tree nested thousands deep: code no one would write
         return []
     return list(dict.fromkeys(found))
@@ -168,20 +169,22 @@ def _encode(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
-def _text(node: tree_sitter.Node | None) -> str:
-    if node is None or node.text is None:
+def _text(src: bytes, node: tree_sitter.Node | None) -> str:
+    """The source of ``node`` (sliced from ``src``: ``node.text`` of a tree parsed through a
+    read callback reads through it again, 64 KiB a call)."""
+    if node is None:
         return ""
-    return node.text.decode("utf-8", "surrogateescape")
+    return src[node.start_byte:node.end_byte].decode("utf-8", "surrogateescape")
 
 
-def _string(node: tree_sitter.Node | None) -> str | None:
+def _string(src: bytes, node: tree_sitter.Node | None) -> str | None:
     """The content of a string literal node without interpolation, or None."""
     if node is None or node.type not in {"string", "template_string", "string_literal",
                                          "interpreted_string_literal", "raw_string_literal"}:
         return None
     if any(c.type in {"template_substitution", "escape_sequence"} for c in node.children):
         return None
-    raw = _text(node)
+    raw = _text(src, node)
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'`":
         return raw[1:-1]
     return None
@@ -189,19 +192,20 @@ def _string(node: tree_sitter.Node | None) -> str | None:
 
 # ---- per language ------------------------------------------------------------------------
 
-def _python(node: tree_sitter.Node) -> list[Import]:
+def _python(src: bytes, node: tree_sitter.Node) -> list[Import]:
     if node.type == "import_statement":
-        return [Import("module", _text(_dotted(name)))
+        return [Import("module", _text(src, _dotted(name)))
                 for name in node.children_by_field_name("name")]
     module = node.child_by_field_name("module_name")
     if module is None:
         return []
-    names = tuple(_text(_dotted(name)) for name in node.children_by_field_name("name"))
+    names = tuple(_text(src, _dotted(name)) for name in node.children_by_field_name("name"))
     if module.type == "relative_import":
         prefix = next((c for c in module.children if c.type == "import_prefix"), None)
         dotted = next((c for c in module.children if c.type == "dotted_name"), None)
-        return [Import("relative", _text(dotted), names, level=len(_text(prefix).strip()))]
-    return [Import("from", _text(module), names)]
+        level = len(_text(src, prefix).strip())
+        return [Import("relative", _text(src, dotted), names, level=level)]
+    return [Import("from", _text(src, module), names)]
 
 
 def _dotted(node: tree_sitter.Node) -> tree_sitter.Node:
@@ -211,73 +215,74 @@ def _dotted(node: tree_sitter.Node) -> tree_sitter.Node:
     return node
 
 
-def _rust(node: tree_sitter.Node) -> list[Import]:
-    scope = _rust_scope(node)
+def _rust(src: bytes, node: tree_sitter.Node) -> list[Import]:
+    scope = _rust_scope(src, node)
     if node.type == "mod_item":
         if node.child_by_field_name("body") is not None:
             return []  # an inline module: its items are read on their own
-        return [Import("mod", _text(node.child_by_field_name("name")), scope=scope,
-                       path=_rust_path_attribute(node))]
+        return [Import("mod", _text(src, node.child_by_field_name("name")), scope=scope,
+                       path=_rust_path_attribute(src, node))]
     argument = node.child_by_field_name("argument")
     if argument is None:
         return []
     return [Import("use", "::".join(segments), scope=scope)
-            for segments in _use_paths(argument, ())]
+            for segments in _use_paths(src, argument, ())]
 
 
-def _rust_scope(node: tree_sitter.Node) -> tuple[str, ...]:
+def _rust_scope(src: bytes, node: tree_sitter.Node) -> tuple[str, ...]:
     """The inline modules around ``node``, outermost first."""
     names = []
     parent = node.parent
     while parent is not None:
         if parent.type == "mod_item":
-            names.append(_text(parent.child_by_field_name("name")))
+            names.append(_text(src, parent.child_by_field_name("name")))
         parent = parent.parent
     return tuple(reversed(names))
 
 
-def _rust_path_attribute(node: tree_sitter.Node) -> str:
+def _rust_path_attribute(src: bytes, node: tree_sitter.Node) -> str:
     """The value of a ``#[path = "x.rs"]`` attribute on a ``mod`` item, or ``""``."""
     sibling = node.prev_named_sibling
     while sibling is not None and sibling.type == "attribute_item":
         attribute = next((c for c in sibling.named_children if c.type == "attribute"), None)
-        if attribute is not None and _text(attribute.named_children[0]) == "path":
-            value = _string(attribute.child_by_field_name("value"))
+        if attribute is not None and _text(src, attribute.named_children[0]) == "path":
+            value = _string(src, attribute.child_by_field_name("value"))
             if value:
                 return value
         sibling = sibling.prev_named_sibling
     return ""
 
 
-def _use_paths(node: tree_sitter.Node, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+def _use_paths(src: bytes, node: tree_sitter.Node,
+               prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
     """The paths of a use tree's leaves (``a::{b, c::D}`` -> ``a::b``, ``a::c::D``);
     ``self`` in a list is the list's own path, a wildcard's path is the module it opens."""
     kind = node.type
     if kind == "use_as_clause":
         inner = node.child_by_field_name("path")
-        return _use_paths(inner, prefix) if inner is not None else []
+        return _use_paths(src, inner, prefix) if inner is not None else []
     if kind == "use_wildcard":
         inner = next(iter(node.named_children), None)
-        return _use_paths(inner, prefix) if inner is not None else [prefix]
+        return _use_paths(src, inner, prefix) if inner is not None else [prefix]
     if kind == "scoped_use_list":
         inner = node.child_by_field_name("path")
-        head = prefix + (_segments(inner) if inner is not None else ())
+        head = prefix + (_segments(src, inner) if inner is not None else ())
         listed = node.child_by_field_name("list")
-        return _use_paths(listed, head) if listed is not None else []
+        return _use_paths(src, listed, head) if listed is not None else []
     if kind == "use_list":
-        return [p for child in node.named_children for p in _use_paths(child, prefix)]
+        return [p for child in node.named_children for p in _use_paths(src, child, prefix)]
     if kind == "self" and prefix:
         return [prefix]
     if kind in {"identifier", "scoped_identifier", "self", "super", "crate"}:
-        return [prefix + _segments(node)]
+        return [prefix + _segments(src, node)]
     return []
 
 
-def _segments(node: tree_sitter.Node) -> tuple[str, ...]:
-    return tuple(part.strip() for part in _text(node).split("::"))
+def _segments(src: bytes, node: tree_sitter.Node) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _text(src, node).split("::"))
 
 
-def _javascript(node: tree_sitter.Node) -> list[Import]:
+def _javascript(src: bytes, node: tree_sitter.Node) -> list[Import]:
     if node.type == "call_expression":
         function = node.child_by_field_name("function")
         arguments = node.child_by_field_name("arguments")
@@ -285,32 +290,32 @@ def _javascript(node: tree_sitter.Node) -> list[Import]:
             return []
         if function.type == "import":
             kind = "dynamic"
-        elif function.type == "identifier" and _text(function) == "require":
+        elif function.type == "identifier" and _text(src, function) == "require":
             kind = "require"
         else:
             return []
-        spec = _string(arguments.named_children[0])
+        spec = _string(src, arguments.named_children[0])
         return [Import(kind, spec)] if spec else []
     source = node.child_by_field_name("source")
     if source is None:  # `import x = require("y")` holds it one level down
         clause = next((c for c in node.named_children if c.type == "import_require_clause"),
                       None)
         source = clause.child_by_field_name("source") if clause is not None else None
-    spec = _string(source)
+    spec = _string(src, source)
     return [Import("import", spec)] if spec else []
 
 
-def _go(node: tree_sitter.Node) -> list[Import]:
-    spec = _string(node.child_by_field_name("path"))
+def _go(src: bytes, node: tree_sitter.Node) -> list[Import]:
+    spec = _string(src, node.child_by_field_name("path"))
     return [Import("package", spec)] if spec else []
 
 
-def _java(node: tree_sitter.Node) -> list[Import]:
+def _java(src: bytes, node: tree_sitter.Node) -> list[Import]:
     name = next((c for c in node.named_children
                  if c.type in {"scoped_identifier", "identifier"}), None)
     if name is None:
         return []
-    target = "".join(_text(name).split())
+    target = "".join(_text(src, name).split())
     if any(c.type == "static" for c in node.children):
         return [Import("static", target)]
     if any(c.type == "asterisk" for c in node.children):
@@ -318,18 +323,18 @@ def _java(node: tree_sitter.Node) -> list[Import]:
     return [Import("class", target)]
 
 
-def _c(node: tree_sitter.Node) -> list[Import]:
+def _c(src: bytes, node: tree_sitter.Node) -> list[Import]:
     spec = node.child_by_field_name("path")
     if spec is None:
         return []
     if spec.type == "system_lib_string":
-        inner = _text(spec).strip()
+        inner = _text(src, spec).strip()
         return [Import("system", inner[1:-1].strip())] if len(inner) > 2 else []
-    inner = _string(spec)
+    inner = _string(src, spec)
     return [Import("include", inner)] if inner else []
 
 
-_READERS: dict[str, Callable[[tree_sitter.Node], list[Import]]] = {
+_READERS: dict[str, Callable[[bytes, tree_sitter.Node], list[Import]]] = {
     "python": _python, "rust": _rust, "javascript": _javascript, "typescript": _javascript,
     "tsx": _javascript, "go": _go, "java": _java, "c": _c, "cpp": _c,
 }

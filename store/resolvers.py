@@ -252,6 +252,10 @@ class Resolver:
         return _join(base, *scope)
 
     def _rust_crate_dir(self, path: str) -> str | None:
+        """The directory of the root of ``path``'s crate (a crate root's own directory:
+        ``src/bin/tool.rs``'s ``crate::`` is ``src/bin/``)."""
+        if self._rust_is_crate_root(path):
+            return _dir(path)
         directory = _dir(path)
         while True:
             if (_join(directory, "lib.rs") in self.files

@@ -131,6 +131,8 @@ RUST = {
     "src/generated/out.rs": "",
     "tests/integration.rs": "mod testenv;\nuse my_tool::cli::Opts;\nuse tempfile::TempDir;\n",
     "tests/testenv/mod.rs": "",
+    "src/bin/tool.rs": "mod helpers;\nuse crate::helpers::X;\nuse my_tool::walk;\n",
+    "src/bin/helpers.rs": "",
 }
 
 
@@ -144,6 +146,7 @@ def test_rust_resolution_of_mod_files_crate_self_super_and_workspace_crates():
     assert graph["src/fmt/mod.rs"] == ["src/fmt/template.rs"]
     assert graph["src/fmt/template.rs"] == ["src/fmt/mod.rs"]  # super::Formatter
     assert graph["tests/integration.rs"] == ["tests/testenv/mod.rs", "src/cli.rs"]
+    assert graph["src/bin/tool.rs"] == ["src/bin/helpers.rs", "src/walk.rs"]  # its own crate
     # Without Cargo.toml's text, the crate's name is unknown: only the module resolves.
     resolver = Resolver(RUST)
     path = "tests/integration.rs"
