@@ -11,7 +11,8 @@ The graph is a mapping ``path -> the paths it imports`` (what
   sit nearest the target, where a cut keeps them.
 - :func:`context_document`: those files as text, each as its path line and its content,
   joined by ``<file_sep>``, cut to a budget from the far end.
-- :func:`dependents`: the targets whose documents a change to some files touches.
+- :func:`dependents`: the targets whose documents a change to some files touches
+  (:func:`affected`: those of a commit, from the graphs before and after it).
 
 Layout of a document (:func:`piece` makes one file's part)::
 
@@ -219,6 +220,17 @@ def changed_edges(old: Graph, new: Graph) -> set[str]:
     the changed files themselves, what :func:`dependents` takes after a commit."""
     return {p for p in old.keys() | new.keys()
             if list(old.get(p, ())) != list(new.get(p, ()))}
+
+
+def affected(changed: Collection[str], old: Graph, new: Graph) -> set[str]:
+    """The targets whose context documents may differ between the snapshot of ``old`` and
+    that of ``new`` (graphs before and after a commit), where ``changed`` are the files the
+    commit added, modified or deleted: the :func:`dependents` in either graph of those files
+    and of the files whose imports resolve differently (an import that now finds an added
+    file, or lost a deleted one). A target only ``old`` has is in it (its document is to be
+    dropped); everything outside it keeps its document as it was."""
+    touched = set(changed) | changed_edges(old, new)
+    return dependents(touched, old) | dependents(touched, new)
 
 
 def with_edges(graph: Graph, path: str, deps: Iterable[str] | None) -> dict[str, list[str]]:

@@ -64,7 +64,7 @@ _JS_COMPILED = {".js": (".ts", ".tsx"), ".jsx": (".tsx",), ".mjs": (".mts",),
 _C_ROOTS = ("", "include", "src")
 _PY_ROOTS = ("", "src", "lib")
 _RUST_MOD_FILES = frozenset({"mod.rs", "lib.rs", "main.rs"})
-_RUST_ROOT_DIRS = frozenset({"bin", "tests", "examples", "benches"})
+_RUST_ROOT_DIRS = frozenset({"tests", "examples", "benches"})
 _GO_MODULE = re.compile(r"^\s*module\s+\"?([^\s\"/]+[^\s\"]*)\"?", re.MULTILINE)
 _CARGO_SECTION = re.compile(r"^\s*\[([^\]]+)\]", re.MULTILINE)
 _CARGO_NAME = re.compile(r"^\s*name\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
@@ -237,10 +237,16 @@ class Resolver:
         return None
 
     def _rust_is_crate_root(self, path: str) -> bool:
-        name = posixpath.basename(path)
-        parent = posixpath.basename(_dir(path))
-        return (name in {"lib.rs", "main.rs", "build.rs"} or parent in _RUST_ROOT_DIRS
-                or (_dir(path) == "" and path.endswith(".rs")))
+        """Is ``path`` the root file of a crate: ``lib.rs``, ``main.rs``, ``build.rs``, a
+        file of ``src/bin/``, or of ``tests/``, ``examples/``, ``benches/`` beside a
+        ``Cargo.toml``?"""
+        if posixpath.basename(path) in {"lib.rs", "main.rs", "build.rs"}:
+            return True
+        directory = _dir(path)
+        parent, above = posixpath.basename(directory), _dir(directory)
+        if parent == "bin":
+            return posixpath.basename(above) == "src"
+        return parent in _RUST_ROOT_DIRS and _join(above, "Cargo.toml") in self.files
 
     def _rust_children(self, path: str, scope: Sequence[str]) -> str:
         """The directory holding the files of the modules ``path`` (inside ``scope``)
@@ -274,8 +280,8 @@ class Resolver:
         return None
 
     def _rust_walk(self, directory: str, segments: Sequence[str]) -> str | None:
-        """The deepest module file ``segments`` reach from ``directory``, else the module
-        file of ``directory`` itself."""
+        """The deepest module file ``segments`` reach from ``directory`` (None where the
+        first is no module)."""
         found = None
         for segment in segments:
             module = self._rust_module(directory, segment)

@@ -13,6 +13,7 @@ from helpers import CORPUS
 from repofeed.daemon.history import text_of
 from repofeed.store.context import (
     FILE_SEP,
+    affected,
     changed_edges,
     closure,
     context_document,
@@ -193,6 +194,25 @@ def test_graph_updates_and_the_files_whose_edges_changed():
     assert changed_edges(old, new) == {"b"}
     assert changed_edges(new, with_edges(new, "c", None)) == {"c"}
     assert dependents(changed_edges(old, new), new) == {"a", "b", "c"}
+
+
+def test_a_commit_affects_the_documents_of_its_files_and_of_imports_it_rewired():
+    texts = {"app.py": "import util\nimport plugin\n", "util.py": "import base\n",
+             "base.py": "", "other.py": "import base\n", "lone.py": "import os\n",
+             "cli.py": "import app\n"}
+    old = import_graph(texts)
+    assert old["app.py"] == ["util.py"]  # plugin.py does not exist yet
+    # The commit edits base.py and adds plugin.py, which app.py's import now finds.
+    after = {**texts, "base.py": "X = 1\n", "plugin.py": ""}
+    new = import_graph(after)
+    touched = affected({"base.py", "plugin.py"}, old, new)
+    assert touched == {"app.py", "util.py", "other.py", "cli.py"}
+    before = {t: context_document(t, old, texts, 10**6) for t in old}
+    now = {t: context_document(t, new, after, 10**6) for t in new}
+    assert {t for t in before.keys() | now.keys() if before.get(t) != now.get(t)} == touched
+    # Deleting util.py: its importers lose an edge, util.py's own document goes.
+    gone = {k: v for k, v in texts.items() if k != "util.py"}
+    assert affected({"util.py"}, old, import_graph(gone)) == {"app.py", "util.py", "cli.py"}
 
 
 # ---- a real history ------------------------------------------------------------------------

@@ -133,6 +133,10 @@ RUST = {
     "tests/testenv/mod.rs": "",
     "src/bin/tool.rs": "mod helpers;\nuse crate::helpers::X;\nuse my_tool::walk;\n",
     "src/bin/helpers.rs": "",
+    "src/parse/mod.rs": "#[cfg(test)]\nmod tests;\n",
+    "src/parse/tests/mod.rs": "mod cases;\n",  # a module named tests, not a test crate
+    "src/parse/tests/cases.rs": "mod data;\nuse crate::cli;\n",
+    "src/parse/tests/cases/data.rs": "",
 }
 
 
@@ -147,6 +151,7 @@ def test_rust_resolution_of_mod_files_crate_self_super_and_workspace_crates():
     assert graph["src/fmt/template.rs"] == ["src/fmt/mod.rs"]  # super::Formatter
     assert graph["tests/integration.rs"] == ["tests/testenv/mod.rs", "src/cli.rs"]
     assert graph["src/bin/tool.rs"] == ["src/bin/helpers.rs", "src/walk.rs"]  # its own crate
+    assert graph["src/parse/tests/cases.rs"] == ["src/parse/tests/cases/data.rs", "src/cli.rs"]
     # Without Cargo.toml's text, the crate's name is unknown: only the module resolves.
     resolver = Resolver(RUST)
     path = "tests/integration.rs"
