@@ -7,7 +7,7 @@ The graph is a mapping ``path -> the paths it imports`` (what
 - :func:`order`: the files a target depends on, transitively, in an order where each comes
   after the files it depends on, then the target. This is DeepSeek-Coder's ordering
   (repeatedly take the file with the fewest dependencies not yet placed; see ANCHORS.md),
-  with ties broken by the fewest dependents first, so the files the others lean on most
+  with ties broken by the smallest in-degree first, so the files the others lean on most
   sit nearest the target, where a cut keeps them.
 - :func:`context_document`: those files as text, each as its path line and its content,
   joined by ``<file_sep>``, cut to a budget from the far end.
@@ -54,8 +54,10 @@ def order(target: str, graph: Graph) -> list[str]:
 
     Each step places, among the files whose dependencies outside their own cycles are all
     placed, the one with the fewest dependencies not yet placed (zero while it sits on no
-    cycle: a file comes after everything it depends on); ties go to the fewest dependents
-    within the closure, then the path. Where every candidate sits on a cycle, the step takes
+    cycle: a file comes after everything it depends on); ties go to the smallest in-degree
+    (the fewest files of the closure or ``target`` importing it, so the files most leaned on,
+    the target's own imports among them, sit nearest the target, where a cut to a budget
+    keeps them), then the path. Where every candidate sits on a cycle, the step takes
     the one nearest to ready, which breaks the cycle the same way every time, and a file
     still comes after every dependency no cycle joins it to. Self-imports and imports of
     ``target`` are ignored. O((V + E) log V) over the closure."""
@@ -65,10 +67,13 @@ def order(target: str, graph: Graph) -> list[str]:
     for f in sorted(files):
         for d in deps[f]:
             users[d].append(f)
+    indegree = {f: len(users[f]) for f in files}
+    for d in set(graph.get(target, ())) & files:
+        indegree[d] += 1
     component = _components(deps)
     pending = {f: len(ds) for f, ds in deps.items()}
     outside = {f: sum(component[d] != component[f] for d in ds) for f, ds in deps.items()}
-    heap = [(pending[f], len(users[f]), f) for f in files if not outside[f]]
+    heap = [(pending[f], indegree[f], f) for f in files if not outside[f]]
     heapq.heapify(heap)
     placed: list[str] = []
     done: set[str] = set()
@@ -83,7 +88,7 @@ def order(target: str, graph: Graph) -> list[str]:
                 pending[user] -= 1
                 outside[user] -= component[user] != component[f]
                 if not outside[user]:
-                    heapq.heappush(heap, (pending[user], len(users[user]), user))
+                    heapq.heappush(heap, (pending[user], indegree[user], user))
     placed.append(target)
     return placed
 

@@ -40,11 +40,15 @@ def test_a_diamond_places_the_shared_base_once_before_both_sides():
     assert order("top", graph) == ["base", "left", "right", "top"]
 
 
-def test_ties_go_to_the_fewest_dependents_then_the_path():
+def test_ties_go_to_the_smallest_in_degree_then_the_path():
     # Ready at once: a_popular (imported by target, x and y) and z_lonely (by target only).
     graph = {"target": ["x", "y", "z_lonely", "a_popular"],
              "x": ["a_popular"], "y": ["a_popular"]}
     assert order("target", graph) == ["z_lonely", "a_popular", "x", "y", "target"]
+    # The target's own imports count: b_direct (imported by the target) ties with a_other
+    # (imported by p), so the path decides; not counted, b_direct would come first.
+    graph = {"target": ["p", "b_direct"], "p": ["a_other"]}
+    assert order("target", graph) == ["a_other", "b_direct", "p", "target"]
 
 
 def test_order_is_deterministic_whatever_the_graph_s_order():
