@@ -203,7 +203,7 @@ def _python(src: bytes, node: tree_sitter.Node) -> list[Import]:
     if module.type == "relative_import":
         prefix = next((c for c in module.children if c.type == "import_prefix"), None)
         dotted = next((c for c in module.children if c.type == "dotted_name"), None)
-        level = len(_text(src, prefix).strip())
+        level = _text(src, prefix).count(".")
         return [Import("relative", _text(src, dotted), names, level=level)]
     return [Import("from", _text(src, module), names)]
 
