@@ -25,10 +25,12 @@ wins (most leading directories in common, then the shorter path, then the path).
   each ``super::`` one module up, a first segment that is a child module of the current one
   (``mod cli; use cli::Opts;``) starts there, one that names a workspace crate (``name`` in
   a ``Cargo.toml`` under ``[package]``, where ``read`` is given) starts at its root.
-- **JavaScript, TypeScript**: only relative specifiers (``./``, ``../``): the path itself,
-  then with ``.ts .tsx .d.ts .js .jsx .mjs .cjs .mts .cts .json``, then ``/index`` with those;
-  ``./x.js`` also finds ``x.ts`` (TypeScript's ESM convention). Bare specifiers are
-  packages (external).
+- **JavaScript, TypeScript**: relative specifiers (``./``, ``../``): the path itself, then
+  with ``.ts .tsx .d.ts .js .jsx .mjs .cjs .mts .cts .json``, then ``/index`` with those;
+  ``./x.js`` also finds ``x.ts`` (TypeScript's ESM convention). A bare specifier goes
+  through the ``paths`` and ``baseUrl`` of the nearest ``tsconfig.json`` or
+  ``jsconfig.json`` above the file (where ``read`` is given; ``extends`` is not followed),
+  else it is a package (external).
 - **Go**: the module path comes from the ``go.mod`` nearest the repository root whose
   ``module`` line prefixes the import path (read through ``read``); the package is every
   ``.go`` file not ending in ``_test.go`` in the directory below it, or under ``vendor/``.
@@ -45,6 +47,7 @@ wins (most leading directories in common, then the shorter path, then the path).
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections import defaultdict
@@ -342,19 +345,70 @@ class Resolver:
 
     # ---- JavaScript, TypeScript ----
 
-    def javascript(self, path: str, imp: Import) -> list[str]:
-        spec = imp.target
-        if not (spec.startswith("./") or spec.startswith("../") or spec in {".", ".."}):
-            return []  # a package: external
-        base = _normal(_join(_dir(path), spec))
+    def _js_file(self, base: str | None, path: str) -> str | None:
+        """The file a specifier resolved to ``base`` names (extensions and index files
+        tried), never ``path`` itself."""
         if base is None:
-            return []
+            return None
         candidates = [base]
         stem, extension = posixpath.splitext(base)
         candidates += [stem + e for e in _JS_COMPILED.get(extension, ())]
         candidates += [base + e for e in _JS_EXTENSIONS]
         candidates += [_join(base, "index" + e) for e in _JS_EXTENSIONS]
-        return _listed(next((c for c in candidates if c in self.files and c != path), None))
+        return next((c for c in candidates if c in self.files and c != path), None)
+
+    @cached_property
+    def _ts_configs(self) -> dict[str, tuple[str, list[tuple[str, list[str]]]]]:
+        """Directory of a ``tsconfig.json`` or ``jsconfig.json`` -> (the directory its
+        ``paths`` are relative to, its ``paths``: (pattern, substitutions))."""
+        configs: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {}
+        if self.read is None:
+            return configs
+        for name in ("tsconfig.json", "jsconfig.json"):
+            for config in self.by_name.get(name, ()):
+                options = _jsonc(self.read(config) or "").get("compilerOptions")
+                if not isinstance(options, dict) or _dir(config) in configs:
+                    continue
+                base_url = options.get("baseUrl")
+                base = _normal(_join(_dir(config), base_url)) if isinstance(base_url, str) \
+                    else _dir(config)
+                paths = options.get("paths") if isinstance(options.get("paths"), dict) else {}
+                mapped = [(k, [t for t in v if isinstance(t, str)]) for k, v in paths.items()
+                          if isinstance(k, str) and isinstance(v, list)]
+                if base is not None and (mapped or isinstance(base_url, str)):
+                    configs[_dir(config)] = (base, mapped)
+        return configs
+
+    def _js_aliased(self, path: str, spec: str) -> str | None:
+        """A bare specifier through the nearest ``tsconfig.json``'s ``paths`` (a pattern
+        with at most one ``*``) and ``baseUrl``."""
+        directory: str | None = _dir(path)
+        while directory is not None and directory not in self._ts_configs:
+            directory = _dir(directory) if directory else None
+        if directory is None:
+            return None
+        base, paths = self._ts_configs[directory]
+        for pattern, substitutions in paths:
+            head, star, tail = pattern.partition("*")
+            if star and spec.startswith(head) and spec.endswith(tail) \
+                    and len(spec) >= len(head) + len(tail):
+                middle = spec[len(head):len(spec) - len(tail)]
+            elif not star and spec == pattern:
+                middle = ""
+            else:
+                continue
+            for substitution in substitutions:
+                found = self._js_file(_normal(_join(base, substitution.replace("*", middle))),
+                                      path)
+                if found is not None:
+                    return found
+        return self._js_file(_normal(_join(base, spec)), path)
+
+    def javascript(self, path: str, imp: Import) -> list[str]:
+        spec = imp.target
+        if spec.startswith("./") or spec.startswith("../") or spec in {".", ".."}:
+            return _listed(self._js_file(_normal(_join(_dir(path), spec)), path))
+        return _listed(self._js_aliased(path, spec))  # else a package: external
 
     # ---- Go ----
 
@@ -439,6 +493,23 @@ class Resolver:
 
 def _listed(path: str | None) -> list[str]:
     return [path] if path is not None else []
+
+
+_JSONC_NOISE = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/|,(\s*[}\]])', re.DOTALL)
+
+
+def _jsonc(text: str) -> dict:
+    """A ``tsconfig.json`` (JSON with comments and trailing commas), or ``{}`` where it does
+    not parse."""
+    def keep(m: re.Match) -> str:  # a string as it is, a trailing comma's bracket
+        return m.group(1) if m.group(1) is not None else (m.group(2) or "")
+
+    cleaned = _JSONC_NOISE.sub(keep, text)
+    try:
+        found = json.loads(cleaned)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _cargo_package_name(text: str) -> str | None:

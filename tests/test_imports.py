@@ -180,6 +180,12 @@ JAVASCRIPT = {
     "lib/c.js": "module.exports = require('./missing');\nrequire('lodash');\n",
     "lib/e.mjs": "import data from './data.json';\nimport c from './c.js';\n",
     "lib/data.json": "{}\n",
+    "tsconfig.json": ('{\n  "$schema": "https://json.schemastore.org/tsconfig", // a URL\n'
+                      '  /* aliases */\n  "compilerOptions": {\n    "baseUrl": ".",\n'
+                      '    "outDir": "",\n    "paths": {"@/*": ["gen/*", "src/*"], '
+                      '"~lib": ["lib/c.js"],},\n  },\n}\n'),
+    "app/page.tsx": ("import {a} from '@/a';\nimport c from '~lib';\n"
+                     "import u from 'src/util';\nimport r from 'react';\n"),
 }
 
 
@@ -190,6 +196,10 @@ def test_javascript_resolution_of_relative_specifiers_extensions_and_index_files
     assert graph["src/a.ts"] == ["lib/c.js", "src/d.tsx"]
     assert graph["lib/c.js"] == []  # a missing file and a package
     assert graph["lib/e.mjs"] == ["lib/data.json", "lib/c.js"]
+    # Bare specifiers through tsconfig.json's paths and baseUrl (comments, trailing commas).
+    assert graph["app/page.tsx"] == ["src/a.ts", "lib/c.js", "src/util/index.ts"]
+    assert Resolver(JAVASCRIPT).resolve(  # without its text, a bare specifier is a package
+        "app/page.tsx", imports_of("app/page.tsx", JAVASCRIPT["app/page.tsx"], "tsx")) == []
 
 
 GO = {
