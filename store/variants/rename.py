@@ -75,7 +75,7 @@ class Edit:
 
 def identifiers(text: str, language: str, timeout_s: float = 1.0) -> Counter[str]:
     """How often each identifier occurs in ``text`` (variables, functions, types, fields:
-    every named leaf whose kind is an identifier), for the repository's ``names``
+    every named leaf whose kind names an identifier), for the repository's ``names``
     vocabulary. Empty where there is no grammar or the parse runs past ``timeout_s``."""
     data = text.encode("utf-8", "surrogatepass")
     tree = parsing.parse(data, language, timeout_s)
@@ -136,7 +136,7 @@ def _left(deadline: float) -> float:
 
 
 def _identifier_texts(tree: tree_sitter.Tree, data: bytes, deadline: float) -> list[str]:
-    """The text of every identifier-like leaf of ``tree`` (kinds ending in ``identifier``,
+    """The text of every identifier-like leaf of ``tree`` (kinds naming an ``identifier``,
     and Go's ``label_name``), in document order."""
     found: list[str] = []
     cursor = tree.walk()
@@ -147,7 +147,7 @@ def _identifier_texts(tree: tree_sitter.Tree, data: bytes, deadline: float) -> l
         if not steps & 4095 and time.perf_counter() > deadline:
             raise _Timeout
         kind = node.type
-        if node.is_named and (kind.endswith("identifier") or kind == "label_name"):
+        if node.is_named and ("identifier" in kind or kind == "label_name"):
             found.append(data[node.start_byte:node.end_byte].decode("utf-8", "surrogatepass"))
         if cursor.goto_first_child():
             continue
