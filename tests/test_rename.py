@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -452,3 +454,356 @@ def test_a_20000_line_file_is_bounded_by_the_timeout():
 def test_identifiers_counts_every_identifier():
     counts = identifiers("def f(a):\n    return a.b + a\n", "python")
     assert counts == Counter({"a": 3, "f": 1, "b": 1})
+
+
+# ---------------------------------------------------------------------------------------------
+# The other languages
+
+
+def tool(name: str, *extra: str) -> str | None:
+    import shutil
+
+    return shutil.which(name) or next((p for p in extra if Path(p).is_file()), None)
+
+
+def diff_words(before: str, after: str) -> int:
+    return sum(1 for a, b in zip(before.split(), after.split(), strict=False) if a != b)
+
+
+NPM_PACKAGES = Path("/usr/lib/node_modules/npm/node_modules")
+
+JS_DRIVER = r'''
+const which = process.argv[2];
+const semver = require(`./${which}/semver`);
+const diff = require(`./${which}/diff/libcjs/index.js`);
+const out = [];
+const vs = ['1.2.3', '1.2.3-beta.1', '2.0.0', '0.0.1', 'v1.2', '1.x', '=1.0.0',
+            '3.1.4-rc.2+build.5', 'junk'];
+const ranges = ['^1.2.0', '~1.2', '>=1.0.0 <2.0.0 || 3.x', '1.2.3 - 2.3.4', '*', '<0.0.1',
+                'x || 1.2.3-beta'];
+for (const v of vs) {
+  out.push([v, semver.valid(v), semver.clean(v), semver.coerce(v) && semver.coerce(v).version,
+            semver.inc(v, 'minor'), semver.inc(v, 'prerelease', 'alpha'),
+            semver.parse(v) && semver.parse(v).prerelease]);
+  for (const r of ranges) out.push([v, r, semver.satisfies(v, r), semver.validRange(r)]);
+}
+out.push(semver.sort(['1.2.3', '1.2.3-beta', '0.9.0', '10.0.0']),
+         semver.maxSatisfying(vs.filter(v => semver.valid(v)), '^1.0.0'),
+         semver.minVersion('>=1.2.3 <2'), semver.intersects('^1.2', '~1.5'),
+         semver.subset('~1.2.3', '^1.0.0'),
+         semver.simplifyRange(['1.0.0', '1.1.0', '1.2.0', '2.0.0'], '1.0.0 || 1.1.0 || 1.2.0'),
+         semver.diff('1.2.3', '1.3.0-beta'));
+try { new semver.SemVer('nope') } catch (e) { out.push(String(e)) }
+const a = 'the quick brown fox\njumps over\nthe lazy dog\n';
+const b = 'the quick red fox\njumps over\nthe dog\nand more\n';
+out.push(diff.diffChars('kitten', 'sitting'), diff.diffWords(a, b), diff.diffLines(a, b),
+         diff.createTwoFilesPatch('a', 'b', a, b), diff.applyPatch(a, diff.createPatch('x', a, b)),
+         diff.diffJson({a: 1, b: [1, 2]}, {a: 2, b: [1, 3]}), diff.diffArrays([1, 2, 3], [1, 3, 4]),
+         diff.parsePatch(diff.createPatch('x', a, b)),
+         diff.structuredPatch('a', 'b', a, b, '', '', {context: 1}));
+console.log(JSON.stringify(out));
+'''
+
+
+def test_javascript_renaming_keeps_the_behaviour_of_real_packages(tmp_path):
+    """semver and jsdiff (the copies npm ships), every file renamed, called before and after."""
+    import shutil
+
+    node = tool("node")
+    packages = [NPM_PACKAGES / "semver", NPM_PACKAGES / "diff" / "libcjs"]
+    if node is None or not all(p.is_dir() for p in packages):
+        pytest.skip("needs node and the semver and diff packages npm ships")
+    for version in ("orig", "renamed"):
+        shutil.copytree(NPM_PACKAGES / "semver", tmp_path / version / "semver")
+        shutil.copytree(NPM_PACKAGES / "diff", tmp_path / version / "diff")
+    files = sorted([*(tmp_path / "renamed" / "semver").rglob("*.js"),
+                    *(tmp_path / "renamed" / "diff" / "libcjs").rglob("*.js")])
+    texts = {path: path.read_text(encoding="utf-8") for path in files}
+    names = vocabulary(*texts.values(), language="javascript")
+    changed_files, changed = 0, 0
+    for path, text in texts.items():
+        outcome = rename(text, "javascript", seed=2, names=names)
+        assert outcome.reason in (None, NO_LOCALS), (path, outcome.reason)
+        if outcome.text is not None:
+            path.write_text(outcome.text, encoding="utf-8")
+            changed_files += 1
+            changed += diff_words(text, outcome.text)
+    assert changed_files > 40 and changed > 1000, (changed_files, changed)
+    (tmp_path / "drive.js").write_text(JS_DRIVER, encoding="utf-8")
+    outputs = [subprocess.run([node, "drive.js", version], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, check=True).stdout
+               for version in ("orig", "renamed")]
+    assert len(outputs[0]) > 5000
+    assert outputs[0] == outputs[1]
+
+
+def test_c_renaming_keeps_cjson_utils_passing_its_own_tests(tmp_path):
+    """cJSON_Utils.c (the cJSON history's tip) renamed; its unit tests (JSON patch, compare,
+    misc) built against both versions print the same."""
+    gcc = tool("gcc", "/usr/bin/cc")
+    bundle = CORPUS / "cJSON.bundle"
+    if gcc is None or not bundle.is_file():
+        pytest.skip(f"needs gcc and the corpus bundle {bundle} (set REPOFEED_CORPUS)")
+    checkout = tmp_path / "cJSON"
+    subprocess.run(["git", "clone", "-q", str(bundle), str(checkout)], check=True,
+                   capture_output=True)
+    text = (checkout / "cJSON_Utils.c").read_text(encoding="utf-8")
+    variant = renamed(text, "c", seed=5)
+    assert diff_words(text, variant) > 300
+    (tmp_path / "renamed_utils.c").write_text(variant, encoding="utf-8")
+    outputs: dict[str, list[str]] = {"orig": [], "renamed": []}
+    for version, source in (("orig", checkout / "cJSON_Utils.c"),
+                            ("renamed", tmp_path / "renamed_utils.c")):
+        for suite in ("json_patch_tests", "misc_utils_tests", "old_utils_tests",
+                      "compare_tests"):
+            binary = tmp_path / f"{suite}_{version}"
+            subprocess.run([gcc, "-std=c89", "-w", f"-I{checkout}", f"-I{checkout / 'tests'}",
+                            str(checkout / "tests" / f"{suite}.c"), str(source),
+                            str(checkout / "tests" / "unity" / "src" / "unity.c"),
+                            "-o", str(binary), "-lm"], check=True, capture_output=True)
+            done = subprocess.run([str(binary)], cwd=checkout / "tests", capture_output=True,
+                                  text=True, timeout=60, check=False)
+            outputs[version].append(f"{done.returncode}\n{done.stdout}")
+    assert all("0 Failures" in out for out in outputs["orig"])
+    assert outputs["orig"] == outputs["renamed"]
+
+
+# rustup's rustc finds its toolchain through the home the tests replace
+RUSTUP_HOME = os.environ.get("RUSTUP_HOME") or str(Path.home() / ".rustup")
+
+RUST_PROGRAM = '''
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+struct Point { x: i64, y: i64 }
+
+fn centroid(points: &[Point]) -> Point {
+    let count = points.len() as i64;
+    let mut x = 0;
+    let mut y = 0;
+    for p in points {
+        x += p.x;
+        y += p.y;
+    }
+    Point { x: x / count.max(1), y }
+}
+
+fn histogram(text: &str) -> Vec<(char, usize)> {
+    let mut counts: HashMap<char, usize> = HashMap::new();
+    for ch in text.chars().filter(|c| c.is_alphabetic()) {
+        *counts.entry(ch).or_insert(0) += 1;
+    }
+    let mut pairs: Vec<(char, usize)> = counts.into_iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    pairs
+}
+
+fn collatz(start: u64) -> (u64, u64) {
+    let mut n = start;
+    let mut steps = 0;
+    let mut peak = n;
+    while n != 1 {
+        n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+        let n2 = n;
+        peak = peak.max(n2);
+        steps += 1;
+    }
+    (steps, peak)
+}
+
+fn shadowing(v: i32) -> String {
+    let v = v * 2;
+    let v = format!("{}-{}", v, v + 1);
+    let label = |suffix: &str| -> String { let joined = v.clone() + suffix; joined };
+    label("!")
+}
+
+fn captures(word: &str) -> String {
+    let upper = word.to_uppercase();
+    format!("{upper}/{word}")
+}
+
+fn main() {
+    let points = vec![Point { x: 1, y: 2 }, Point { x: 5, y: -3 }, Point { x: 9, y: 4 }];
+    let c = centroid(&points);
+    println!("{:?}", c);
+    println!("{:?}", histogram("The quick brown fox jumps over the lazy dog"));
+    for start in [1u64, 7, 27, 97] {
+        println!("{:?}", collatz(start));
+    }
+    println!("{} {}", shadowing(20), captures("rust"));
+}
+'''
+
+JAVA_PROGRAM = '''
+import java.util.*;
+
+public class Main {
+    private int total = 0;
+
+    static List<Integer> primes(int limit) {
+        boolean[] sieve = new boolean[limit + 1];
+        List<Integer> found = new ArrayList<>();
+        for (int candidate = 2; candidate <= limit; candidate++) {
+            if (sieve[candidate]) continue;
+            found.add(candidate);
+            for (int multiple = candidate * 2; multiple <= limit; multiple += candidate) {
+                sieve[multiple] = true;
+            }
+        }
+        return found;
+    }
+
+    int add(int amount) {
+        int total = this.total + amount;
+        this.total = total;
+        return total;
+    }
+
+    static String words(String text) {
+        Map<String, Integer> counts = new TreeMap<>();
+        for (String word : text.toLowerCase().split("\\\\W+")) {
+            if (word.isEmpty()) continue;
+            counts.merge(word, 1, Integer::sum);
+        }
+        StringBuilder out = new StringBuilder();
+        counts.forEach((key, value) -> out.append(key).append('=').append(value).append(' '));
+        return out.toString().trim();
+    }
+
+    public static void main(String[] args) {
+        System.out.println(primes(60));
+        Main m = new Main();
+        int last = 0;
+        for (int i = 1; i < 5; i++) last = m.add(i * i);
+        System.out.println(last);
+        System.out.println(words("the cat and the hat and THE bat"));
+    }
+}
+'''
+
+
+def compiled_outputs(tmp_path: Path, text: str, language: str, build, name: str):
+    variant = renamed(text, language, seed=9, names=vocabulary(text, language=language))
+    outputs = []
+    for version, source in (("orig", text), ("renamed", variant)):
+        folder = tmp_path / version
+        folder.mkdir()
+        path = folder / name
+        path.write_text(source, encoding="utf-8")
+        run = build(folder, path)
+        outputs.append(subprocess.run(run, cwd=folder, capture_output=True, text=True,
+                                      timeout=60, check=True).stdout)
+    return variant, outputs
+
+
+def test_rust_renaming_compiles_and_prints_the_same(tmp_path):
+    rustc = tool("rustc", "/root/.cargo/bin/rustc")
+    if rustc is None:
+        pytest.skip("needs rustc")
+
+    def build(folder: Path, path: Path) -> list[str]:
+        subprocess.run([rustc, "-O", "-o", str(folder / "main"), str(path)], check=True,
+                       capture_output=True, timeout=120,
+                       env={**os.environ, "RUSTUP_HOME": RUSTUP_HOME})
+        return [str(folder / "main")]
+
+    variant, outputs = compiled_outputs(tmp_path, RUST_PROGRAM, "rust", build, "main.rs")
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 7
+    assert diff_words(RUST_PROGRAM, variant) > 25
+    # a format string that captures names by text keeps the function as it is
+    assert 'let upper = word.to_uppercase();\n    format!("{upper}/{word}")' in variant
+    # fields stay; the shorthand field `y` is spelled out
+    assert re.search(r"\+= \w+\.x;\n\s+\w+ \+= \w+\.y;", variant)
+    assert re.search(r"Point \{ x: \w+ / \w+\.max\(1\), y: \w+ \}", variant)
+
+
+def test_java_renaming_compiles_and_prints_the_same(tmp_path):
+    javac, java = tool("javac"), tool("java")
+    if javac is None or java is None:
+        pytest.skip("needs javac and java")
+
+    def build(folder: Path, path: Path) -> list[str]:
+        subprocess.run([javac, str(path)], check=True, capture_output=True, timeout=120)
+        return [java, "-cp", str(folder), "Main"]
+
+    variant, outputs = compiled_outputs(tmp_path, JAVA_PROGRAM, "java", build, "Main.java")
+    assert outputs[0] == outputs[1] and "2, 3, 5, 7" in outputs[0]
+    assert diff_words(JAVA_PROGRAM, variant) > 15
+    assert "this.total = " in variant and "private int total" in variant
+
+
+SAMPLES = {
+    "go": ('''package shapes
+
+type Point struct{ X, Y int }
+
+func Scale(points []Point, factor int) (out []Point) {
+	scaled := make([]Point, 0, len(points))
+	for _, point := range points {
+		next := Point{X: point.X * factor, Y: point.Y * factor}
+		scaled = append(scaled, next)
+	}
+	return scaled
+}
+''', {"scaled", "point", "next", "factor"}, {"Scale", "Point", "X", "Y", "out", "append"}),
+    "typescript": ('''export function summarize(items: Item[], limit = 3): string {
+  const counts = new Map<string, number>();
+  for (const item of items) {
+    counts.set(item.kind, (counts.get(item.kind) ?? 0) + 1);
+  }
+  const top = [...counts.entries()].slice(0, limit);
+  return top.map(([kind, count]) => `${kind}:${count}`).join(", ");
+}
+export class Box {
+  constructor(private size: number) {}
+  area(scale: number) { return this.size * scale; }
+}
+''', {"counts", "item", "top", "limit", "kind", "count", "scale"},
+        {"summarize", "Item", "Box", "size", "set", "get", "entries", "map"}),
+    "tsx": ('''export function List({ items }: Props) {
+  const visible = items.filter((entry) => entry.shown);
+  const Row = RowView;
+  return <ul>{visible.map((entry) => <Row key={entry.id} entry={entry} />)}</ul>;
+}
+''', {"visible", "entry", "items"}, {"List", "Row", "RowView", "shown", "id", "key", "ul"}),
+    "cpp": ('''#include <vector>
+struct Acc { int sum = 0; };
+int total(const std::vector<int>& values, int bias) {
+    Acc acc;
+    for (int value : values) { acc.sum += value + bias; }
+    auto twice = [&](int n) { return n * 2; };
+    return twice(acc.sum);
+}
+''', {"values", "bias", "acc", "value", "twice", "n"}, {"total", "Acc", "sum", "vector", "std"}),
+}
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_other_languages_rename_locals_and_keep_public_names(language):
+    text, expected, kept = SAMPLES[language]
+    variant = renamed(text, language, names=["value_list", "entryCount", "node", "tally"])
+    tree = parsing.parse(variant.encode(), language, 5)
+    assert parsing.error_count(tree) == 0
+    before = identifiers(text, language)
+    after = identifiers(variant, language)
+    fewer = {name for name in before if after[name] < before[name]}  # keys of shorthands stay
+    assert expected <= fewer, expected - fewer
+    assert all(after[name] == before[name] for name in kept), kept & fewer
+
+
+def test_typescript_files_of_the_ky_history_rename_and_parse(tmp_path):
+    bundle = CORPUS / "ky.bundle"
+    if not bundle.is_file():
+        pytest.skip(f"corpus bundle missing: {bundle} (set REPOFEED_CORPUS)")
+    checkout = tmp_path / "ky"
+    subprocess.run(["git", "clone", "-q", str(bundle), str(checkout)], check=True,
+                   capture_output=True)
+    files = sorted(checkout.glob("source/**/*.ts"))
+    texts = [path.read_text(encoding="utf-8") for path in files]
+    names = vocabulary(*texts, language="typescript")
+    reasons: Counter[str] = Counter()
+    for text in texts:
+        reasons[rename(text, "typescript", seed=1, names=names).reason or "renamed"] += 1
+    assert reasons["renamed"] > len(texts) // 2, reasons
+    assert set(reasons) <= {"renamed", NO_LOCALS}, reasons
