@@ -807,3 +807,63 @@ def test_typescript_files_of_the_ky_history_rename_and_parse(tmp_path):
         reasons[rename(text, "typescript", seed=1, names=names).reason or "renamed"] += 1
     assert reasons["renamed"] > len(texts) // 2, reasons
     assert set(reasons) <= {"renamed", NO_LOCALS}, reasons
+
+
+def test_c_leaves_names_macros_can_see():
+    text = textwrap.dedent('''\
+        #define CHECK if (err) return err
+        #define MAX(a, b) ((a) > (b) ? (a) : (b))
+        int first(int n) {
+            int err = n - 1;
+            int widest = MAX(n, 3);
+            int plain = n * 2;
+            CHECK;
+            return widest + plain;
+        }
+        int second(int n) {
+            int kept = n;
+        #ifdef DEBUG
+            kept += 1;
+        #endif
+            return kept;
+        }
+        ''')
+    variant = renamed(text, "c", names=["total", "count"])
+    before, after = identifiers(text, "c"), identifiers(variant, "c")
+    assert after["plain"] == 0  # an ordinary local
+    assert after["err"] == before["err"]  # a #define body names it
+    assert after["widest"] == 0
+    assert after["n"] == before["n"] and "MAX(n, 3)" in variant  # a macro's argument stays
+    assert after["kept"] == before["kept"]  # preprocessor lines inside: function skipped
+
+
+def test_javascript_skips_eval_and_keeps_properties():
+    text = textwrap.dedent('''\
+        export function risky(input) { const hidden = input; return eval("hidden"); }
+        export function plain(input) {
+          const total = input.total + 1;
+          return { total, input };
+        }
+        ''')
+    variant = renamed(text, "javascript", names=["amount", "source"])
+    assert 'const hidden = input; return eval("hidden");' in variant
+    assert "input.total" not in variant and ".total + 1" in variant
+    assert re.search(r"return \{ total: \w+, input: \w+ \};", variant)
+
+
+def test_output_does_not_depend_on_the_hash_seed(tmp_path):
+    script = ("import sys; from repofeed.store.variants.rename import rename, identifiers; "
+              "t = open(sys.argv[1]).read(); "
+              "print(rename(t, 'python', seed=3, names=list(identifiers(t, 'python'))).text)")
+    path = Path(importlib.import_module("difflib").__file__)
+    outputs = {subprocess.run([sys.executable, "-c", script, str(path)], check=True,
+                              capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(outputs) == 1 and len(next(iter(outputs))) > 1000
+
+
+def test_text_that_is_not_valid_utf8_keeps_its_bytes():
+    text = "def f(a):\n    x = '\udcff'\n    return x + a\n"
+    variant = renamed(text, names=["value"])
+    assert variant == "def f(a):\n    value = '\udcff'\n    return value + a\n"

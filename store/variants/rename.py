@@ -35,6 +35,7 @@ a short built-in list of natural words only where ``names`` has none in that sty
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import random
 import re
@@ -204,6 +205,7 @@ FALLBACK_NAMES = (
 """Natural names for when the repository's own vocabulary has none of a style."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def name_style(name: str) -> str:
     """``single``, ``lower``, ``snake``, ``camel``, ``pascal`` or ``upper`` (leading
     underscores aside); ``other`` for what fits none."""
