@@ -292,7 +292,7 @@ def _removal(data: bytes, start: int, end: int, language: str) -> tuple[int, int
     if alone_before:  # a block comment before code on its line: the code keeps its place
         return start, end + len(after) - len(after.lstrip(_BLANK)), b""
     if held_newline:
-        return start, end, b"\n"
+        return line_start + len(before.rstrip(_BLANK)), end, b"\n"
     if data[start - 1:start] in (b" ", b"\t") or data[end:end + 1] in (b" ", b"\t"):
         return start, end, b""
     return start, end, b" "
