@@ -238,6 +238,8 @@ def test_decomment_python_docstrings_leave_valid_bodies():
     ("#define X 1 \\\n// c\nint y;\n", "c", "#define X 1 \\\n\nint y;\n"),
     ("#define X 1 \\\n/* c */\nint y;\n", "c", "#define X 1 \\\n\nint y;\n"),
     ('#define S "a//b" /* c */\n', "c", '#define S "a//b"\n'),
+    ("x = 1  # c\r\n# alone\r\ny = 2\r\n", "python", "x = 1\r\ny = 2\r\n"),  # CRLF stays
+    ("/// d\r\nfn f() {}\r\n", "rust", "fn f() {}\r\n"),
 ])
 def test_decomment_layout_rules(source, language, expected):
     outcome = decomment(source, language, seed=0)

@@ -128,10 +128,8 @@ def comment_cuts(tree: tree_sitter.Tree, data: bytes, language: str) -> list[_Cu
         kind = node.type
         if kind in COMMENT_TYPES:
             if node.start_byte not in kept_before and not _kept(node, data, language, keep):
-                end = node.end_byte
-                if data[end - 1:end] == b"\n":  # Rust's doc comments hold their newline
-                    end -= 1
-                cuts.append((node.start_byte, end, None))
+                # (Rust's doc comments hold their newline: _removal leaves it)
+                cuts.append((node.start_byte, node.end_byte, None))
             continue
         if kind == "preproc_arg":
             cuts.extend(_preproc_comments(data, node.start_byte, node.end_byte, keep))
@@ -272,22 +270,24 @@ def _merged(data: bytes, cuts: list[_Cut]) -> list[_Cut]:
 
 def _removal(data: bytes, start: int, end: int, language: str) -> tuple[int, int, bytes]:
     """The span a comment at ``[start, end)`` really takes, and what replaces it."""
+    while end > start and data[end - 1:end] in (b"\n", b"\r"):  # the line's end is no comment
+        end -= 1
     line_start = data.rfind(b"\n", 0, start) + 1
     line_end = data.find(b"\n", end)
     if line_end < 0:
         line_end = len(data)
+    eol = line_end - 1 if data[line_end - 1:line_end] == b"\r" and line_end > end else line_end
     before = data[line_start:start]
-    after = data[end:line_end]
+    after = data[end:eol]
     alone_before = not before.strip(_BLANK)
     alone_after = not after.strip(_BLANK)
-    continued = line_start > 0 and data[:line_start - 1].endswith(b"\\")
     if alone_before and alone_after:
-        if continued or line_end == len(data):
+        if _continued(data, line_start) or line_end == len(data):
             # keep the newline that ends the continued line (or the file's last newline)
-            return line_start, line_end, b""
+            return line_start, eol, b""
         return line_start, line_end + 1, b""
     if alone_after:  # a trailing comment, with the blanks before it
-        return line_start + len(before.rstrip(_BLANK)), line_end, b""
+        return line_start + len(before.rstrip(_BLANK)), eol, b""
     held_newline = b"\n" in data[start:end] and language in NEWLINE_SENSITIVE
     if alone_before:  # a block comment before code on its line: the code keeps its place
         return start, end + len(after) - len(after.lstrip(_BLANK)), b""
@@ -296,3 +296,12 @@ def _removal(data: bytes, start: int, end: int, language: str) -> tuple[int, int
     if data[start - 1:start] in (b" ", b"\t") or data[end:end + 1] in (b" ", b"\t"):
         return start, end, b""
     return start, end, b" "
+
+
+def _continued(data: bytes, line_start: int) -> bool:
+    """Whether the line before the one at ``line_start`` ends in a backslash (a line
+    continuation: C macros, Python)."""
+    last = line_start - 2
+    if last >= 0 and data[last:last + 1] == b"\r":
+        last -= 1
+    return last >= 0 and data[last:last + 1] == b"\\"

@@ -5,7 +5,8 @@ differs from a source that formatter already laid out:
 
 - Python: ``ruff format`` (a dependency of repofeed, so always there): line length 80/100/120,
   indent width 2/4 or tabs, double or single quotes;
-- Rust: ``rustfmt --edition 2021``: ``max_width`` 80/100/120, ``tab_spaces`` 2/4, hard tabs;
+- Rust: ``rustfmt --edition 2024`` (or 2021 where 2024 fails): ``max_width`` 80/100/120,
+  ``tab_spaces`` 2/4, hard tabs;
 - Go: ``gofmt`` (it has no settings);
 - C, C++, Java: ``clang-format``: LLVM/Google/Mozilla/WebKit style, indent width 2/4/8, column
   limit 80/100/120, attached or Allman braces; include sorting off (the order of includes can
@@ -18,7 +19,9 @@ binary) and in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in 
 temporary directory (so that no project configuration file applies), text on stdin, variant on
 stdout, within what is left of ``timeout_s``; on timeout its whole process group is killed
 (reason :data:`~repofeed.store.variants.TIMEOUT`). A formatter that exits non-zero or writes
-bytes that are not UTF-8 drops the variant (:data:`FORMATTER_FAILED`); one whose output does not
+bytes that are not UTF-8 under every setting tried drops the variant (:data:`FORMATTER_FAILED`;
+there is no fallback, since a formatter that rejects the file may know better than a
+tree-sitter grammar that it is no valid code); one whose output does not
 parse is dropped by :func:`~repofeed.store.variants.checked`
 (:data:`~repofeed.store.variants.NEW_ERRORS`).
 
@@ -38,7 +41,6 @@ variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import random
 import re
@@ -48,7 +50,6 @@ import subprocess
 import sysconfig
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import tree_sitter
@@ -93,13 +94,18 @@ def reformat(text: str, language: str, *, seed: int, names: Sequence[str] = (),
     if isinstance(errors, Outcome):
         return errors
     commands = formatter_commands(language, seed, formatters)
+    failed = False
     if commands and _is_utf8(text):
         for argv in commands:
             result = run_formatter(argv, text, _left(deadline))
             if isinstance(result, Outcome):
-                return result
-            if result is not None and not same_layout(result, text):
+                if result.reason != FORMATTER_FAILED:
+                    return result
+                failed = True  # the next command may take it (rustfmt: another edition)
+            elif result is not None and not same_layout(result, text):
                 return checked(text, result, language, _left(deadline), errors)
+    if failed:
+        return Outcome(reason=FORMATTER_FAILED)
     return relayout(text, language, seed=seed, timeout_s=_left(deadline),
                     source_error_count=errors)
 
@@ -154,9 +160,11 @@ def _rustfmt(language: str, rng: random.Random) -> list[Command]:
     combos = [(width, spaces, tabs) for width in (80, 100, 120) for spaces in (2, 4)
               for tabs in ("false", "true")]
     rng.shuffle(combos)
-    return [["rustfmt", "--emit", "stdout", "--edition", "2021", "--config",
+    # the crate's edition is unknown: 2024 first (let chains), 2021 where that fails (`gen`
+    # was no keyword before 2024)
+    return [["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
              f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
-            for width, spaces, tabs in combos[:SETTINGS_TRIED]]
+            for width, spaces, tabs in combos[:SETTINGS_TRIED] for edition in ("2024", "2021")]
 
 
 def _gofmt(language: str, rng: random.Random) -> list[Command]:
@@ -305,8 +313,10 @@ def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
     if tree is None:
         return Outcome(reason=TIMEOUT)
     source_tokens, spans = tokens(tree, data)
-    variant = _reindent(data, spans, random.Random(f"relayout:{seed}"))
-    if variant is None or variant == data:
+    variant = _reindent(data, spans, random.Random(f"relayout:{seed}"), language)
+    if variant is None:
+        return Outcome(reason=LAYOUT_UNSAFE if _indented_lines(data, spans) else UNCHANGED)
+    if variant == data:
         return Outcome(reason=UNCHANGED)
     if time.perf_counter() > deadline:
         return Outcome(reason=TIMEOUT)
@@ -338,34 +348,38 @@ def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int
     return lines
 
 
-def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random) -> bytes | None:
+def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
+              language: str) -> bytes | None:
     """``data`` with every indentation (outside tokens) rewritten in a unit other than the
-    file's own, or None where the file's indentation mixes tabs and spaces or has none."""
+    file's own, or None where no unit keeps the order of indentations (or the file mixes tabs
+    and spaces, or has no indentation)."""
     lines = _indented_lines(data, spans)
-    if not lines:
+    if not lines or any(b"\f" in blanks for _, blanks in lines):
         return None
     tabbed = sum(blanks.startswith(b"\t") for _, blanks in lines)
     if 0 < tabbed < len(lines):
         return None
     if tabbed:
-        unit, width_of = b"\t", None
+        unit = b"\t"
+        split = [(len(b) - len(b.lstrip(b"\t")), b.lstrip(b"\t")) for _, b in lines]
+        if language == "python" and any(b"\t" in rest for _, rest in split):
+            return None
     else:
-        widths = [len(blanks) for _, blanks in lines]
         if any(b"\t" in blanks for _, blanks in lines):
             return None
+        widths = [len(blanks) for _, blanks in lines]
         unit = b" " * _space_unit(widths)
-        width_of = len(unit)
+        split = [(width // len(unit), b" " * (width % len(unit))) for width in widths]
     choices = [u.encode() for u in INDENT_UNITS if u.encode() != unit]
-    new_unit = rng.choice(choices)
+    rng.shuffle(choices)
+    for new_unit in choices:
+        if _keeps_order(split, unit, new_unit, language):
+            break
+    else:
+        return None
     out = []
     position = 0
-    for start, blanks in lines:
-        if width_of is None:
-            level = len(blanks) - len(blanks.lstrip(b"\t"))
-            rest = blanks[level:]
-        else:
-            level, remainder = divmod(len(blanks), width_of)
-            rest = b" " * remainder
+    for (start, blanks), (level, rest) in zip(lines, split):
         out.append(data[position:start])
         out.append(new_unit * level + rest)
         position = start + len(blanks)
@@ -373,11 +387,27 @@ def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random) -> 
     return b"".join(out)
 
 
+def _keeps_order(split: list[tuple[int, bytes]], unit: bytes, new_unit: bytes,
+                 language: str) -> bool:
+    """Whether indenting with ``new_unit`` keeps every pair of indentations in the same order
+    (equal ones equal, deeper ones deeper), as Python's blocks need. Python compares
+    indentations with tabs as 8 columns and as 1, and both must agree: with tabs, no
+    indentation may end in spaces."""
+    if new_unit == b"\t" and language == "python" and any(rest for _, rest in split):
+        return False
+
+    def width(indent: bytes) -> int:
+        return len(indent.expandtabs(8))
+
+    old = sorted({(width(unit * level + rest), width(new_unit * level + rest))
+                  for level, rest in split})
+    return all(a[1] < b[1] for a, b in zip(old, old[1:]))
+
+
 def _space_unit(widths: list[int]) -> int:
-    """The indentation unit of space-indented lines: their widths' greatest common divisor
-    where that is 2 to 8, else the most common step between two lines."""
-    unit = math.gcd(*widths)
-    if 2 <= unit <= 8:
-        return unit
-    steps = Counter(b - a for a, b in zip(widths, widths[1:]) if 2 <= b - a <= 8)
-    return steps.most_common(1)[0][0] if steps else max(2, min(widths))
+    """The indentation unit of space-indented lines: the largest of 8, 4, 3 and 2 that
+    divides 90% of their widths, else 1 (every column a level: still a consistent change)."""
+    for unit in (8, 4, 3, 2):
+        if sum(width % unit == 0 for width in widths) >= 0.9 * len(widths):
+            return unit
+    return 1
