@@ -1,0 +1,413 @@
+"""Reformatting: the same program laid out another way (issue 10).
+
+A real formatter where one is installed, with settings drawn from the seed so that the variant
+differs from a source that formatter already laid out:
+
+- Python: ``ruff format`` (a dependency of repofeed, so always there): line length 80/100/120,
+  indent width 2/4 or tabs, double or single quotes;
+- Rust: ``rustfmt --edition 2024`` (or 2021 where 2024 fails): ``max_width`` 80/100/120,
+  ``tab_spaces`` 2/4, hard tabs;
+- Go: ``gofmt`` (it has no settings);
+- C, C++, Java: ``clang-format``: LLVM/Google/Mozilla/WebKit style, indent width 2/4/8, column
+  limit 80/100/120, attached or Allman braces; include sorting off (the order of includes can
+  matter in C);
+- JavaScript, TypeScript, TSX: ``prettier``: print width 80/100/120, tab width 2/4, tabs, single
+  quotes.
+
+Formatters are looked up on ``PATH``, then next to this interpreter (the ``ruff`` wheel's
+binary) and in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in an empty
+temporary directory (so that no project configuration file applies), text on stdin, variant on
+stdout, within what is left of ``timeout_s``; on timeout its whole process group is killed
+(reason :data:`~repofeed.store.variants.TIMEOUT`). A formatter that exits non-zero or writes
+bytes that are not UTF-8 under every setting tried drops the variant (:data:`FORMATTER_FAILED`;
+there is no fallback, since a formatter that rejects the file may know better than a
+tree-sitter grammar that it is no valid code); one whose output does not
+parse is dropped by :func:`~repofeed.store.variants.checked`
+(:data:`~repofeed.store.variants.NEW_ERRORS`).
+
+Where no formatter is found for the language (a missing formatter is no error), where the
+text is not valid UTF-8 (lone surrogates from ``surrogateescape`` decoding: no formatter
+would take it), or where every setting tried leaves the layout as it was, the variant is a
+layout change that tree-sitter shows to be safe: every line's indentation is rewritten in
+another unit (2, 4 or 8 spaces, or tabs, drawn from the seed), leaving untouched the lines
+that start inside a token (a multi-line string, comment, template, preprocessor value). The
+proof: the variant's tokens (type and text of every leaf, a string or comment counting as one
+token, in order) and the tree's shape (every node's type, in order) equal the source's; a
+variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
+
+``names`` is part of the transform interface; reformatting uses none.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import tree_sitter
+
+from repofeed.store import parsing
+from repofeed.store.variants import TIMEOUT, UNCHANGED, Outcome, checked, source_errors
+
+REFORMAT_VERSION = 1
+"""Bumped whenever the formatter settings or the layout rules change."""
+
+FORMATTER_FAILED = "formatter-failed"  # the formatter exited non-zero or wrote no UTF-8
+LAYOUT_UNSAFE = "layout-unsafe"        # the tree-sitter layout change failed its proof
+
+SETTINGS_TRIED = 3
+"""How many settings (drawn from the seed) a formatter is run with before the layout change is
+used instead, when each leaves the layout as it was."""
+
+ATOMIC = re.compile(r"string|comment|char_literal|character_literal|rune_literal|^regex$"
+                    r"|preproc_arg|jsx_text|heredoc|^template_string$|text_block")
+"""Node types read as one token: their text is never touched, and a line that starts inside
+one keeps its indentation."""
+
+INDENT_UNITS = ("  ", "    ", "        ", "\t")
+"""The indentation units the layout change draws from."""
+
+_EXTRA_DIRS = ("~/.cargo/bin", "~/go/bin", "/usr/local/go/bin")
+
+Command = list[str]
+
+
+def reformat(text: str, language: str, *, seed: int, names: Sequence[str] = (),
+             timeout_s: float = 2.0,
+             formatters: Mapping[str, Sequence[str]] | None = None) -> Outcome:
+    """``text`` laid out another way, or the reason there is no such variant.
+
+    ``formatters`` maps a language to a formatter command (``argv``, run as given: text on
+    stdin, result on stdout) that replaces the default one; an empty command means no
+    formatter (the tree-sitter layout change)."""
+    del names
+    deadline = time.perf_counter() + timeout_s
+    errors = source_errors(text, language, timeout_s)
+    if isinstance(errors, Outcome):
+        return errors
+    commands = formatter_commands(language, seed, formatters)
+    failed = False
+    if commands and _is_utf8(text):
+        for argv in commands:
+            result = run_formatter(argv, text, _left(deadline))
+            if isinstance(result, Outcome):
+                if result.reason != FORMATTER_FAILED:
+                    return result
+                failed = True  # the next command may take it (rustfmt: another edition)
+            elif result is not None and not same_layout(result, text):
+                return checked(text, result, language, _left(deadline), errors)
+    if failed:
+        return Outcome(reason=FORMATTER_FAILED)
+    return relayout(text, language, seed=seed, timeout_s=_left(deadline),
+                    source_error_count=errors)
+
+
+def _left(deadline: float) -> float:
+    return max(0.001, deadline - time.perf_counter())
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def same_layout(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ at most in trailing blanks and the final newlines (a
+    formatter that only adds a final newline made no variant worth storing)."""
+    return [line.rstrip() for line in a.rstrip().splitlines()] == \
+        [line.rstrip() for line in b.rstrip().splitlines()]
+
+
+# --- formatters -------------------------------------------------------------------------------
+
+def find_program(program: str) -> str | None:
+    """The path of ``program`` (a name looked up on PATH, next to this interpreter and in the
+    usual toolchain directories, or a path), or None where it is not there."""
+    if os.sep in program:
+        return program if os.access(program, os.X_OK) else None
+    found = shutil.which(program)
+    if found is None:
+        extra = [sysconfig.get_path("scripts"), *(os.path.expanduser(d) for d in _EXTRA_DIRS)]
+        found = shutil.which(program, path=os.pathsep.join(extra))
+    return found
+
+
+def _ruff(language: str, rng: random.Random) -> list[Command]:
+    combos = [(width, indent, quote) for width in (80, 100, 120) for indent in ("2", "4", "tab")
+              for quote in ("double", "single")]
+    rng.shuffle(combos)
+    commands = []
+    for width, indent, quote in combos[:SETTINGS_TRIED]:
+        style = ("format.indent-style='tab'" if indent == "tab" else f"indent-width={indent}")
+        commands.append(["ruff", "format", "--isolated", "--stdin-filename", "x.py",
+                         "--line-length", str(width), "--config", style,
+                         "--config", f"format.quote-style='{quote}'", "-"])
+    return commands
+
+
+def _rustfmt(language: str, rng: random.Random) -> list[Command]:
+    combos = [(width, spaces, tabs) for width in (80, 100, 120) for spaces in (2, 4)
+              for tabs in ("false", "true")]
+    rng.shuffle(combos)
+    # the crate's edition is unknown: 2024 first (let chains), 2021 where that fails (`gen`
+    # was no keyword before 2024)
+    return [["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
+             f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
+            for width, spaces, tabs in combos[:SETTINGS_TRIED] for edition in ("2024", "2021")]
+
+
+def _gofmt(language: str, rng: random.Random) -> list[Command]:
+    return [["gofmt"]]
+
+
+def _clang_format(language: str, rng: random.Random) -> list[Command]:
+    extension = {"c": "c", "cpp": "cpp", "java": "java"}[language]
+    combos = [(base, indent, width, braces)
+              for base in ("LLVM", "Google", "Mozilla", "WebKit") for indent in (2, 4, 8)
+              for width in (80, 100, 120) for braces in ("Attach", "Allman")]
+    rng.shuffle(combos)
+    return [["clang-format", f"--assume-filename=x.{extension}",
+             f"--style={{BasedOnStyle: {base}, IndentWidth: {indent}, ColumnLimit: {width}, "
+             f"BreakBeforeBraces: {braces}, SortIncludes: false}}"]
+            for base, indent, width, braces in combos[:SETTINGS_TRIED]]
+
+
+def _prettier(language: str, rng: random.Random) -> list[Command]:
+    extension = {"javascript": "js", "typescript": "ts", "tsx": "tsx"}[language]
+    combos = [(width, tab, tabs, single) for width in (80, 100, 120) for tab in (2, 4)
+              for tabs in (False, True) for single in (False, True)]
+    rng.shuffle(combos)
+    commands = []
+    for width, tab, tabs, single in combos[:SETTINGS_TRIED]:
+        command = ["prettier", "--stdin-filepath", f"x.{extension}", "--print-width",
+                   str(width), "--tab-width", str(tab)]
+        command += ["--use-tabs"] * tabs + ["--single-quote"] * single
+        commands.append(command)
+    return commands
+
+
+FORMATTERS: dict[str, Callable[[str, random.Random], list[Command]]] = {
+    "python": _ruff,
+    "rust": _rustfmt,
+    "go": _gofmt,
+    "c": _clang_format,
+    "cpp": _clang_format,
+    "java": _clang_format,
+    "javascript": _prettier,
+    "typescript": _prettier,
+    "tsx": _prettier,
+}
+"""Language -> the default formatter's commands, settings drawn from the seed."""
+
+
+def formatter_commands(language: str, seed: int,
+                       formatters: Mapping[str, Sequence[str]] | None = None) -> list[Command]:
+    """The formatter commands to try for ``language`` (programs resolved to paths), or none
+    where no formatter is installed."""
+    if formatters is not None and language in formatters:
+        candidates = [list(formatters[language])] if formatters[language] else []
+    elif language in FORMATTERS:
+        candidates = FORMATTERS[language](language, random.Random(f"reformat:{seed}"))
+    else:
+        candidates = []
+    commands = []
+    for argv in candidates:
+        program = find_program(argv[0])
+        if program is not None:
+            commands.append([program, *argv[1:]])
+    return commands
+
+
+def run_formatter(argv: Sequence[str], text: str, timeout_s: float) -> str | Outcome | None:
+    """The formatter's output for ``text``; an Outcome where it timed out (its process group
+    killed) or failed; None where it could not be started (a missing formatter)."""
+    with tempfile.TemporaryDirectory(prefix="repofeed-format-") as cwd:
+        try:
+            process = subprocess.Popen(list(argv), stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       cwd=cwd, start_new_session=True)
+        except OSError:
+            return None
+        try:
+            output, _ = process.communicate(text.encode("utf-8"), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            return Outcome(reason=TIMEOUT)
+        except BaseException:
+            _kill(process)
+            raise
+    if process.returncode != 0:
+        return Outcome(reason=FORMATTER_FAILED)
+    try:
+        return output.decode("utf-8")
+    except UnicodeDecodeError:
+        return Outcome(reason=FORMATTER_FAILED)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` and everything it started (its own session's process group)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
+    process.wait()
+
+
+# --- the tree-sitter layout change ------------------------------------------------------------
+
+def tokens(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
+                                                         list[tuple[int, int]]]:
+    """The tokens of ``tree`` over ``data``: (type, text) of every leaf and atomic node (see
+    :data:`ATOMIC`) with text, in order, plus the non-blank text between them (with its
+    whitespace removed, as type ``""``); and the tokens' spans."""
+    found: list[tuple[str, bytes]] = []
+    spans: list[tuple[int, int]] = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.child_count == 0 or ATOMIC.search(node.type):
+            if node.end_byte > node.start_byte:
+                if spans and spans[-1][1] < node.start_byte:
+                    gap = re.sub(rb"\s+", b"", data[spans[-1][1]:node.start_byte])
+                    if gap:
+                        found.append(("", gap))
+                found.append((node.type, data[node.start_byte:node.end_byte]))
+                spans.append((node.start_byte, node.end_byte))
+            continue
+        stack.extend(reversed(node.children))
+    return found, spans
+
+
+def shape(tree: tree_sitter.Tree) -> list[str]:
+    """Every node's type, in order (a tree-sitter tree's structure)."""
+    types = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        types.append(node.type)
+        stack.extend(reversed(node.children))
+    return types
+
+
+def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
+             source_error_count: int = 0) -> Outcome:
+    """``text`` re-indented in another unit drawn from ``seed``, if tree-sitter shows the
+    change to be safe (same tokens, same tree shape); else the reason there is none."""
+    deadline = time.perf_counter() + timeout_s
+    data = text.encode("utf-8", "surrogatepass")
+    tree = parsing.parse(data, language, _left(deadline))
+    if tree is None:
+        return Outcome(reason=TIMEOUT)
+    source_tokens, spans = tokens(tree, data)
+    variant = _reindent(data, spans, random.Random(f"relayout:{seed}"), language)
+    if variant is None:
+        return Outcome(reason=LAYOUT_UNSAFE if _indented_lines(data, spans) else UNCHANGED)
+    if variant == data:
+        return Outcome(reason=UNCHANGED)
+    if time.perf_counter() > deadline:
+        return Outcome(reason=TIMEOUT)
+    new_tree = parsing.parse(variant, language, _left(deadline))
+    if new_tree is None:
+        return Outcome(reason=TIMEOUT)
+    if tokens(new_tree, variant)[0] != source_tokens or shape(new_tree) != shape(tree):
+        return Outcome(reason=LAYOUT_UNSAFE)
+    return checked(text, variant.decode("utf-8", "surrogatepass"), language, _left(deadline),
+                   source_error_count)
+
+
+def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    """(line start, leading blanks) of every line with code after its indentation that does
+    not start inside a token."""
+    starts = [start for start, _ in spans]
+    lines = []
+    position = 0
+    while position < len(data):
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end
+        line = data[position:end]
+        blanks = line[:len(line) - len(line.lstrip(b" \t"))]
+        if blanks and len(blanks) < len(line.rstrip(b"\r")):
+            index = bisect.bisect_left(starts, position) - 1
+            if index < 0 or spans[index][1] <= position:
+                lines.append((position, blanks))
+        position = end + 1
+    return lines
+
+
+def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
+              language: str) -> bytes | None:
+    """``data`` with every indentation (outside tokens) rewritten in a unit other than the
+    file's own, or None where no unit keeps the order of indentations (or the file mixes tabs
+    and spaces, or has no indentation)."""
+    lines = _indented_lines(data, spans)
+    if not lines or any(b"\f" in blanks for _, blanks in lines):
+        return None
+    tabbed = sum(blanks.startswith(b"\t") for _, blanks in lines)
+    if 0 < tabbed < len(lines):
+        return None
+    if tabbed:
+        unit = b"\t"
+        split = [(len(b) - len(b.lstrip(b"\t")), b.lstrip(b"\t")) for _, b in lines]
+        if language == "python" and any(b"\t" in rest for _, rest in split):
+            return None
+    else:
+        if any(b"\t" in blanks for _, blanks in lines):
+            return None
+        widths = [len(blanks) for _, blanks in lines]
+        unit = b" " * _space_unit(widths)
+        split = [(width // len(unit), b" " * (width % len(unit))) for width in widths]
+    choices = [u.encode() for u in INDENT_UNITS if u.encode() != unit]
+    rng.shuffle(choices)
+    for new_unit in choices:
+        if _keeps_order(split, unit, new_unit, language):
+            break
+    else:
+        return None
+    out = []
+    position = 0
+    for (start, blanks), (level, rest) in zip(lines, split):
+        out.append(data[position:start])
+        out.append(new_unit * level + rest)
+        position = start + len(blanks)
+    out.append(data[position:])
+    return b"".join(out)
+
+
+def _keeps_order(split: list[tuple[int, bytes]], unit: bytes, new_unit: bytes,
+                 language: str) -> bool:
+    """Whether indenting with ``new_unit`` keeps every pair of indentations in the same order
+    (equal ones equal, deeper ones deeper), as Python's blocks need. Python compares
+    indentations with tabs as 8 columns and as 1, and both must agree: with tabs, no
+    indentation may end in spaces."""
+    if new_unit == b"\t" and language == "python" and any(rest for _, rest in split):
+        return False
+
+    def width(indent: bytes) -> int:
+        return len(indent.expandtabs(8))
+
+    old = sorted({(width(unit * level + rest), width(new_unit * level + rest))
+                  for level, rest in split})
+    return all(a[1] < b[1] for a, b in zip(old, old[1:]))
+
+
+def _space_unit(widths: list[int]) -> int:
+    """The indentation unit of space-indented lines: the largest of 8, 4, 3 and 2 that
+    divides 90% of their widths, else 1 (every column a level: still a consistent change)."""
+    for unit in (8, 4, 3, 2):
+        if sum(width % unit == 0 for width in widths) >= 0.9 * len(widths):
+            return unit
+    return 1
