@@ -48,13 +48,15 @@ RepoArg = Annotated[
 
 
 class _RateColumn(ProgressColumn):
-    """Commits per second over the whole run so far (rich's own estimate needs many samples)."""
+    """Commits (or files) per second over the whole run so far (rich's own estimate needs
+    many samples)."""
 
     def render(self, task) -> Text:  # type: ignore[override]
         elapsed = task.elapsed or 0.0
+        unit = "files/s" if task.description == "variants" else "commits/s"
         if not task.completed or elapsed <= 0:
-            return Text("… commits/s", style="cyan")
-        return Text(f"{task.completed / elapsed:,.0f} commits/s", style="cyan")
+            return Text(f"… {unit}", style="cyan")
+        return Text(f"{task.completed / elapsed:,.0f} {unit}", style="cyan")
 
 
 _KIND_NAMES = {"sentencepiece": "SentencePiece, ", "huggingface": "Hugging Face, "}
@@ -131,22 +133,31 @@ def backfill(
     from .ingest import backfill as run_backfill
 
     progress = Progress(
-        TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
         TextColumn("{task.fields[mb]:.1f} MB"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err, transient=False,
     )
 
     def start(total: int):
-        task = progress.add_task("commits", total=total, mb=0.0)
+        task = progress.add_task("backfill", total=total, mb=0.0)
 
         def tick(done: int, nbytes: int) -> None:
             progress.update(task, completed=done, mb=nbytes / 1e6)
 
         return tick
 
+    def start_variants(total: int):
+        task = progress.add_task("variants", total=total, mb=0.0)
+
+        def tick(done: int, _nbytes: int) -> None:
+            progress.update(task, completed=done)
+
+        return tick
+
     try:
         with progress:
-            result = run_backfill(repo, progress=start, store=store, until=until)
+            result = run_backfill(repo, progress=start, store=store, until=until,
+                                  variant_progress=start_variants)
     except KeyboardInterrupt:
         again = "repofeed backfill" + (f" --until {until}" if until else "") + \
             (f" --store {store}" if store else "")
@@ -165,6 +176,12 @@ def backfill(
     if result.skipped:
         out.print("Skipped files in history: " + ", ".join(
             f"{reason} {n:,}" for reason, n in sorted(result.skipped.items())))
+    made = result.variants
+    if made is not None and made.contents:
+        none = ", ".join(f"{reason} {n:,}" for reason, n in sorted(made.reasons.items()))
+        out.print(f"Variants: {made.variants:,} made for {made.contents:,} files in "
+                  f"{made.seconds:.1f} s ({made.variants / max(made.seconds, 1e-9):,.1f}/s)"
+                  + (f"; none for: {none}" if none else "") + ".")
 
 
 @app.command()
@@ -378,6 +395,9 @@ def status(
               f"commit(s)", highlight=False)
     if data["warning"]:
         out.print(f"[yellow]warning:[/] {data['warning']}", highlight=False)
+    out.print(f"variants: {data['variants_made']:,} stored, {data['variants_pending']:,} "
+              f"pending; context: {data['context_pending']:,} file(s) pending",
+              highlight=False)
     last = data["last_ingest"]
     if last:
         out.print(f"last ingest: {last['commits']} commit(s) up to {str(last['commit'])[:12]}, "

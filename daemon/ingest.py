@@ -25,6 +25,7 @@ from repofeed.store.locate import is_under, open_repository, own_paths, store_di
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_PIN, K_REPO, K_SHALLOW
 from repofeed.store.writer import CommitWrite, StoreWriter
 
+from .context import ContextDone, ContextMaker
 from .encode import Encoder, TextBatch
 from .history import (
     BlobReader,
@@ -43,6 +44,7 @@ from .history import (
 from .hunks import token_hunks
 from .liveness import liveness
 from .snapshot import sync_snapshot
+from .variants import Made, VariantMaker
 
 FIRST_BATCH_COMMITS = 8      # batches start small, so that short histories overlap too,
 BATCH_COMMITS = 64           # and double up to this
@@ -65,6 +67,8 @@ class BackfillResult:
     head: str | None = None
     last_commit: str | None = None  # the newest commit processed
     warnings: list[str] = field(default_factory=list)  # said to the user, not errors
+    variants: Made | None = None  # the stored variants made after the snapshot
+    context: ContextDone | None = None  # the import graph and context documents updated
 
 
 ProgressFn = Callable[[int, int], None]
@@ -326,8 +330,10 @@ class Syncer:
 
 def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
              progress: Callable[[int], ProgressFn] | None = None,
-             stop_after: int | None = None, until: str | None = None) -> BackfillResult:
-    """Process every commit of the followed ref not yet in the store, then the snapshot.
+             stop_after: int | None = None, until: str | None = None,
+             variant_progress: Callable[[int], ProgressFn] | None = None) -> BackfillResult:
+    """Process every commit of the followed ref not yet in the store, then the snapshot,
+    then the snapshot's stored variants (``daemon/variants.py``; not after ``stop_after``).
 
     ``progress(total)`` returns a callback ``(done, bytes)`` called after each commit.
     ``stop_after`` ends after that many commits (tests of interrupted runs use it).
@@ -337,4 +343,24 @@ def backfill(repo_path: str | Path | None, *, store: str | Path | None = None,
     repo = open_repository(repo_path)
     store_dir = Path(store) if store else store_dir_of(repo)
     with StoreWriter(store_dir) as writer:
-        return Syncer(repo, writer, until).run(progress, stop_after)
+        syncer = Syncer(repo, writer, until)
+        result = syncer.run(progress, stop_after)
+        if stop_after is None:
+            result.context = ContextMaker(syncer.encoder).run()
+            result.variants = make_all_variants(syncer.encoder, variant_progress)
+        return result
+
+
+def make_all_variants(encoder: Encoder, progress: Callable[[int], ProgressFn] | None = None
+                      ) -> Made:
+    """Every pending variant of the store, with ``progress(total)`` as ``backfill``'s."""
+    maker = VariantMaker(encoder)
+    ticks: list[ProgressFn] = []
+
+    def tick(done: int, total: int) -> None:
+        if progress is not None and not ticks:
+            ticks.append(progress(total))
+        if ticks:
+            ticks[0](done, 0)
+
+    return maker.run(progress=tick)

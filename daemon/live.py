@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,20 @@ from repofeed.store.gc import AUTO_FRACTION, AUTO_INTERVAL, collect, survey
 from repofeed.store.locate import common_dir, open_repository, store_dir_of
 from repofeed.store.schema import K_FOLLOW
 from repofeed.store.secrets import redact
+from repofeed.store.variants.stored import Pending
 from repofeed.store.writer import StoreWriter
 
+from .context import ContextMaker
 from .ingest import BackfillResult, Syncer
 from .notify import Notifier
 from .status import STATE_NAME, read_state, state_path
+from .variants import (
+    BATCH_CONTENTS,
+    VariantMaker,
+    identifier_counts,
+    transform_batch,
+    worker_pool,
+)
 from .watch import RefWatcher
 from .worktree import (
     FALLBACK_RESCAN_SECONDS,
@@ -42,6 +52,7 @@ log = logging.getLogger("repofeed.daemon")
 
 SETTLE_SECONDS = 0.01     # quiet time after the last nudge before a reconcile
 MAX_SETTLE_SECONDS = 0.5  # a steady stream of nudges still gets a reconcile this often
+VARIANT_POLL_SECONDS = 0.05  # how often a batch of variants in flight is looked at
 RETRY_SECONDS = (1, 2, 5, 10, 30, 60)  # after a failed reconcile (a full disk, a locked ref)
 
 
@@ -91,6 +102,13 @@ class Daemon:
             self.overlay = WorktreeOverlay(self.repo, self.syncer, root)
             self.worktree = WorktreeWatcher(root, self.nudge)
         self.rescan_seconds = rescan_seconds
+        self.variants = VariantMaker(self.syncer.encoder)
+        self._variants_due = bool(self.variants.recipes)  # the store may lack some
+        self._variant_pool: ProcessPoolExecutor | None = None
+        self._variant_job: tuple[str, Future] | None = None
+        self._variant_todo: list[Pending] = []
+        self.context = ContextMaker(self.syncer.encoder)
+        self._context_due = self.context.enabled
         self.gc_seconds = gc_seconds
         self._next_gc = 0.0
         self._gc_due = True  # the store changed since garbage was last looked for
@@ -243,11 +261,80 @@ class Daemon:
         else:
             log.debug("%s: up to date (%.1f ms)", why, ms)
         self._gc_due = self._gc_due or bool(changed)
+        self._variants_due = bool(self.variants.recipes) and (self._variants_due or bool(changed))
+        if changed:
+            self._variant_todo = []  # read the pending variants again
+            self._context_due = self.context.enabled
         self._maybe_collect()
         self._write_state(head=result.head)
         self.notifier.status(f"up to date at {(result.head or 'no commit')[:12]}; "
                              f"{self.state['watches']} directories watched")
         return result
+
+    def _tend_variants(self) -> None:
+        """Store the variants of a finished batch and start the next one (never waits): the
+        transforms run in a worker process, so a commit's variants land in transactions
+        after its own, and a nudge never waits for them. The store's first batch is the
+        repository's vocabulary of identifiers (``daemon/variants.py``)."""
+        if self._variant_job is not None:
+            kind, job = self._variant_job
+            if not job.done():
+                return
+            self._variant_job = None
+            try:
+                if kind == "vocabulary":
+                    self.variants.keep_names(job.result())
+                else:
+                    made = self.variants.store(job.result())
+                    self._gc_due = True  # remade variants leave their old arrays behind
+                    log.info("variants: %d made for %d file(s)%s", made.variants,
+                             made.contents, "".join(f", none for {n} ({r})" for r, n in
+                                                    sorted(made.reasons.items())))
+            except Exception as exc:  # a worker that died, a full disk: the next change retries
+                log.error("making variants failed (%s: %s); they are retried after the next "
+                          "change", type(exc).__name__, exc)
+                self._stop_variant_pool()
+                self._variants_due = False
+                return
+        if self._context_due:
+            self._context_due = False
+            try:
+                done = self.context.run()
+            except Exception as exc:  # a full disk: the next change retries
+                log.error("updating the context documents failed (%s: %s); retried after "
+                          "the next change", type(exc).__name__, exc)
+            else:
+                if done.files_read or done.written or done.removed:
+                    log.info("context: imports of %d file(s) read, %d context document(s) "
+                             "written, %d removed in %.0f ms", done.files_read, done.written,
+                             done.removed, done.seconds * 1000)
+            return  # the next look starts the variants: a nudge that came meanwhile first
+        if not self._variants_due:
+            return
+        if not self._variant_todo:  # read again after each change, and when used up
+            self._variant_todo = self.variants.pending()
+        todo = self._variant_todo
+        if not todo:
+            self._variants_due = False
+            return
+        if self._variant_pool is None:
+            self._variant_pool = worker_pool(1)
+        names = self.variants.stored_names()
+        timeout_s = self.variants.timeout_s
+        if names is None:
+            texts = [(self.writer.text_of(p.content), p.language) for p in todo]
+            self._variant_job = ("vocabulary", self._variant_pool.submit(
+                identifier_counts, texts, timeout_s))
+        else:
+            batch, self._variant_todo = todo[:BATCH_CONTENTS], todo[BATCH_CONTENTS:]
+            self._variant_job = ("variants", self._variant_pool.submit(
+                transform_batch, self.variants.jobs(batch), names, timeout_s))
+
+    def _stop_variant_pool(self) -> None:
+        if self._variant_pool is not None:
+            self._variant_pool.shutdown(wait=False, cancel_futures=True)
+            self._variant_pool = None
+        self._variant_job = None
 
     def _maybe_collect(self) -> None:
         """Collect garbage when it passes AUTO_FRACTION of the store's used pages, looking at
@@ -295,6 +382,10 @@ class Daemon:
         """How long to sleep without a nudge: until a retry or the end of a sequence's grace,
         else for ever (no polling)."""
         waits = []
+        if self._variant_job is not None:
+            waits.append(VARIANT_POLL_SECONDS)
+        elif self._variants_due or self._context_due:
+            waits.append(0.0)
         if self._failures:
             waits.append(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS)) - 1])
         if self._busy_since is not None:
@@ -366,6 +457,7 @@ class Daemon:
                 if self._stop:
                     break
                 self._check_watchers()
+                self._tend_variants()
                 if not nudged:
                     self._maybe_collect()
                 if not (nudged or self._failures or self._busy_since is not None
@@ -385,6 +477,7 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.watcher.stop()
+            self._stop_variant_pool()
             if self.worktree is not None:
                 self.worktree.stop()
             self._write_state(state="stopped", stopped=time.time())

@@ -20,6 +20,7 @@ from repofeed.store.reader import Store
 from repofeed.store.schema import K_FOLLOW, K_HEAD, K_PIN, K_REPO
 from repofeed.store.writer import lock_path
 
+from .context import stale
 from .history import (
     describe_ref,
     describe_tip,
@@ -95,6 +96,10 @@ def daemon_status(repo_path: str | Path | None, store: str | Path | None = None
         todo = new_commits(followed, tip, head)
         lag = len(store.unprocessed([c.id.raw for c in todo]))
         store_path = str(store.path)
+        variants = store.variant_summary()
+        changed, removed = stale({d["path"]: d for d in store.documents(weighed=False)},
+                                 store.import_entries())
+        context_pending = len(changed) + len(removed) if store.config.context_documents else 0
     return {
         "running": running,
         "pid": state.get("pid") if running else None,
@@ -108,6 +113,11 @@ def daemon_status(repo_path: str | Path | None, store: str | Path | None = None
         "tip": str(tip.id) if tip is not None else None,
         "lag": lag,
         "up_to_date": lag == 0 and head == (str(tip.id) if tip is not None else None),
+        # (content, recipe) pairs whose variant is still to be made: they land after the
+        # commit that brought the content, in transactions of their own
+        "variants_pending": variants.pending,
+        "variants_made": sum(variants.made.values()),
+        "context_pending": context_pending,  # files whose import graph entry is stale
         "last_ingest": state.get("last_ingest"),
         "watches": state.get("watches", 0) if running else 0,
         "reconciles": state.get("reconciles", 0) if running else 0,

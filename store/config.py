@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tomllib
@@ -42,6 +43,9 @@ DEFAULT_SECRET_FILES: tuple[str, ...] = (
     ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd", ".pypirc",
     "credentials*.json", "credentials", "*service-account*.json", "*.tfvars", "*.tfstate",
 )
+
+# the stored variants of each file by default: each entry a transform or a chain of them
+DEFAULT_VARIANTS: tuple[str, ...] = ("rename", "decomment", "reformat", "rename+decomment")
 
 
 def _opt(default: Any, when: str, help: str) -> Any:
@@ -104,6 +108,18 @@ class Config:
                                "order (the rest PSM)")
     mask_rate: float = _opt(0.0, READ, "BERT-style masking: share of tokens chosen (0: off)")
     mask_labels: str = _opt("masked", READ, "masking's loss: masked (the chosen tokens) or all")
+    # -- stored variants and repository context (issue 10) -------------------------------
+    variants: list[str] = _opt(DEFAULT_VARIANTS, INGEST, "the stored variants of each code "
+                               "file: transforms (rename, decomment, reformat), chained by +")
+    variant_timeout_ms: int = _opt(2000, INGEST, "the bound on one variant (parse and "
+                                   "formatter)")
+    context_documents: bool = _opt(True, INGEST, "store each file after the files it "
+                                   "imports, as one context document")
+    variant_recipes: list[str] = _opt([], READ, "the stored variants training draws (a "
+                                      "subset of variants; empty: all of them)")
+    mix: dict[str, float] = _opt({}, READ, "source -> share of the training draws (windows, "
+                                 "evolution, variants, context); empty: windows and "
+                                 "evolution in natural proportions")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -173,6 +189,11 @@ class Config:
         Augment.from_config(self)         # validates its options
         _one_of("near_dedup", self.near_dedup, NEAR_DEDUP_MODES)
         _one_of("curriculum", self.curriculum, CURRICULA)
+        from .variants import check_recipes
+        check_recipes(self.variants)
+        check_recipes(self.variant_recipes)
+        _at_least("variant_timeout_ms", self.variant_timeout_ms, 1)
+        check_mix(self.mix or None)
         for glob in self.secret_files:
             if not isinstance(glob, str) or not glob:
                 raise ConfigError(f"secret_files must be a list of file-name globs (got "
@@ -188,6 +209,35 @@ class Config:
 
     def with_overrides(self, **overrides: Any) -> Config:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+SOURCE_NAMES = ("windows", "evolution", "variants", "context")
+"""The training stream's sources (``train/stream.py``): the snapshot documents' windows, the
+evolution records' views, the stored variants' windows and the context documents' windows."""
+NATURAL_SOURCES = ("windows", "evolution")
+"""The sources of a stream with no mix: each item of each once per epoch."""
+
+
+def check_mix(mix: dict[str, float] | None) -> dict[str, float] | None:
+    """``mix`` (source name -> ratio) checked, sources at 0 left out; None stays None."""
+    if mix is None:
+        return None
+    if not isinstance(mix, dict) or not mix:
+        raise ConfigError(f"mix must be a dict of source name to ratio, got {mix!r}")
+    out = {}
+    for name, ratio in mix.items():
+        if name not in SOURCE_NAMES:
+            raise ConfigError(f"unknown source {name!r} in mix: the sources are "
+                              f"{', '.join(SOURCE_NAMES)}")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or \
+                not math.isfinite(ratio) or ratio < 0:
+            raise ConfigError(f"the ratio of {name!r} must be a number >= 0, got {ratio!r}")
+        if ratio > 0:
+            out[name] = float(ratio)
+    if not out:
+        raise ConfigError(f"every ratio in mix {mix!r} is 0: give at least one source a "
+                          f"positive share")
+    return out
 
 
 def _at_least(name: str, value: Any, low: float) -> None:

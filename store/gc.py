@@ -42,6 +42,7 @@ from .lmdbenv import used_pages
 from .proclocks import lock_holders
 from .schema import (
     DB_COMMITS,
+    DB_CONTEXT,
     DB_DOCS,
     DB_FACTS,
     DB_GARBAGE,
@@ -49,6 +50,7 @@ from .schema import (
     DB_META,
     DB_RECORDS,
     DB_TOKENS,
+    DB_VARIANTS,
     K_COMMITS_DONE,
     K_STORED_TOKENS,
     K_SUPERSEDED,
@@ -101,6 +103,7 @@ class Collected:
     waiting_commits: int = 0   # superseded commits waiting out the grace period
     bytes_freed: int = 0       # token chunk bytes (values) removed
     index_entries: int = 0     # near-duplicate index entries of removed arrays (none, normally)
+    variants: int = 0          # variant entries whose source content left the snapshot
     readers: int = 0           # other processes with the store open
     seconds: float = 0.0
 
@@ -108,10 +111,14 @@ class Collected:
         return asdict(self)
 
 
-def _references(txn, dbs) -> tuple[set[int], set[int], list[dict[str, Any]]]:
-    """One pass over documents, records and commits: the array ids that something live
-    references, those that only superseded commits (their records, their messages) still
-    hold, and the superseded commits' entries."""
+def _references(txn, dbs) -> tuple[set[int], set[int], list[dict[str, Any]], list[bytes]]:
+    """One pass over documents, records, commits, variants and context documents: the array
+    ids that something live references, those that only superseded commits (their records,
+    their messages) still hold, the superseded commits' entries, and the keys of the variant
+    entries whose source no document holds any more (they go with it).
+
+    A variant is live while some document holds its source's content; a context document
+    while its target is in the snapshot (its entry goes with the target's document)."""
     live: set[int] = set()
     held: set[int] = set()
     superseded: list[dict[str, Any]] = []
@@ -127,9 +134,20 @@ def _references(txn, dbs) -> tuple[set[int], set[int], list[dict[str, Any]]]:
         record = unpack(raw)
         refs = held if record["commit"] in gone else live
         refs.update(a for a in (record["before"], record["after"]) if a is not None)
+    sources: set[bytes] = set()
     for _, raw in txn.cursor(db=dbs[DB_DOCS]):
+        doc = unpack(raw)
+        live.add(doc["array"])
+        sources.add(doc["hash"])
+    orphans: list[bytes] = []
+    for key, raw in txn.cursor(db=dbs[DB_VARIANTS]):
+        if bytes(key[:16]) not in sources:
+            orphans.append(bytes(key))
+        elif (array := unpack(raw).get("array")) is not None:
+            live.add(array)
+    for _, raw in txn.cursor(db=dbs[DB_CONTEXT]):
         live.add(unpack(raw)["array"])
-    return live, held - live, superseded
+    return live, held - live, superseded, orphans
 
 
 def _arrays(txn, dbs) -> dict[int, bytes]:
@@ -158,7 +176,7 @@ def survey(handle) -> Garbage:
     with handle.begin(buffers=True) as txn:
         dbs = handle.dbs
         out.used_bytes = used_pages(txn, dbs) * txn.stat()["psize"]
-        live, held, superseded = _references(txn, dbs)
+        live, held, superseded, _ = _references(txn, dbs)
         out.superseded_commits = len(superseded)
         out.superseded_records = sum(e["count"] for e in superseded)
         gone = [a for a in _arrays(txn, dbs) if a not in live and a not in held]
@@ -202,7 +220,10 @@ def collect(writer, grace: float | None = None, now: float | None = None) -> Col
             txn.delete(bytes(key), db=dbs[DB_COMMITS])
             result.commits += 1
         # 2. arrays nothing references: marked, then removed once marked for ``grace``
-        live, held, _ = _references(txn, dbs)
+        live, held, _, orphans = _references(txn, dbs)
+        for key in orphans:  # variants of contents no document holds: their arrays follow
+            txn.delete(key, db=dbs[DB_VARIANTS])
+        result.variants = len(orphans)
         live |= held  # the records of superseded commits still waiting out the grace period
         marks = {seq_of(k): unpack(v) for k, v in txn.cursor(db=dbs[DB_GARBAGE])}
         removed: list[bytes] = []

@@ -24,8 +24,10 @@ from .gc import survey
 from .locate import resolve_store_dir
 from .schema import (
     DB_COMMITS,
+    DB_CONTEXT,
     DB_DOCS,
     DB_FACTS,
+    DB_IMPORTS,
     DB_META,
     DB_RECORDS,
     DB_SKIPPED,
@@ -184,6 +186,34 @@ class Store:
             doc["excluded"] = w.reason if w is not None else "empty"
         return docs
 
+    def variant_summary(self):
+        """What the store holds of the variants of its ``variants`` option: made, none (by
+        reason) and pending, per recipe (``store/variants/stored.py``)."""
+        from .variants.stored import summary
+        with self._txn(buffers=True) as txn:
+            return summary(txn, self._handle.dbs, self.config.variants)
+
+    def variant_documents(self) -> list[dict[str, Any]]:
+        """Each stored variant of a snapshot document, as a document: the source's fields
+        with the variant's ``hash``, ``array``, ``n_tokens`` and ``recipe``."""
+        from .variants.stored import variant_documents
+        with self._txn(buffers=True) as txn:
+            return variant_documents(txn, self._handle.dbs, self.config.variants)
+
+    def context_documents(self) -> list[dict[str, Any]]:
+        """The context documents (each snapshot file that imports others, after the files
+        it depends on: ``store/context.py``), by target path: ``path``, ``hash``,
+        ``array``, ``n_tokens`` and ``files`` (the paths it holds, in order)."""
+        with self._txn(DB_CONTEXT) as txn:
+            return [unpack(v) for _, v in txn.cursor()]
+
+    def import_entries(self) -> dict[str, dict[str, Any]]:
+        """The import graph as stored (``daemon/context.py``): path -> its imports as
+        written, the content they were read from, and the files they resolve to."""
+        with self._txn(DB_IMPORTS) as txn:
+            return {e["path"]: e for e in map(unpack, txn.cursor().iternext(keys=False,
+                                                                           values=True))}
+
     def facts(self, arrays: list[int] | None = None) -> dict[int, dict[str, Any]]:
         """The facts of the texts of ``arrays`` (array ids; None: of every array), by array
         id (store/facts.py); an array without facts (a message) is absent."""
@@ -339,6 +369,11 @@ class Store:
         stored = self.meta(K_STORED_TOKENS, 0)
         store_bytes = _disk_bytes(self.path)
         garbage = survey(self._handle)
+        variants = self.variant_summary()
+        none: dict[str, int] = {}
+        for reasons in variants.reasons.values():
+            for reason, n in reasons.items():
+                none[reason] = none.get(reason, 0) + n
         return {
             "store_path": str(self.path),
             "repo": self.meta(K_REPO),
@@ -366,6 +401,12 @@ class Store:
             "garbage": garbage.as_dict(),
             "skipped_at_head": skipped,
             "skipped_in_history": self.meta(K_RECORD_SKIPS, {}),
+            # stored variants, per recipe; the (file, recipe) pairs that have none, by reason;
+            # those not made yet (the daemon makes them after the commit's own write)
+            "variants": dict(variants.made),
+            "variant_tokens": sum(variants.tokens.values()),
+            "variants_none": dict(sorted(none.items())),
+            "variants_pending": variants.pending,
             **quality,
         }
 

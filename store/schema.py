@@ -18,7 +18,8 @@ from .errors import StoreCorrupt
 #    the garbage database and superseded_at for garbage collection
 # 3: data quality: facts per content (filters' measurements, language, complexity), secrets
 #    redacted before hashing, the near-duplicate index, linguist attributes per document
-SCHEMA_VERSION = 3
+# 4: stored variants per content and transform; the import graph and context documents
+SCHEMA_VERSION = 4
 FORMAT_NAME = "repofeed-store"
 
 # Named sub-databases.
@@ -40,8 +41,20 @@ DB_NEAR_CLUSTERS = b"near_clusters"  # cluster id + content hash -> empty: a clu
 K_NEAR_DUP = b"near_dup"             # meta: the parameters the index was made with
 NEAR_DBS = (DB_NEAR_SIGS, DB_NEAR_BANDS, DB_NEAR_CLUSTERS)
 
+# Stored variants (issue 10, store/variants): other spellings of a snapshot content, made once
+# per (content, recipe, version) after the commit that brought the content in.
+DB_VARIANTS = b"variants"  # content hash + recipe name (ascii) -> msgpack entry: {"v": version,
+#                            "hash", "array", "n_tokens"} or {"v": version, "reason": why none}
+K_VARIANT_NAMES = b"variant_names"  # meta: the repository's identifiers renaming draws from
+# Repository context (issue 10, store/imports.py, store/context.py), updated per commit.
+DB_IMPORTS = b"imports"    # path_key(path) -> msgpack {"v", "hash", "imports": [...]}: what the
+#                            snapshot document at that path imports, as written
+DB_CONTEXT = b"context"    # path_key(path) -> msgpack context document of that target: {"path",
+#                            "hash", "array", "n_tokens", "files": [paths it holds, in order]}
+VARIANT_DBS = (DB_VARIANTS, DB_IMPORTS, DB_CONTEXT)
+
 ALL_DBS = (DB_META, DB_TOKENS, DB_HASHES, DB_DOCS, DB_RECORDS, DB_COMMITS, DB_SKIPPED,
-           DB_GARBAGE, DB_FACTS, *NEAR_DBS)
+           DB_GARBAGE, DB_FACTS, *NEAR_DBS, *VARIANT_DBS)
 
 # Meta keys.
 K_FORMAT = b"format"

@@ -29,13 +29,16 @@ from .errors import StoreError, WriterBusy
 from .locate import lock_path
 from .schema import (
     DB_COMMITS,
+    DB_CONTEXT,
     DB_DOCS,
     DB_FACTS,
     DB_HASHES,
+    DB_IMPORTS,
     DB_META,
     DB_RECORDS,
     DB_SKIPPED,
     DB_TOKENS,
+    DB_VARIANTS,
     FORMAT_NAME,
     K_COMMITS_DONE,
     K_CONFIG,
@@ -388,6 +391,10 @@ class StoreWriter:
             raw = txn.get(key)
         return default if raw is None else unpack(raw)
 
+    def set_meta(self, key: bytes, value: Any) -> None:
+        """Write one meta key, in a transaction of its own."""
+        self._write(lambda txn: txn.put(key, pack(value), db=self.db[DB_META]))
+
     @property
     def config(self) -> Config:
         return Config.from_dict(self.meta(K_CONFIG))
@@ -673,6 +680,48 @@ class StoreWriter:
 
         self._write(body)
         self.sync()
+
+    def put_variants(self, entries: dict[bytes, dict[str, Any]],
+                     arrays: dict[bytes, Any]) -> None:
+        """Store variant entries (key: source content hash + recipe name) and the new arrays
+        of their texts, in one transaction; an entry with a ``hash`` gets its array id."""
+
+        def body(txn: lmdb.Transaction) -> None:
+            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
+            for key, entry in entries.items():
+                entry = dict(entry)
+                if entry.get("hash") is not None:
+                    entry["array"] = self._array_id(txn, entry["hash"])
+                txn.put(key, pack(entry), db=self.db[DB_VARIANTS])
+
+        self._write(body)
+        self.sync()
+
+    def put_context(self, graph: dict[str, dict[str, Any]], graph_gone: list[str],
+                    context: dict[str, dict[str, Any]], context_gone: list[str],
+                    arrays: dict[bytes, Any]) -> None:
+        """Update the import graph (entries by path, and paths to drop) and the context
+        documents (entries by target path, and targets to drop) with the new arrays of the
+        documents, in one transaction (daemon/context.py)."""
+
+        def body(txn: lmdb.Transaction) -> None:
+            self._bump(txn, K_STORED_TOKENS, self._put_arrays(txn, arrays))
+            for path, entry in graph.items():
+                txn.put(path_key(path), pack(entry), db=self.db[DB_IMPORTS])
+            for path in graph_gone:
+                txn.delete(path_key(path), db=self.db[DB_IMPORTS])
+            for path, entry in context.items():
+                entry = {**entry, "array": self._array_id(txn, entry["hash"])}
+                txn.put(path_key(path), pack(entry), db=self.db[DB_CONTEXT])
+            for path in context_gone:
+                txn.delete(path_key(path), db=self.db[DB_CONTEXT])
+
+        self._write(body)
+        self.sync()
+
+    def text_of(self, content_hash: bytes) -> str:
+        """The text of a stored content, decoded from its token array."""
+        return self.tokenizer.decode(self.read_array(content_hash).tolist())
 
     def _text_in(self, txn: lmdb.Transaction, content_hash: bytes) -> str:
         """The text of a stored content, decoded from its token array inside ``txn``."""

@@ -40,6 +40,12 @@ The variations made on the fly (issue 10, ``store/augment.py``), each over ``def
 - ``fim``: fill-in-the-middle on half the windows, PSM and SPM alike (the default now);
 - ``masking``: BERT-style masking of one token in ten, loss on the masked ones.
 
+The stored variants and the repository context (issue 10), each over ``no-evolution`` (the
+windows alone, so that records do not dilute them), as half the draws:
+
+- ``variants``: every stored variant; ``rename``, ``decomment``, ``reformat``: one transform's;
+- ``context``: the context documents (a file after the files it imports).
+
 Later data features add a switch (a field of ``DataConfig``) and a row.
 """
 
@@ -105,6 +111,21 @@ CONFIGS: dict[str, DataConfig] = {
                       policy=_with(fim_rate=0.5)),
     "masking": DataConfig(1024, 768, None, note="default + masking 1 token in 10",
                           policy=_with(mask_rate=0.1)),
+    # stored variants and repository context (issue 10), over windows only (no-evolution):
+    # half the draws originals, half the new source
+    "variants": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
+                           note="windows + every stored variant, half the draws"),
+    "rename": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
+                         note="windows + renamed variants, half the draws",
+                         policy=_with(variant_recipes=["rename"])),
+    "decomment": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
+                            note="windows + variants without comments, half the draws",
+                            policy=_with(variant_recipes=["decomment"])),
+    "reformat": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
+                           note="windows + reformatted variants, half the draws",
+                           policy=_with(variant_recipes=["reformat"])),
+    "context": DataConfig(1024, 768, {"windows": 1.0, "context": 1.0},
+                          note="windows + context documents, half the draws"),
 }
 
 

@@ -8,9 +8,13 @@ daemon keeps writing.
 
 **Sources.** ``"windows"``: the snapshot documents' windows (``max_tokens`` and ``overlap``
 default to the store's). ``"evolution"``: the views of the evolution records, superseded
-records left out. A source is an entry of ``SOURCES`` (a ``Source`` subclass: how to take its
-item set from the store, how to encode it compactly, how to read an item), so later sources
-(variants, context documents) plug in as another entry.
+records left out. ``"variants"``: the windows of the stored variants of the snapshot documents
+(renamed, without comments, reformatted: ``store/variants``; those of the ``variant_recipes``
+option where it names any), each weighing what its source document weighs. ``"context"``: the
+windows of the context documents (a file after the files it imports, ``store/context.py``),
+each weighing what its file weighs. Variants and context are drawn only where the mix names
+them. A source is an entry of ``SOURCES`` (a ``Source`` subclass: how to take its item set
+from the store, how to encode it compactly, how to read an item).
 
 **Labels.** ``labels="all"``: loss on every real token. ``labels="new"``: a window takes loss
 only on the tokens it adds beyond its predecessor (``WindowDataset(labels_on="new")``), so that
@@ -18,7 +22,9 @@ each token of a document is a label once per pass; at the default 768 overlap ``
 every token about four times per pass. For evolution records ``"new"`` is the same as
 ``"all"``: a record's views are sequences of their own, not overlapping windows of a document.
 
-**Mix.** ``mix=None``: natural proportions, every item of every source exactly once per epoch.
+**Mix.** ``mix=None``: the ``mix`` option of the configuration (``repofeed.toml``), and where
+that is empty, natural proportions of windows and evolution records, every item of each
+exactly once per epoch.
 ``mix={"windows": 3, "evolution": 1}``: each source gets that share of the epoch's draws
 (ratios are normalised; a source at 0 is left out; a source with no items in an epoch is left
 out of that epoch and the others' shares renormalised). An epoch is as many draws as the mixed
@@ -143,6 +149,7 @@ import torch
 import xxhash
 
 from repofeed.store.augment import Augment, Augmenter
+from repofeed.store.config import NATURAL_SOURCES, check_mix
 from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
@@ -296,6 +303,51 @@ class WindowSource(Source):
         return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id, vary)
 
 
+class VariantSource(WindowSource):
+    """Windows over the stored variants of the snapshot documents (``store/variants``): a
+    variant weighs what its source document weighs (0 leaves it out with its source) and
+    has its complexity; its key is its source's (path, blob) and its recipe."""
+
+    name = "variants"
+
+    def take(self, store: Store) -> Watermark:
+        weighed = {w.path: w for w in self.stream.policy.documents(store) if w.weight > 0}
+        drawn = set(self.stream.policy.cfg.variant_recipes)
+        docs = [d for d in store.variant_documents() if d["path"] in weighed and d["n_tokens"]
+                and (not drawn or d["recipe"] in drawn)]
+        return self.rebuild({
+            "doc_key": np.fromiter(
+                (_text_key(d["path"], str(d.get("blob") or d["source_array"]), d["recipe"])
+                 for d in docs), dtype=np.uint64, count=len(docs)),
+            "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=len(docs)),
+            "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
+                                    count=len(docs)),
+            "weight": _floats([weighed[d["path"]].weight for d in docs]),
+            "score": _floats([weighed[d["path"]].score for d in docs]),
+        })
+
+
+class ContextSource(WindowSource):
+    """Windows over the context documents (a file after the files it imports,
+    ``store/context.py``): one weighs what its target file weighs; its key is the target's
+    path and the document's content, so it changes whenever a file in it changes."""
+
+    name = "context"
+
+    def take(self, store: Store) -> Watermark:
+        weighed = {w.path: w for w in self.stream.policy.documents(store) if w.weight > 0}
+        docs = [d for d in store.context_documents() if d["path"] in weighed and d["n_tokens"]]
+        return self.rebuild({
+            "doc_key": np.fromiter((_text_key(d["path"], "context", d["hash"].hex())
+                                    for d in docs), dtype=np.uint64, count=len(docs)),
+            "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=len(docs)),
+            "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
+                                    count=len(docs)),
+            "weight": _floats([weighed[d["path"]].weight for d in docs]),
+            "score": _floats([weighed[d["path"]].score for d in docs]),
+        })
+
+
 class EvolutionSource(Source):
     """Views of the evolution records, as ``EvolutionDataset`` makes them (loss on every
     token: ``labels="new"`` concerns overlapping windows; a record's views are sequences of
@@ -356,7 +408,8 @@ class EvolutionSource(Source):
         return record_item(read, rec, views[view], s.special, "all", s.max_tokens, s.pad_id)
 
 
-SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (WindowSource, EvolutionSource)}
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (
+    WindowSource, EvolutionSource, VariantSource, ContextSource)}
 
 
 # -- shared watermarks --------------------------------------------------------------------
@@ -440,9 +493,9 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
         self._no_handles()
         self.policy = policy if policy is not None else Policy.for_store(self.store)
-        self.mix = _check_mix(mix)
+        self.mix = check_mix(mix if mix is not None else (self.policy.cfg.mix or None))
         self.sources = {name: SOURCES[name](self) for name in
-                        (SOURCES if self.mix is None else self.mix)}
+                        (NATURAL_SOURCES if self.mix is None else self.mix)}
         _check_settings(labels, replay, epochs, rank, world_size, poll_seconds, batch_size)
         self.labels, self.replay, self.follow, self.epochs = labels, replay, follow, epochs
         self.rank, self.world_size, self.block = rank, world_size, batch_size
@@ -848,27 +901,6 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
         self._previous = None
         self._current = _Epoch(marks, previous, state["watermark"], state["previous"])
         self._agree(self.epoch, self._current)  # for shards that have not reached it yet
-
-
-def _check_mix(mix: dict[str, float] | None) -> dict[str, float] | None:
-    if mix is None:
-        return None
-    if not isinstance(mix, dict) or not mix:
-        raise ConfigError(f"mix must be a dict of source name to ratio, got {mix!r}")
-    out = {}
-    for name, ratio in mix.items():
-        if name not in SOURCES:
-            raise ConfigError(f"unknown source {name!r} in mix: the sources are "
-                              f"{', '.join(SOURCES)}")
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or \
-                not math.isfinite(ratio) or ratio < 0:
-            raise ConfigError(f"the ratio of {name!r} must be a number >= 0, got {ratio!r}")
-        if ratio > 0:
-            out[name] = float(ratio)
-    if not out:
-        raise ConfigError(f"every ratio in mix {mix!r} is 0: give at least one source a "
-                          f"positive share")
-    return out
 
 
 def _check_settings(labels: str, replay: float | None, epochs: int | None, rank: int,

@@ -16,6 +16,8 @@ its source and parse with no more error nodes than it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from repofeed.store import parsing
@@ -64,3 +66,61 @@ def checked(source: str, variant: str, language: str, timeout_s: float,
     if parsing.error_count(tree) > source_error_count:
         return Outcome(reason=NEW_ERRORS)
     return Outcome(text=variant)
+
+
+# -- the transforms and recipes ------------------------------------------------------------
+
+TRANSFORMS: dict[str, str] = {
+    "rename": "rename",        # locals and parameters, natural names (rename.py)
+    "decomment": "comments",   # comments and docstrings removed (comments.py)
+    "reformat": "reformat",    # a real formatter, or a layout change tree-sitter proves safe
+}
+"""Transform name -> the module of this package that holds it: a function of the same name
+and a version constant ``<NAME>_VERSION``."""
+
+
+def check_recipes(recipes: list[str]) -> None:
+    """Refuse a recipe that names no transform, or a recipe twice (the ``variants`` option)."""
+    from repofeed.store.errors import ConfigError
+    seen = set()
+    for recipe in recipes:
+        steps = recipe.split("+") if isinstance(recipe, str) else [None]
+        unknown = [s for s in steps if s not in TRANSFORMS]
+        if unknown or not steps:
+            raise ConfigError(f"variants: {recipe!r} is not a transform or a chain of them "
+                              f"joined by '+'; the transforms are {', '.join(TRANSFORMS)}")
+        if recipe in seen:
+            raise ConfigError(f"variants: {recipe!r} is listed twice")
+        seen.add(recipe)
+
+
+def _transform(name: str):
+    import importlib
+    module = importlib.import_module(f"{__name__}.{TRANSFORMS[name]}")
+    return getattr(module, name), getattr(module, f"{name.upper()}_VERSION")
+
+
+def recipe_version(recipe: str) -> list[int]:
+    """The versions of a recipe's transforms: a stored variant made under others is made
+    again."""
+    return [_transform(step)[1] for step in recipe.split("+")]
+
+
+def apply(recipe: str, text: str, language: str, *, seed: int, names: Sequence[str] = (),
+          timeout_s: float = 2.0) -> Outcome:
+    """The variant of ``text`` that ``recipe`` (a transform, or several joined by ``+``,
+    applied in order) makes. A step of a chain that finds nothing to change is passed over;
+    any other reason ends the chain. ``timeout_s`` bounds the whole chain."""
+    deadline = time.monotonic() + timeout_s
+    current = text
+    for n, step in enumerate(recipe.split("+")):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Outcome(reason=TIMEOUT)
+        function, _ = _transform(step)
+        out = function(current, language, seed=seed * 7919 + n, names=names, timeout_s=left)
+        if out.text is not None:
+            current = out.text
+        elif out.reason != UNCHANGED:
+            return out
+    return Outcome(text=current) if current != text else Outcome(reason=UNCHANGED)
