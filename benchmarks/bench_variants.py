@@ -16,7 +16,6 @@ reasons for none, variants per second and the time over tokenizing's.
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections import Counter, defaultdict
 
 from common import (
@@ -37,6 +36,7 @@ from repofeed.daemon.variants import identifier_counts, seed_of, vocabulary
 from repofeed.store.config import DEFAULT_VARIANTS, Config
 from repofeed.store.schema import content_key
 from repofeed.store.variants import apply
+from repofeed.store.variants.reformat import find_program
 from repofeed.store.variants.stored import transformable
 
 
@@ -56,8 +56,8 @@ def main() -> None:
         names = vocabulary(identifier_counts([(f.text, f.language) for f in files], timeout_s))
     print(f"{len(files)} code files, {megabytes([f.text for f in files]):.2f} MB; vocabulary "
           f"of {len(names)} identifiers made in {t.seconds:.2f} s")
-    print("formatters on PATH: " + ", ".join(
-        f"{name} {'yes' if shutil.which(name) else 'no'}"
+    print("formatters found: " + ", ".join(
+        f"{name} {'yes' if find_program(name) else 'no'}"
         for name in ("ruff", "rustfmt", "gofmt", "clang-format", "prettier")))
     by_language = defaultdict(list)
     for f in files:

@@ -17,9 +17,12 @@ source content, and garbage collection removes it once no document holds the sou
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -111,9 +114,26 @@ def vocabulary(documents: Counter[str]) -> list[str]:
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes for the transforms, started afresh ("spawn": the daemon has threads,
-    which a fork would copy in whatever state they are)."""
+    which a fork would copy in whatever state they are), each ending with the process that
+    started it, however that ends (a daemon killed with SIGKILL leaves no worker behind)."""
     return ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("spawn"))
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when its parent ends (Linux's ``PR_SET_PDEATHSIG``);
+    a parent already gone ends it now."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the worker ends at its next job's EOF
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 class VariantMaker:

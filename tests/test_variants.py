@@ -6,6 +6,8 @@ by the training stream where the mix names them.
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +228,23 @@ def test_status_counts_pending_variants_until_the_daemon_makes_them(make_repo, d
         assert ("src/extra.py", "rename") in _variants(store)
     assert "variants:" in daemon.log()
     assert "variants:" in run_cli("status", str(repo.path)).stdout
+    # the transforms ran in a worker process, which ends with the daemon, even killed
+    workers = _children(daemon.proc.pid)
+    assert workers, "the daemon made its variants in a worker process"
+    daemon.stop(signal.SIGKILL)
+    wait_for(lambda: not [p for p in workers if _alive(p)], "the workers to end")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
