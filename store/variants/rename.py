@@ -18,8 +18,8 @@ Python (:func:`_python_edits`): locals (assignment, ``for``, ``with``/``except .
 ``:=``, ``del``), comprehension variables, and only the parameters no caller can name:
 ``*args`` and ``**kwargs``. Other parameters can be passed by keyword, and even
 positional-only ones are named in the ``TypeError`` a call that misses them raises, so they
-keep their names. Names in ``match`` patterns, imports,
-``global``/``nonlocal``, nested class bodies, and parameters of nested functions and
+keep their names. Names in ``match`` patterns, imports, ``global``/``nonlocal``, nested
+class bodies, the annotations of nested functions, and parameters of nested functions and
 lambdas are left alone; functions that use ``locals``, ``vars``, ``eval``, ``exec``,
 ``dir()``, frames or a self-documenting f-string (``f"{x=}"``) are skipped whole.
 
@@ -358,6 +358,13 @@ class Scope:
         return False
 
 
+def _annotation(scope: Scope) -> str:
+    """The role of names in a parameter's or return annotation: kept where the function is
+    nested in another (under ``from __future__ import annotations`` the annotation is the
+    text itself, which ``__annotations__`` and ``get_type_hints`` show)."""
+    return BLOCK if scope.in_function() else LOAD
+
+
 class _PythonWalk:
     """One pass over a Python tree that files every identifier under its scope and role."""
 
@@ -415,7 +422,8 @@ class _PythonWalk:
     def visit_function_definition(self, node: tree_sitter.Node, scope: Scope, _role: str) -> None:
         inner = Scope("function", scope)
         self.function(node, scope, inner, {"name": (scope, BLOCK), "type_parameters":
-                                           (scope, BLOCK), "return_type": (scope, LOAD)})
+                                           (scope, BLOCK),
+                                           "return_type": (scope, _annotation(scope))})
 
     def visit_lambda(self, node: tree_sitter.Node, scope: Scope, _role: str) -> None:
         self.function(node, scope, Scope("lambda", scope), {})
@@ -451,8 +459,10 @@ class _PythonWalk:
             elif kind in ("default_parameter", "typed_default_parameter", "typed_parameter"):
                 for j, child in enumerate(param.children):
                     field_name = param.field_name_for_child(j)
-                    if field_name in ("value", "type"):
+                    if field_name == "value":
                         items.append((child, outer, LOAD))
+                    elif field_name == "type":
+                        items.append((child, outer, _annotation(outer)))
                     elif child.type == "identifier":
                         items.append((child, inner, plain))
                     elif child.type in ("list_splat_pattern", "dictionary_splat_pattern"):

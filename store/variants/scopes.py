@@ -17,8 +17,9 @@ Shorthand properties and fields (``{x}`` in JavaScript, ``S { x }`` in Rust) bec
 ``{x: newname}``. Whole units are skipped where names are read from text: JavaScript
 ``eval`` and ``with``, Rust format strings that capture names (``"{x}"``), ``dbg!`` and
 ``stringify!``, C preprocessor lines inside a function. Names a C ``#define`` body
-mentions are never renamed, and TypeScript parameter properties
-(``constructor(private x)``) neither: they are fields.
+mentions are never renamed, nor TypeScript parameter properties
+(``constructor(private x)``: they are fields), nor decorated TypeScript and annotated Java
+parameters (frameworks such as Spring bind those by name).
 """
 
 from __future__ import annotations
@@ -225,9 +226,10 @@ def _js_declare(node: Node, unit: Unit, data: bytes) -> None:
             and node.parent.type in _JS_FUNCTIONS:
         function = node.parent
         for param in node.named_children:
-            if any(child.type in ("accessibility_modifier", "readonly", "override_modifier")
-                   for child in param.children):
-                unit.block(param.child_by_field_name("pattern"), data)  # a field too
+            if any(child.type in ("accessibility_modifier", "readonly", "override_modifier",
+                                  "decorator") for child in param.children):
+                # a parameter property is a field too; a decorator may read the name
+                unit.block(param.child_by_field_name("pattern"), data)
                 continue
             for name in _js_pattern(param):
                 unit.declare(name, data, function.start_byte, function.end_byte)
@@ -467,7 +469,9 @@ def _java_declare(node: Node, unit: Unit, data: bytes) -> None:
                 declarator = next((c for c in param.named_children
                                    if c.type == "variable_declarator"), None)
                 name = declarator.child_by_field_name("name") if declarator else None
-            if name is not None:
+            if name is not None and _java_annotated(param):
+                unit.block(name, data)  # frameworks bind annotated parameters by name
+            elif name is not None:
                 unit.declare(name, data, node.end_byte, function.end_byte)
     elif kind == "lambda_expression":
         params = node.child_by_field_name("parameters")
@@ -490,6 +494,12 @@ def _java_declare(node: Node, unit: Unit, data: bytes) -> None:
         statement = _ancestor(node, frozenset({"try_with_resources_statement"}), unit.node)
         if name is not None and statement is not None:
             unit.declare(name, data, name.end_byte, statement.end_byte)
+
+
+def _java_annotated(param: Node) -> bool:
+    return any(child.type == "modifiers" and any(
+        m.type in ("annotation", "marker_annotation") for m in child.children)
+        for child in param.children)
 
 
 def _java_classify(node: Node, unit: Unit, _data: bytes) -> str:
