@@ -867,3 +867,20 @@ def test_text_that_is_not_valid_utf8_keeps_its_bytes():
     text = "def f(a):\n    x = '\udcff'\n    return x + a\n"
     variant = renamed(text, names=["value"])
     assert variant == "def f(a):\n    value = '\udcff'\n    return value + a\n"
+
+
+def test_python_renames_the_parameters_of_helpers_only_called_positionally():
+    text = textwrap.dedent('''\
+        def outer(items):
+            def square(v, bias=0):
+                return v * v + bias
+            def by_keyword(w):
+                return w
+            def escapes(u):
+                return u
+            total = [square(i) for i in items] + [square(i, 1) for i in items]
+            return total, by_keyword(w=1), escapes
+        ''')
+    changes = dict(changed_names(text, renamed(text, names=["value", "offset", "entry"])))
+    assert {"v", "bias", "total", "i"} <= set(changes)
+    assert not {"w", "u", "items", "square", "by_keyword", "escapes"} & set(changes)

@@ -16,9 +16,10 @@ call sites are not variables and are never touched.
 
 Python (:func:`_python_edits`): locals (assignment, ``for``, ``with``/``except ... as``,
 ``:=``, ``del``), comprehension variables, and only the parameters no caller can name:
-``*args`` and ``**kwargs``. Other parameters can be passed by keyword, and even
-positional-only ones are named in the ``TypeError`` a call that misses them raises, so they
-keep their names. Names in ``match`` patterns, imports, ``global``/``nonlocal``, nested
+``*args`` and ``**kwargs``, and those of helpers nested in a function whose every use is a
+call there with positional arguments that bind without error. Other parameters can be
+passed by keyword, and even positional-only ones are named in the ``TypeError`` a call that
+misses them raises, so they keep their names. Names in ``match`` patterns, imports, ``global``/``nonlocal``, nested
 class bodies, the annotations of nested functions, and parameters of nested functions and
 lambdas are left alone; functions that use ``locals``, ``vars``, ``eval``, ``exec``,
 ``dir()``, frames or a self-documenting f-string (``f"{x=}"``) are skipped whole.
@@ -238,6 +239,30 @@ _COMPATIBLE: dict[str, tuple[str, ...]] = {
 }
 
 
+def _styles_of(old: str) -> tuple[str, ...]:
+    """The styles a replacement for ``old`` may have, preferred first."""
+    style = name_style(old)
+    if style == "single":  # a one-letter local may become a short word too
+        return ("single", "short")
+    return _COMPATIBLE.get(style, ())
+
+
+@functools.lru_cache(maxsize=8)
+def _style_pools(names: tuple[str, ...]) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """For each tuple of styles a replacement may take, the valid identifiers of ``names``
+    in those styles, sorted (cached: the daemon passes one repository's vocabulary again
+    and again)."""
+    by_style: dict[str, set[str]] = {}
+    for name in names:
+        if isinstance(name, str) and 1 <= len(name) <= 32 and _IDENT.match(name):
+            by_style.setdefault(name_style(name), set()).add(name)
+            if name_style(name) == "lower" and len(name) <= 5:
+                by_style.setdefault("short", set()).add(name)
+    wanted = {*_COMPATIBLE.values(), ("single", "short")}
+    return {styles: tuple(name for style in styles for name in sorted(by_style.get(style, ())))
+            for styles in wanted}
+
+
 class Namer:
     """Draws fresh natural names: never one in ``taken`` (every identifier of the file,
     keywords, builtins), never the same twice within one group (:meth:`new_group`)."""
@@ -246,16 +271,8 @@ class Namer:
         self.taken = taken
         self.rng = rng
         self.group: set[str] = set()
-        self.pools = self._pools(names)
-        self.fallback = self._pools(FALLBACK_NAMES)
-
-    def _pools(self, names: Iterable[str]) -> dict[str, list[str]]:
-        pools: dict[str, set[str]] = {}
-        for name in names:
-            if (isinstance(name, str) and 1 <= len(name) <= 32 and _IDENT.match(name)
-                    and name not in self.taken):
-                pools.setdefault(name_style(name), set()).add(name)
-        return {style: sorted(found) for style, found in pools.items()}
+        self.pools = _style_pools(tuple(names))
+        self.fallback = _style_pools(FALLBACK_NAMES)
 
     def new_group(self) -> None:
         """Names may repeat from here on (the next function is disjoint from the last)."""
@@ -264,25 +281,15 @@ class Namer:
     def draw(self, old: str) -> str | None:
         """A fresh name in the style of ``old``, or None where none is left."""
         prefix = old[: len(old) - len(old.lstrip("_"))]
-        style = name_style(old)
-        styles = _COMPATIBLE.get(style, ())
-        if style == "single":  # a one-letter local may become a short word too
-            styles = ("single", "short")
+        styles = _styles_of(old)
         for pools in (self.pools, self.fallback):
-            choices = [name for s in styles for name in self._pool(pools, s)]
-            picked = self._pick(choices, prefix)
+            picked = self._pick(pools.get(styles, ()), prefix)
             if picked is not None:
                 self.group.add(picked)
                 return picked
         return None
 
-    @staticmethod
-    def _pool(pools: dict[str, list[str]], style: str) -> list[str]:
-        if style == "short":
-            return [name for name in pools.get("lower", ()) if len(name) <= 5]
-        return pools.get(style, [])
-
-    def _pick(self, choices: list[str], prefix: str) -> str | None:
+    def _pick(self, choices: Sequence[str], prefix: str) -> str | None:
         def usable(name: str) -> bool:
             return (prefix + name not in self.taken and prefix + name not in self.group)
 
@@ -313,11 +320,25 @@ _PY_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "_getframe", "current
 
 # Roles of an identifier occurrence.
 LOAD, STORE, WALRUS, PARAM_OK, BLOCK, IGNORE = "load", "store", "walrus", "param", "block", "-"
+PARAM_IF_PRIVATE = "param?"  # a def's parameter: renamable where every call is positional
 
 _PY_TARGETS = frozenset({"pattern_list", "tuple_pattern", "list_pattern", "tuple", "list",
                          "list_splat_pattern", "parenthesized_expression", "expression_list"})
 _PY_COMPREHENSIONS = frozenset({"list_comprehension", "set_comprehension",
                                 "dictionary_comprehension", "generator_expression"})
+
+
+@dataclass
+class Signature:
+    """A ``def`` as its calls see it: where its name is, and which calls can bind it."""
+
+    name: str
+    start: int  # the byte where the def's name is
+    decorated: bool
+    required: int = 0  # positional parameters without a default
+    positional: int = 0  # positional parameters
+    star: bool = False  # has *args
+    keyword_required: bool = False  # a keyword-only parameter without a default
 
 
 @dataclass(eq=False)
@@ -330,6 +351,7 @@ class Scope:
     children: list[Scope] = field(default_factory=list)
     walrus: set[str] = field(default_factory=set)  # names := binds here from comprehensions
     unsafe: bool = False  # reads names at run time, or a form the analysis does not know
+    signature: Signature | None = None  # a def's, for its calls (see _private_helpers)
 
     def __post_init__(self) -> None:
         if self.parent is not None:
@@ -373,6 +395,8 @@ class _PythonWalk:
         self.deadline = deadline
         self.steps = 0
         self.stack: list[tuple[tree_sitter.Node, Scope, str]] = []
+        # callee name's byte -> the call's positional argument count (-1: keywords, splats)
+        self.calls: dict[int, int] = {}
 
     def run(self, root: tree_sitter.Node) -> Scope:
         module = Scope("module", None)
@@ -391,6 +415,8 @@ class _PythonWalk:
                  roles: dict[str, tuple[Scope, str]] | None = None) -> None:
         items = []
         for i, child in enumerate(node.children):
+            if not child.is_named:  # punctuation and keywords hold no names
+                continue
             name = node.field_name_for_child(i)
             target = (roles or {}).get(name) if name else None
             items.append((child, *(target or (scope, role))))
@@ -421,6 +447,12 @@ class _PythonWalk:
 
     def visit_function_definition(self, node: tree_sitter.Node, scope: Scope, _role: str) -> None:
         inner = Scope("function", scope)
+        name = node.child_by_field_name("name")
+        if name is not None:
+            parent = node.parent
+            inner.signature = Signature(node_text(name, self.data), name.start_byte,
+                                        parent is not None
+                                        and parent.type == "decorated_definition")
         self.function(node, scope, inner, {"name": (scope, BLOCK), "type_parameters":
                                            (scope, BLOCK),
                                            "return_type": (scope, _annotation(scope))})
@@ -447,11 +479,29 @@ class _PythonWalk:
         """Parameter names go to ``inner`` (renamable where no caller can name them:
         ``*args``, ``**kwargs``); defaults and annotations to ``outer``."""
         items: list[tuple[tree_sitter.Node, Scope, str]] = []
-        plain = BLOCK  # named in keyword calls, or (positional-only) in TypeError messages
+        # Named in keyword calls, or (positional-only) in TypeError messages; a def's may
+        # still be renamed where all its calls are in sight (see _private_helpers).
+        plain = BLOCK if inner.signature is None else PARAM_IF_PRIVATE
+        sig = inner.signature or Signature("", -1, True)
+        keyword_only = False
         for param in node.named_children:
             kind = param.type
+            if kind == "keyword_separator":
+                keyword_only = True
             if kind in ("positional_separator", "keyword_separator", "comment"):
                 continue
+            defaulted = kind in ("default_parameter", "typed_default_parameter")
+            if kind == "list_splat_pattern" or (kind == "typed_parameter" and any(
+                    c.type == "list_splat_pattern" for c in param.children)):
+                sig.star, keyword_only = True, True
+            elif kind == "dictionary_splat_pattern" or (kind == "typed_parameter" and any(
+                    c.type == "dictionary_splat_pattern" for c in param.children)):
+                pass
+            elif keyword_only:
+                sig.keyword_required |= not defaulted
+            else:
+                sig.positional += 1
+                sig.required += not defaulted
             if kind == "identifier":
                 items.append((param, inner, plain))
             elif kind in ("list_splat_pattern", "dictionary_splat_pattern"):
@@ -551,12 +601,20 @@ class _PythonWalk:
         if (function is not None and node_text(function, self.data) == "dir"
                 and arguments is not None and arguments.named_child_count == 0):
             scope.unsafe = True  # dir() lists the caller's names
+        if function is not None and function.type == "identifier" and arguments is not None:
+            args = [a for a in arguments.named_children if a.type != "comment"]
+            plain = arguments.type == "argument_list" and all(
+                a.type not in ("keyword_argument", "list_splat", "dictionary_splat")
+                for a in args)
+            self.calls[function.start_byte] = len(args) if plain else -1
         self.children(node, scope, LOAD)
 
 
 def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
                   deadline: float) -> list[Edit]:
-    module = _PythonWalk(data, deadline).run(tree.root_node)
+    walk = _PythonWalk(data, deadline)
+    module = walk.run(tree.root_node)
+    _private_helpers(module, walk.calls)
     edits: list[Edit] = []
     claimed: set[int] = set()
     roots = [scope for scope in module.subtree()
@@ -567,6 +625,30 @@ def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
             if scope.kind in ("function", "lambda", "comprehension"):
                 edits.extend(_rename_scope(scope, namer, claimed))
     return edits
+
+
+def _private_helpers(module: Scope, calls: dict[int, int]) -> None:
+    """Settle every def's :data:`PARAM_IF_PRIVATE` parameters: renamable (:data:`PARAM_OK`)
+    for a helper nested in a function, undecorated, whose name the enclosing function uses
+    only to call it, each call with positional arguments that bind without error (so no
+    caller can name a parameter, and no TypeError shows one); else :data:`BLOCK`."""
+    for scope in module.subtree():
+        sig = scope.signature
+        if sig is None:
+            continue
+        private = (not sig.decorated and not sig.keyword_required and scope.parent is not None
+                   and scope.parent.kind == "function")
+        if private:
+            for inner in scope.parent.subtree():
+                for name, start, _end, _role in inner.occurrences:
+                    if name != sig.name or start == sig.start:
+                        continue
+                    count = calls.get(start, -1)
+                    if count < sig.required or (count > sig.positional and not sig.star):
+                        private = False
+        role = PARAM_OK if private else BLOCK
+        scope.occurrences = [(name, start, end, role if r == PARAM_IF_PRIVATE else r)
+                             for name, start, end, r in scope.occurrences]
 
 
 def _under_function(scope: Scope) -> bool:

@@ -129,7 +129,7 @@ def _units(spec: Spec, root: Node, data: bytes, deadline: float) -> list[Unit]:
                 elif how != IGNORE:
                     unit.occurrences.setdefault(name, []).append(
                         (node.start_byte, node.end_byte, how))
-        stack.extend((child, unit) for child in reversed(node.children))
+        stack.extend((child, unit) for child in reversed(node.named_children))
     return units
 
 
