@@ -21,8 +21,9 @@ call there with positional arguments that bind without error. Other parameters c
 passed by keyword, and even positional-only ones are named in the ``TypeError`` a call that
 misses them raises, so they keep their names. Names in ``match`` patterns, imports,
 ``global``/``nonlocal``, nested class bodies, the annotations of nested functions, and the
-other parameters of nested functions and lambdas are left alone; functions that use ``locals``, ``vars``, ``eval``, ``exec``,
-``dir()``, frames or a self-documenting f-string (``f"{x=}"``) are skipped whole.
+other parameters of nested functions and lambdas are left alone; functions that use
+``locals``, ``vars``, ``eval``, ``exec``, ``dir()``, frames or a self-documenting f-string
+(``f"{x=}"``) are skipped whole.
 
 The other languages (:mod:`repofeed.store.variants.scopes`): block-scoped locals and
 parameters (there no caller names a parameter), renamed only where every occurrence lies in
