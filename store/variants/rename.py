@@ -284,21 +284,25 @@ class Namer:
         prefix = old[: len(old) - len(old.lstrip("_"))]
         styles = _styles_of(old)
         for pools in (self.pools, self.fallback):
-            picked = self._pick(pools.get(styles, ()), prefix)
+            picked = self._pick(pools.get(styles, ()), prefix, len(old) - len(prefix))
             if picked is not None:
                 self.group.add(picked)
                 return picked
         return None
 
-    def _pick(self, choices: Sequence[str], prefix: str) -> str | None:
+    def _pick(self, choices: Sequence[str], prefix: str, length: int) -> str | None:
+        """A usable name from ``choices``: a few random tries for one of about ``length``
+        characters (a long name does not replace a short one), then a scan from a random
+        start for any."""
         def usable(name: str) -> bool:
             return (prefix + name not in self.taken and prefix + name not in self.group)
 
-        for _ in range(8):  # a few random tries, then a scan from a random start
-            if not choices:
-                return None
+        if not choices:
+            return None
+        longest = max(2 * length, length + 6)
+        for _ in range(16):
             name = choices[self.rng.randrange(len(choices))]
-            if usable(name):
+            if len(name) <= longest and usable(name):
                 return prefix + name
         start = self.rng.randrange(len(choices))
         for i in range(len(choices)):

@@ -384,7 +384,8 @@ def _rust_declare(node: Node, unit: Unit, data: bytes) -> None:
         end = _scope_end(node, _RUST_SCOPES, unit)
         for name in _rust_pattern(node.child_by_field_name("pattern")):
             unit.declare(name, data, node.end_byte, end)
-    elif kind in ("parameters", "closure_parameters") and node.parent is not None:
+    elif kind in ("parameters", "closure_parameters") and node.parent is not None \
+            and node.parent.type in ("function_item", "closure_expression"):
         function = node.parent
         for param in node.named_children:
             pattern = param.child_by_field_name("pattern") if param.type == "parameter" \
