@@ -884,3 +884,67 @@ def test_python_renames_the_parameters_of_helpers_only_called_positionally():
     changes = dict(changed_names(text, renamed(text, names=["value", "offset", "entry"])))
     assert {"v", "bias", "total", "i"} <= set(changes)
     assert not {"w", "u", "items", "square", "by_keyword", "escapes"} & set(changes)
+
+
+CPP_PROGRAM = r"""
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+class Ledger {
+  public:
+    explicit Ledger(int limit) : limit(limit) {}
+    int add(const std::string& who, int amount) {
+        int capped = std::min(amount, limit);
+        totals[who] += capped;
+        return capped;
+    }
+    std::vector<std::pair<std::string, int>> ranked() const {
+        std::vector<std::pair<std::string, int>> rows(totals.begin(), totals.end());
+        std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+            return a.second != b.second ? a.second > b.second : a.first < b.first;
+        });
+        return rows;
+    }
+  private:
+    int limit;
+    std::map<std::string, int> totals;
+};
+
+template <typename T>
+T sum_squares(const std::vector<T>& values) {
+    T total = 0;
+    for (const T& value : values) { total += value * value; }
+    return total;
+}
+
+int main() {
+    Ledger ledger(50);
+    const char* names[] = {"ann", "bob", "cy", "ann", "bob", "ann"};
+    int step = 7;
+    for (int i = 0; i < 6; ++i) { ledger.add(names[i], step * (i + 3)); }
+    for (const auto& [who, total] : ledger.ranked()) { std::printf("%s=%d\n", who.c_str(), total); }
+    std::vector<double> xs{1.5, 2.0, -3.25};
+    std::printf("%.4f %d\n", sum_squares(xs), sum_squares(std::vector<int>{1, 2, 3}));
+    return 0;
+}
+"""
+
+
+def test_cpp_renaming_compiles_and_prints_the_same(tmp_path):
+    gxx = tool("g++")
+    if gxx is None:
+        pytest.skip("needs g++")
+
+    def build(folder: Path, path: Path) -> list[str]:
+        subprocess.run([gxx, "-std=c++17", "-O1", "-o", str(folder / "main"), str(path)],
+                       check=True, capture_output=True, timeout=120)
+        return [str(folder / "main")]
+
+    variant, outputs = compiled_outputs(tmp_path, CPP_PROGRAM, "cpp", build, "main.cpp")
+    assert outputs[0] == outputs[1] and outputs[0].startswith("ann=")
+    assert diff_words(CPP_PROGRAM, variant) > 15
+    assert "limit(limit)" not in variant and ": limit(" in variant  # the member keeps its name
+    assert "int limit;" in variant and "totals[" in variant

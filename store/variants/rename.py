@@ -163,8 +163,9 @@ def node_text(node: tree_sitter.Node, data: bytes) -> str:
     return data[node.start_byte:node.end_byte].decode("utf-8", "surrogatepass")
 
 
-def check_deadline(steps: int, deadline: float) -> None:
-    """Raise :class:`_Timeout` past ``deadline`` (checked every 1024 steps)."""
+def check_deadline(deadline: float, steps: int = 0) -> None:
+    """Raise :class:`_Timeout` past ``deadline`` (in a loop that counts ``steps``: looked at
+    every 1024th step only)."""
     if not steps & 1023 and time.perf_counter() > deadline:
         raise _Timeout
 
@@ -409,7 +410,7 @@ class _PythonWalk:
         while self.stack:
             node, scope, role = self.stack.pop()
             self.steps += 1
-            check_deadline(self.steps, self.deadline)
+            check_deadline(self.deadline, self.steps)
             self.visit(node, scope, role)
         return module
 
@@ -619,7 +620,7 @@ def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
                   deadline: float) -> list[Edit]:
     walk = _PythonWalk(data, deadline)
     module = walk.run(tree.root_node)
-    _private_helpers(module, walk.calls)
+    _private_helpers(module, walk.calls, deadline)
     edits: list[Edit] = []
     claimed: set[int] = set()
     roots = [scope for scope in module.subtree()
@@ -627,12 +628,13 @@ def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
     for root in roots:
         namer.new_group()
         for scope in root.subtree():
+            check_deadline(deadline)  # every scope: each walks its subtree
             if scope.kind in ("function", "lambda", "comprehension"):
                 edits.extend(_rename_scope(scope, namer, claimed))
     return edits
 
 
-def _private_helpers(module: Scope, calls: dict[int, int]) -> None:
+def _private_helpers(module: Scope, calls: dict[int, int], deadline: float) -> None:
     """Settle every def's :data:`PARAM_IF_PRIVATE` parameters: renamable (:data:`PARAM_OK`)
     for a helper nested in a function, undecorated, whose name the enclosing function uses
     only to call it, each call with positional arguments that bind without error (so no
@@ -641,6 +643,7 @@ def _private_helpers(module: Scope, calls: dict[int, int]) -> None:
         sig = scope.signature
         if sig is None:
             continue
+        check_deadline(deadline)
         private = (not sig.decorated and not sig.keyword_required and scope.parent is not None
                    and scope.parent.kind == "function")
         if private:

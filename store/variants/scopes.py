@@ -88,6 +88,7 @@ def analyse(spec: Spec, tree: tree_sitter.Tree, data: bytes, namer: base.Namer,
     never = spec.file_blocked(tree.root_node, data) | spec.reserved
     edits: list[base.Edit] = []
     for unit in units:
+        base.check_deadline(deadline)
         if unit.unsafe:
             continue
         namer.new_group()
@@ -112,7 +113,7 @@ def _units(spec: Spec, root: Node, data: bytes, deadline: float) -> list[Unit]:
     while stack:
         node, unit = stack.pop()
         steps += 1
-        base.check_deadline(steps, deadline)
+        base.check_deadline(deadline, steps)
         kind = node.type
         if kind in spec.roots and (unit is None or kind in spec.opaque):
             unit = Unit(node)
