@@ -947,3 +947,23 @@ def test_cpp_renaming_compiles_and_prints_the_same(tmp_path):
     assert diff_words(CPP_PROGRAM, variant) > 15
     assert "limit(limit)" not in variant and ": limit(" in variant  # the member keeps its name
     assert "int limit;" in variant and "totals[" in variant
+
+
+def test_go_keeps_composite_literal_keys_and_named_results():
+    text = textwrap.dedent('''\
+        package kv
+
+        type pair struct{ key, val int }
+
+        func build(n int) (total int) {
+        	key := n * 2
+        	val := n + 1
+        	p := pair{key: key, val: 3}
+        	total = p.key + val
+        	return
+        }
+        ''')
+    variant = renamed(text, "go", names=["count", "entry", "width"])
+    assert "pair{key: key, val: 3}" in variant  # key: a field or a variable, cannot tell
+    assert "(total int)" in variant and "\ttotal = " in variant  # a named result
+    assert "val := " not in variant and ".key + " in variant  # val renamed, field kept
