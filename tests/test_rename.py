@@ -956,14 +956,14 @@ def test_go_keeps_composite_literal_keys_and_named_results():
         type pair struct{ key, val int }
 
         func build(n int) (total int) {
-        	key := n * 2
-        	val := n + 1
-        	p := pair{key: key, val: 3}
-        	total = p.key + val
-        	return
+            key := n * 2
+            extra := n + 1
+            p := pair{key: key, val: 3}
+            total = p.key + extra
+            return
         }
         ''')
     variant = renamed(text, "go", names=["count", "entry", "width"])
     assert "pair{key: key, val: 3}" in variant  # key: a field or a variable, cannot tell
-    assert "(total int)" in variant and "\ttotal = " in variant  # a named result
-    assert "val := " not in variant and ".key + " in variant  # val renamed, field kept
+    assert "(total int)" in variant and "    total = " in variant  # a named result
+    assert "extra" not in variant and ".key + " in variant  # a local renamed, a field kept
