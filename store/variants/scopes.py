@@ -6,7 +6,10 @@ capture its locals; Rust's nested ``fn`` items capture nothing and are units of 
 In a unit, every declaration of a local or parameter is recorded with its *region*: where
 the language lets later code refer to it (JavaScript ``let``/``const``: the whole enclosing
 block; ``var``: the function; Go ``:=``, Rust ``let``, Java and C declarations: from the end
-of the declaration to the end of the enclosing block; parameters: the function). A name is
+of the declaration to the end of the enclosing block; Rust ``if let``/``while let``: to the
+end of their block, a ``match`` arm's bindings: to the end of the arm; parameters: the
+function). A Rust pattern binds only lower-case names that no ``const``, ``static`` or
+``use`` of the file declares (a pattern naming one of those matches against it). A name is
 renamed, everywhere in the unit, only when *every* occurrence of it there is one of its
 declarations or lies in one of their regions, so that each occurrence refers to a binding
 inside the unit. Occurrences that are not variables (fields, properties, methods, paths,
@@ -398,6 +401,46 @@ def _rust_declare(node: Node, unit: Unit, data: bytes) -> None:
         if body is not None:
             for name in _rust_pattern(node.child_by_field_name("pattern")):
                 unit.declare(name, data, body.start_byte, node.end_byte)
+    elif kind == "let_condition":  # if let / while let (and let chains): until the block ends
+        above = _ancestor(node, frozenset({"if_expression", "while_expression"}), unit.node)
+        block = None if above is None else (above.child_by_field_name("consequence")
+                                            or above.child_by_field_name("body"))
+        if block is not None:
+            for name in _rust_pattern(node.child_by_field_name("pattern")):
+                unit.declare(name, data, node.end_byte, block.end_byte)
+    elif kind == "match_arm":  # the arm's guard and value
+        pattern = node.child_by_field_name("pattern")
+        if pattern is not None:
+            for i, child in enumerate(pattern.children):
+                if child.is_named and pattern.field_name_for_child(i) != "condition":
+                    for name in _rust_pattern(child):
+                        unit.declare(name, data, child.end_byte, node.end_byte)
+
+
+def _rust_file_blocked(root: Node, data: bytes) -> set[str]:
+    """Names a pattern could mean other than a new binding: constants, statics and whatever
+    a ``use`` brings in (a pattern naming one matches against it)."""
+    found: set[str] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type in ("const_item", "static_item"):
+            name = node.child_by_field_name("name")
+            if name is not None:
+                found.add(base.node_text(name, data))
+        elif node.type == "use_declaration":
+            found.update(base.node_text(n, data) for n in _identifiers_below(node))
+        stack.extend(node.named_children)
+    return found
+
+
+def _identifiers_below(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if "identifier" in item.type:
+            yield item
+        stack.extend(item.named_children)
 
 
 def _rust_classify(node: Node, _unit: Unit, _data: bytes) -> str:
@@ -672,7 +715,7 @@ _SPECS: dict[str, Spec] = {
     "go": Spec(_GO_FUNCTIONS, frozenset(), _go_declare, _go_classify,
                lambda _n, _d: False, _GO_RESERVED),
     "rust": Spec(frozenset({"function_item"}), frozenset({"function_item"}), _rust_declare,
-                 _rust_classify, _rust_unsafe, _RUST_RESERVED),
+                 _rust_classify, _rust_unsafe, _RUST_RESERVED, _rust_file_blocked),
     "java": Spec(_JAVA_FUNCTIONS, frozenset(), _java_declare, _java_classify,
                  lambda _n, _d: False, _JAVA_RESERVED),
     "c": Spec(_C_FUNCTIONS, frozenset(), _c_declare, _c_classify, _c_unsafe, _C_RESERVED,
