@@ -617,6 +617,27 @@ fn shadowing(v: i32) -> String {
     label("!")
 }
 
+#[allow(non_upper_case_globals)]
+const limit: u64 = 27;
+
+fn classify(values: &[Option<u64>]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = values.iter();
+    while let Some(item) = iter.next() {
+        if let Some(v) = item {
+            let label = match *v {
+                limit => "limit".to_string(),
+                small if small < 10 => format!("small {}", small),
+                other => format!("other {}", other),
+            };
+            out.push(label);
+        } else {
+            out.push("none".to_string());
+        }
+    }
+    out
+}
+
 fn captures(word: &str) -> String {
     let upper = word.to_uppercase();
     format!("{upper}/{word}")
@@ -631,6 +652,7 @@ fn main() {
         println!("{:?}", collatz(start));
     }
     println!("{} {}", shadowing(20), captures("rust"));
+    println!("{:?}", classify(&[Some(3), None, Some(27), Some(40)]));
 }
 '''
 
@@ -708,8 +730,10 @@ def test_rust_renaming_compiles_and_prints_the_same(tmp_path):
         return [str(folder / "main")]
 
     variant, outputs = compiled_outputs(tmp_path, RUST_PROGRAM, "rust", build, "main.rs")
-    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 7
-    assert diff_words(RUST_PROGRAM, variant) > 25
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 8
+    assert '"limit"' in outputs[0]  # the pattern that names a constant still matches it
+    assert diff_words(RUST_PROGRAM, variant) > 35
+    assert "limit =>" in variant and "small if small" not in variant  # arm bindings renamed
     # a format string that captures names by text keeps the function as it is
     assert 'let upper = word.to_uppercase();\n    format!("{upper}/{word}")' in variant
     # fields stay; the shorthand field `y` is spelled out
