@@ -991,3 +991,86 @@ def test_go_keeps_composite_literal_keys_and_named_results():
     assert "pair{key: key, val: 3}" in variant  # key: a field or a variable, cannot tell
     assert "(total int)" in variant and "    total = " in variant  # a named result
     assert "extra" not in variant and ".key + " in variant  # a local renamed, a field kept
+
+
+JDK_CLASSES = ("java/util/TreeMap.java", "java/util/ArrayDeque.java",
+               "java/util/StringJoiner.java", "java/util/Base64.java")
+
+JDK_DRIVER = r'''
+import java.util.*;
+public class Drive {
+  public static void main(String[] args) {
+    TreeMap<String, Integer> t = new TreeMap<>();
+    String[] words = "the quick brown fox jumps over the lazy dog again and again".split(" ");
+    for (int i = 0; i < words.length; i++) t.merge(words[i], i, Integer::sum);
+    System.out.println(t + " " + t.headMap("fox") + " " + t.descendingMap() + " "
+        + t.ceilingKey("m") + " " + t.subMap("b", true, "l", false) + " " + t.pollFirstEntry());
+    ArrayDeque<Integer> d = new ArrayDeque<>();
+    for (int i = 0; i < 40; i++) {
+      if (i % 3 == 0) d.addFirst(i); else d.addLast(i);
+      if (i % 7 == 0) d.pollFirst();
+    }
+    d.removeIf(x -> x % 5 == 0);
+    System.out.println(d + " " + d.peekLast());
+    StringJoiner j = new StringJoiner(", ", "[", "]");
+    j.setEmptyValue("EMPTY");
+    System.out.println(j);
+    for (String w : words) j.add(w);
+    System.out.println(j.length() + " " + j);
+    byte[] data = "hello, base64 world! \u00e9\u00e8".getBytes();
+    String e = Base64.getEncoder().encodeToString(data);
+    String u = Base64.getUrlEncoder().withoutPadding().encodeToString(data);
+    String m = Base64.getMimeEncoder(8, "|".getBytes()).encodeToString(data);
+    System.out.println(e + " " + u + " " + m + " " + new String(Base64.getDecoder().decode(e))
+        + " " + Arrays.toString(Base64.getUrlDecoder().decode(u)));
+    try { Base64.getDecoder().decode("@@@"); }
+    catch (IllegalArgumentException ex) { System.out.println(ex.getMessage()); }
+  }
+}
+'''
+
+
+def jdk_with_sources() -> Path | None:
+    """A JDK whose ``lib/src.zip`` holds its own sources (None where none is installed)."""
+    for home in sorted(Path("/usr/lib/jvm").glob("*")):
+        if (home / "lib" / "src.zip").is_file() and (home / "bin" / "javac").is_file():
+            return home
+    return None
+
+
+@pytest.mark.slow
+def test_java_renamed_jdk_classes_run_inside_the_jdk_the_same(tmp_path):
+    """TreeMap, ArrayDeque, StringJoiner and Base64 from the JDK's own sources, renamed,
+    compiled into java.base (--patch-module) and driven: the same output as the JDK's."""
+    import zipfile
+
+    home = jdk_with_sources()
+    if home is None:
+        pytest.skip("needs a JDK with its sources (lib/src.zip)")
+    with zipfile.ZipFile(home / "lib" / "src.zip") as archive:
+        texts = {name: archive.read(f"java.base/{name}").decode("utf-8")
+                 for name in JDK_CLASSES}
+    names = vocabulary(*texts.values(), language="java")
+    changed = 0
+    for name, text in texts.items():
+        variant = renamed(text, "java", seed=3, names=names)
+        changed += diff_words(text, variant)
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_text(variant, encoding="utf-8")
+    assert changed > 2000
+    javac, java = str(home / "bin" / "javac"), str(home / "bin" / "java")
+    subprocess.run([javac, "-nowarn", "--patch-module", f"java.base={tmp_path / 'src'}",
+                    "-d", str(tmp_path / "patch"),
+                    *(str(tmp_path / "src" / name) for name in JDK_CLASSES)],
+                   check=True, capture_output=True, timeout=300)
+    (tmp_path / "Drive.java").write_text(JDK_DRIVER, encoding="utf-8")
+    subprocess.run([javac, "-d", str(tmp_path), str(tmp_path / "Drive.java")], check=True,
+                   capture_output=True, timeout=120)
+    runs = [subprocess.run([java, *patch, "-Xlog:class+load=info", "-cp", str(tmp_path),
+                            "Drive"], capture_output=True, text=True, timeout=120, check=True)
+            for patch in ([], ["--patch-module", f"java.base={tmp_path / 'patch'}"])]
+    loaded = [line for line in runs[1].stdout.splitlines() if "java.util.TreeMap source" in line]
+    assert loaded and "patch" in loaded[0]  # the renamed class ran, not the JDK's own
+    outputs = ["\n".join(line for line in run.stdout.splitlines() if "[class,load]" not in line)
+               for run in runs]
+    assert outputs[0] == outputs[1] and "EMPTY" in outputs[0]
