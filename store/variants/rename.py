@@ -16,12 +16,14 @@ call sites are not variables and are never touched.
 
 Python (:func:`_python_edits`): locals (assignment, ``for``, ``with``/``except ... as``,
 ``:=``, ``del``), comprehension variables, and only the parameters no caller can name:
-``*args`` and ``**kwargs``. Other parameters can be passed by keyword, and even
-positional-only ones are named in the ``TypeError`` a call that misses them raises, so they
-keep their names. Names in ``match`` patterns, imports,
-``global``/``nonlocal``, nested class bodies, and parameters of nested functions and
-lambdas are left alone; functions that use ``locals``, ``vars``, ``eval``, ``exec``,
-``dir()``, frames or a self-documenting f-string (``f"{x=}"``) are skipped whole.
+``*args`` and ``**kwargs``, and those of helpers nested in a function whose every use is a
+call there with positional arguments that bind without error. Other parameters can be
+passed by keyword, and even positional-only ones are named in the ``TypeError`` a call that
+misses them raises, so they keep their names. Names in ``match`` patterns, imports,
+``global``/``nonlocal``, nested class bodies, the annotations of nested functions, and the
+other parameters of nested functions and lambdas are left alone; functions that use
+``locals``, ``vars``, ``eval``, ``exec``, ``dir()``, frames or a self-documenting f-string
+(``f"{x=}"``) are skipped whole.
 
 The other languages (:mod:`repofeed.store.variants.scopes`): block-scoped locals and
 parameters (there no caller names a parameter), renamed only where every occurrence lies in
@@ -161,8 +163,9 @@ def node_text(node: tree_sitter.Node, data: bytes) -> str:
     return data[node.start_byte:node.end_byte].decode("utf-8", "surrogatepass")
 
 
-def check_deadline(steps: int, deadline: float) -> None:
-    """Raise :class:`_Timeout` past ``deadline`` (checked every 1024 steps)."""
+def check_deadline(deadline: float, steps: int = 0) -> None:
+    """Raise :class:`_Timeout` past ``deadline`` (in a loop that counts ``steps``: looked at
+    every 1024th step only)."""
     if not steps & 1023 and time.perf_counter() > deadline:
         raise _Timeout
 
@@ -238,6 +241,30 @@ _COMPATIBLE: dict[str, tuple[str, ...]] = {
 }
 
 
+def _styles_of(old: str) -> tuple[str, ...]:
+    """The styles a replacement for ``old`` may have, preferred first."""
+    style = name_style(old)
+    if style == "single":  # a one-letter local may become a short word too
+        return ("single", "short")
+    return _COMPATIBLE.get(style, ())
+
+
+@functools.lru_cache(maxsize=8)
+def _style_pools(names: tuple[str, ...]) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """For each tuple of styles a replacement may take, the valid identifiers of ``names``
+    in those styles, sorted (cached: the daemon passes one repository's vocabulary again
+    and again)."""
+    by_style: dict[str, set[str]] = {}
+    for name in names:
+        if isinstance(name, str) and 1 <= len(name) <= 32 and _IDENT.match(name):
+            by_style.setdefault(name_style(name), set()).add(name)
+            if name_style(name) == "lower" and len(name) <= 5:
+                by_style.setdefault("short", set()).add(name)
+    wanted = {*_COMPATIBLE.values(), ("single", "short")}
+    return {styles: tuple(name for style in styles for name in sorted(by_style.get(style, ())))
+            for styles in wanted}
+
+
 class Namer:
     """Draws fresh natural names: never one in ``taken`` (every identifier of the file,
     keywords, builtins), never the same twice within one group (:meth:`new_group`)."""
@@ -246,16 +273,8 @@ class Namer:
         self.taken = taken
         self.rng = rng
         self.group: set[str] = set()
-        self.pools = self._pools(names)
-        self.fallback = self._pools(FALLBACK_NAMES)
-
-    def _pools(self, names: Iterable[str]) -> dict[str, list[str]]:
-        pools: dict[str, set[str]] = {}
-        for name in names:
-            if (isinstance(name, str) and 1 <= len(name) <= 32 and _IDENT.match(name)
-                    and name not in self.taken):
-                pools.setdefault(name_style(name), set()).add(name)
-        return {style: sorted(found) for style, found in pools.items()}
+        self.pools = _style_pools(tuple(names))
+        self.fallback = _style_pools(FALLBACK_NAMES)
 
     def new_group(self) -> None:
         """Names may repeat from here on (the next function is disjoint from the last)."""
@@ -264,33 +283,27 @@ class Namer:
     def draw(self, old: str) -> str | None:
         """A fresh name in the style of ``old``, or None where none is left."""
         prefix = old[: len(old) - len(old.lstrip("_"))]
-        style = name_style(old)
-        styles = _COMPATIBLE.get(style, ())
-        if style == "single":  # a one-letter local may become a short word too
-            styles = ("single", "short")
+        styles = _styles_of(old)
         for pools in (self.pools, self.fallback):
-            choices = [name for s in styles for name in self._pool(pools, s)]
-            picked = self._pick(choices, prefix)
+            picked = self._pick(pools.get(styles, ()), prefix, len(old) - len(prefix))
             if picked is not None:
                 self.group.add(picked)
                 return picked
         return None
 
-    @staticmethod
-    def _pool(pools: dict[str, list[str]], style: str) -> list[str]:
-        if style == "short":
-            return [name for name in pools.get("lower", ()) if len(name) <= 5]
-        return pools.get(style, [])
-
-    def _pick(self, choices: list[str], prefix: str) -> str | None:
+    def _pick(self, choices: Sequence[str], prefix: str, length: int) -> str | None:
+        """A usable name from ``choices``: a few random tries for one of about ``length``
+        characters (a long name does not replace a short one), then a scan from a random
+        start for any."""
         def usable(name: str) -> bool:
             return (prefix + name not in self.taken and prefix + name not in self.group)
 
-        for _ in range(8):  # a few random tries, then a scan from a random start
-            if not choices:
-                return None
+        if not choices:
+            return None
+        longest = max(2 * length, length + 6)
+        for _ in range(16):
             name = choices[self.rng.randrange(len(choices))]
-            if usable(name):
+            if len(name) <= longest and usable(name):
                 return prefix + name
         start = self.rng.randrange(len(choices))
         for i in range(len(choices)):
@@ -313,11 +326,25 @@ _PY_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "_getframe", "current
 
 # Roles of an identifier occurrence.
 LOAD, STORE, WALRUS, PARAM_OK, BLOCK, IGNORE = "load", "store", "walrus", "param", "block", "-"
+PARAM_IF_PRIVATE = "param?"  # a def's parameter: renamable where every call is positional
 
 _PY_TARGETS = frozenset({"pattern_list", "tuple_pattern", "list_pattern", "tuple", "list",
                          "list_splat_pattern", "parenthesized_expression", "expression_list"})
 _PY_COMPREHENSIONS = frozenset({"list_comprehension", "set_comprehension",
                                 "dictionary_comprehension", "generator_expression"})
+
+
+@dataclass
+class Signature:
+    """A ``def`` as its calls see it: where its name is, and which calls can bind it."""
+
+    name: str
+    start: int  # the byte where the def's name is
+    decorated: bool
+    required: int = 0  # positional parameters without a default
+    positional: int = 0  # positional parameters
+    star: bool = False  # has *args
+    keyword_required: bool = False  # a keyword-only parameter without a default
 
 
 @dataclass(eq=False)
@@ -330,6 +357,7 @@ class Scope:
     children: list[Scope] = field(default_factory=list)
     walrus: set[str] = field(default_factory=set)  # names := binds here from comprehensions
     unsafe: bool = False  # reads names at run time, or a form the analysis does not know
+    signature: Signature | None = None  # a def's, for its calls (see _private_helpers)
 
     def __post_init__(self) -> None:
         if self.parent is not None:
@@ -358,6 +386,13 @@ class Scope:
         return False
 
 
+def _annotation(scope: Scope) -> str:
+    """The role of names in a parameter's or return annotation: kept where the function is
+    nested in another (under ``from __future__ import annotations`` the annotation is the
+    text itself, which ``__annotations__`` and ``get_type_hints`` show)."""
+    return BLOCK if scope.in_function() else LOAD
+
+
 class _PythonWalk:
     """One pass over a Python tree that files every identifier under its scope and role."""
 
@@ -366,6 +401,8 @@ class _PythonWalk:
         self.deadline = deadline
         self.steps = 0
         self.stack: list[tuple[tree_sitter.Node, Scope, str]] = []
+        # callee name's byte -> the call's positional argument count (-1: keywords, splats)
+        self.calls: dict[int, int] = {}
 
     def run(self, root: tree_sitter.Node) -> Scope:
         module = Scope("module", None)
@@ -373,7 +410,7 @@ class _PythonWalk:
         while self.stack:
             node, scope, role = self.stack.pop()
             self.steps += 1
-            check_deadline(self.steps, self.deadline)
+            check_deadline(self.deadline, self.steps)
             self.visit(node, scope, role)
         return module
 
@@ -384,6 +421,8 @@ class _PythonWalk:
                  roles: dict[str, tuple[Scope, str]] | None = None) -> None:
         items = []
         for i, child in enumerate(node.children):
+            if not child.is_named:  # punctuation and keywords hold no names
+                continue
             name = node.field_name_for_child(i)
             target = (roles or {}).get(name) if name else None
             items.append((child, *(target or (scope, role))))
@@ -414,8 +453,15 @@ class _PythonWalk:
 
     def visit_function_definition(self, node: tree_sitter.Node, scope: Scope, _role: str) -> None:
         inner = Scope("function", scope)
+        name = node.child_by_field_name("name")
+        if name is not None:
+            parent = node.parent
+            inner.signature = Signature(node_text(name, self.data), name.start_byte,
+                                        parent is not None
+                                        and parent.type == "decorated_definition")
         self.function(node, scope, inner, {"name": (scope, BLOCK), "type_parameters":
-                                           (scope, BLOCK), "return_type": (scope, LOAD)})
+                                           (scope, BLOCK),
+                                           "return_type": (scope, _annotation(scope))})
 
     def visit_lambda(self, node: tree_sitter.Node, scope: Scope, _role: str) -> None:
         self.function(node, scope, Scope("lambda", scope), {})
@@ -439,11 +485,29 @@ class _PythonWalk:
         """Parameter names go to ``inner`` (renamable where no caller can name them:
         ``*args``, ``**kwargs``); defaults and annotations to ``outer``."""
         items: list[tuple[tree_sitter.Node, Scope, str]] = []
-        plain = BLOCK  # named in keyword calls, or (positional-only) in TypeError messages
+        # Named in keyword calls, or (positional-only) in TypeError messages; a def's may
+        # still be renamed where all its calls are in sight (see _private_helpers).
+        plain = BLOCK if inner.signature is None else PARAM_IF_PRIVATE
+        sig = inner.signature or Signature("", -1, True)
+        keyword_only = False
         for param in node.named_children:
             kind = param.type
+            if kind == "keyword_separator":
+                keyword_only = True
             if kind in ("positional_separator", "keyword_separator", "comment"):
                 continue
+            defaulted = kind in ("default_parameter", "typed_default_parameter")
+            if kind == "list_splat_pattern" or (kind == "typed_parameter" and any(
+                    c.type == "list_splat_pattern" for c in param.children)):
+                sig.star, keyword_only = True, True
+            elif kind == "dictionary_splat_pattern" or (kind == "typed_parameter" and any(
+                    c.type == "dictionary_splat_pattern" for c in param.children)):
+                pass
+            elif keyword_only:
+                sig.keyword_required |= not defaulted
+            else:
+                sig.positional += 1
+                sig.required += not defaulted
             if kind == "identifier":
                 items.append((param, inner, plain))
             elif kind in ("list_splat_pattern", "dictionary_splat_pattern"):
@@ -451,8 +515,10 @@ class _PythonWalk:
             elif kind in ("default_parameter", "typed_default_parameter", "typed_parameter"):
                 for j, child in enumerate(param.children):
                     field_name = param.field_name_for_child(j)
-                    if field_name in ("value", "type"):
+                    if field_name == "value":
                         items.append((child, outer, LOAD))
+                    elif field_name == "type":
+                        items.append((child, outer, _annotation(outer)))
                     elif child.type == "identifier":
                         items.append((child, inner, plain))
                     elif child.type in ("list_splat_pattern", "dictionary_splat_pattern"):
@@ -541,12 +607,20 @@ class _PythonWalk:
         if (function is not None and node_text(function, self.data) == "dir"
                 and arguments is not None and arguments.named_child_count == 0):
             scope.unsafe = True  # dir() lists the caller's names
+        if function is not None and function.type == "identifier" and arguments is not None:
+            args = [a for a in arguments.named_children if a.type != "comment"]
+            plain = arguments.type == "argument_list" and all(
+                a.type not in ("keyword_argument", "list_splat", "dictionary_splat")
+                for a in args)
+            self.calls[function.start_byte] = len(args) if plain else -1
         self.children(node, scope, LOAD)
 
 
 def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
                   deadline: float) -> list[Edit]:
-    module = _PythonWalk(data, deadline).run(tree.root_node)
+    walk = _PythonWalk(data, deadline)
+    module = walk.run(tree.root_node)
+    _private_helpers(module, walk.calls, deadline)
     edits: list[Edit] = []
     claimed: set[int] = set()
     roots = [scope for scope in module.subtree()
@@ -554,9 +628,35 @@ def _python_edits(tree: tree_sitter.Tree, data: bytes, namer: Namer,
     for root in roots:
         namer.new_group()
         for scope in root.subtree():
+            check_deadline(deadline)  # every scope: each walks its subtree
             if scope.kind in ("function", "lambda", "comprehension"):
                 edits.extend(_rename_scope(scope, namer, claimed))
     return edits
+
+
+def _private_helpers(module: Scope, calls: dict[int, int], deadline: float) -> None:
+    """Settle every def's :data:`PARAM_IF_PRIVATE` parameters: renamable (:data:`PARAM_OK`)
+    for a helper nested in a function, undecorated, whose name the enclosing function uses
+    only to call it, each call with positional arguments that bind without error (so no
+    caller can name a parameter, and no TypeError shows one); else :data:`BLOCK`."""
+    for scope in module.subtree():
+        sig = scope.signature
+        if sig is None:
+            continue
+        check_deadline(deadline)
+        private = (not sig.decorated and not sig.keyword_required and scope.parent is not None
+                   and scope.parent.kind == "function")
+        if private:
+            for inner in scope.parent.subtree():
+                for name, start, _end, _role in inner.occurrences:
+                    if name != sig.name or start == sig.start:
+                        continue
+                    count = calls.get(start, -1)
+                    if count < sig.required or (count > sig.positional and not sig.star):
+                        private = False
+        role = PARAM_OK if private else BLOCK
+        scope.occurrences = [(name, start, end, role if r == PARAM_IF_PRIVATE else r)
+                             for name, start, end, r in scope.occurrences]
 
 
 def _under_function(scope: Scope) -> bool:

@@ -6,7 +6,10 @@ capture its locals; Rust's nested ``fn`` items capture nothing and are units of 
 In a unit, every declaration of a local or parameter is recorded with its *region*: where
 the language lets later code refer to it (JavaScript ``let``/``const``: the whole enclosing
 block; ``var``: the function; Go ``:=``, Rust ``let``, Java and C declarations: from the end
-of the declaration to the end of the enclosing block; parameters: the function). A name is
+of the declaration to the end of the enclosing block; Rust ``if let``/``while let``: to the
+end of their block, a ``match`` arm's bindings: to the end of the arm; parameters: the
+function). A Rust pattern binds only lower-case names that no ``const``, ``static`` or
+``use`` of the file declares (a pattern naming one of those matches against it). A name is
 renamed, everywhere in the unit, only when *every* occurrence of it there is one of its
 declarations or lies in one of their regions, so that each occurrence refers to a binding
 inside the unit. Occurrences that are not variables (fields, properties, methods, paths,
@@ -17,8 +20,9 @@ Shorthand properties and fields (``{x}`` in JavaScript, ``S { x }`` in Rust) bec
 ``{x: newname}``. Whole units are skipped where names are read from text: JavaScript
 ``eval`` and ``with``, Rust format strings that capture names (``"{x}"``), ``dbg!`` and
 ``stringify!``, C preprocessor lines inside a function. Names a C ``#define`` body
-mentions are never renamed, and TypeScript parameter properties
-(``constructor(private x)``) neither: they are fields.
+mentions are never renamed, nor TypeScript parameter properties
+(``constructor(private x)``: they are fields), nor decorated TypeScript and annotated Java
+parameters (frameworks such as Spring bind those by name).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ def analyse(spec: Spec, tree: tree_sitter.Tree, data: bytes, namer: base.Namer,
     never = spec.file_blocked(tree.root_node, data) | spec.reserved
     edits: list[base.Edit] = []
     for unit in units:
+        base.check_deadline(deadline)
         if unit.unsafe:
             continue
         namer.new_group()
@@ -111,7 +116,7 @@ def _units(spec: Spec, root: Node, data: bytes, deadline: float) -> list[Unit]:
     while stack:
         node, unit = stack.pop()
         steps += 1
-        base.check_deadline(steps, deadline)
+        base.check_deadline(deadline, steps)
         kind = node.type
         if kind in spec.roots and (unit is None or kind in spec.opaque):
             unit = Unit(node)
@@ -128,7 +133,7 @@ def _units(spec: Spec, root: Node, data: bytes, deadline: float) -> list[Unit]:
                 elif how != IGNORE:
                     unit.occurrences.setdefault(name, []).append(
                         (node.start_byte, node.end_byte, how))
-        stack.extend((child, unit) for child in reversed(node.children))
+        stack.extend((child, unit) for child in reversed(node.named_children))
     return units
 
 
@@ -225,9 +230,10 @@ def _js_declare(node: Node, unit: Unit, data: bytes) -> None:
             and node.parent.type in _JS_FUNCTIONS:
         function = node.parent
         for param in node.named_children:
-            if any(child.type in ("accessibility_modifier", "readonly", "override_modifier")
-                   for child in param.children):
-                unit.block(param.child_by_field_name("pattern"), data)  # a field too
+            if any(child.type in ("accessibility_modifier", "readonly", "override_modifier",
+                                  "decorator") for child in param.children):
+                # a parameter property is a field too; a decorator may read the name
+                unit.block(param.child_by_field_name("pattern"), data)
                 continue
             for name in _js_pattern(param):
                 unit.declare(name, data, function.start_byte, function.end_byte)
@@ -382,7 +388,8 @@ def _rust_declare(node: Node, unit: Unit, data: bytes) -> None:
         end = _scope_end(node, _RUST_SCOPES, unit)
         for name in _rust_pattern(node.child_by_field_name("pattern")):
             unit.declare(name, data, node.end_byte, end)
-    elif kind in ("parameters", "closure_parameters") and node.parent is not None:
+    elif kind in ("parameters", "closure_parameters") and node.parent is not None \
+            and node.parent.type in ("function_item", "closure_expression"):
         function = node.parent
         for param in node.named_children:
             pattern = param.child_by_field_name("pattern") if param.type == "parameter" \
@@ -394,6 +401,46 @@ def _rust_declare(node: Node, unit: Unit, data: bytes) -> None:
         if body is not None:
             for name in _rust_pattern(node.child_by_field_name("pattern")):
                 unit.declare(name, data, body.start_byte, node.end_byte)
+    elif kind == "let_condition":  # if let / while let (and let chains): until the block ends
+        above = _ancestor(node, frozenset({"if_expression", "while_expression"}), unit.node)
+        block = None if above is None else (above.child_by_field_name("consequence")
+                                            or above.child_by_field_name("body"))
+        if block is not None:
+            for name in _rust_pattern(node.child_by_field_name("pattern")):
+                unit.declare(name, data, node.end_byte, block.end_byte)
+    elif kind == "match_arm":  # the arm's guard and value
+        pattern = node.child_by_field_name("pattern")
+        if pattern is not None:
+            for i, child in enumerate(pattern.children):
+                if child.is_named and pattern.field_name_for_child(i) != "condition":
+                    for name in _rust_pattern(child):
+                        unit.declare(name, data, child.end_byte, node.end_byte)
+
+
+def _rust_file_blocked(root: Node, data: bytes) -> set[str]:
+    """Names a pattern could mean other than a new binding: constants, statics and whatever
+    a ``use`` brings in (a pattern naming one matches against it)."""
+    found: set[str] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type in ("const_item", "static_item"):
+            name = node.child_by_field_name("name")
+            if name is not None:
+                found.add(base.node_text(name, data))
+        elif node.type == "use_declaration":
+            found.update(base.node_text(n, data) for n in _identifiers_below(node))
+        stack.extend(node.named_children)
+    return found
+
+
+def _identifiers_below(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if "identifier" in item.type:
+            yield item
+        stack.extend(item.named_children)
 
 
 def _rust_classify(node: Node, _unit: Unit, _data: bytes) -> str:
@@ -467,7 +514,9 @@ def _java_declare(node: Node, unit: Unit, data: bytes) -> None:
                 declarator = next((c for c in param.named_children
                                    if c.type == "variable_declarator"), None)
                 name = declarator.child_by_field_name("name") if declarator else None
-            if name is not None:
+            if name is not None and _java_annotated(param):
+                unit.block(name, data)  # frameworks bind annotated parameters by name
+            elif name is not None:
                 unit.declare(name, data, node.end_byte, function.end_byte)
     elif kind == "lambda_expression":
         params = node.child_by_field_name("parameters")
@@ -490,6 +539,12 @@ def _java_declare(node: Node, unit: Unit, data: bytes) -> None:
         statement = _ancestor(node, frozenset({"try_with_resources_statement"}), unit.node)
         if name is not None and statement is not None:
             unit.declare(name, data, name.end_byte, statement.end_byte)
+
+
+def _java_annotated(param: Node) -> bool:
+    return any(child.type == "modifiers" and any(
+        m.type in ("annotation", "marker_annotation") for m in child.children)
+        for child in param.children)
 
 
 def _java_classify(node: Node, unit: Unit, _data: bytes) -> str:
@@ -660,7 +715,7 @@ _SPECS: dict[str, Spec] = {
     "go": Spec(_GO_FUNCTIONS, frozenset(), _go_declare, _go_classify,
                lambda _n, _d: False, _GO_RESERVED),
     "rust": Spec(frozenset({"function_item"}), frozenset({"function_item"}), _rust_declare,
-                 _rust_classify, _rust_unsafe, _RUST_RESERVED),
+                 _rust_classify, _rust_unsafe, _RUST_RESERVED, _rust_file_blocked),
     "java": Spec(_JAVA_FUNCTIONS, frozenset(), _java_declare, _java_classify,
                  lambda _n, _d: False, _JAVA_RESERVED),
     "c": Spec(_C_FUNCTIONS, frozenset(), _c_declare, _c_classify, _c_unsafe, _C_RESERVED,
