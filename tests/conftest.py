@@ -25,6 +25,11 @@ def isolated_home(tmp_path_factory, monkeypatch):
     for key in list(os.environ):
         if key.startswith("REPOFEED_"):
             monkeypatch.delenv(key)
+    # Stored variants and context documents cost a transform per file and recipe at every
+    # backfill; the tests of other features go without them (the environment is below
+    # init's flags, so the tests of variants and context turn them on: VARIANTS_ON).
+    monkeypatch.setenv("REPOFEED_VARIANTS", "[]")
+    monkeypatch.setenv("REPOFEED_CONTEXT_DOCUMENTS", "false")
     return home
 
 

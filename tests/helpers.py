@@ -213,3 +213,9 @@ def store_head(path) -> str | None:
 
     with open_store(path) as store:
         return store.meta(b"head")  # one key: stats() surveys the whole store
+
+
+# init_store flags that turn on what the test environment turns off (conftest.py): the
+# stored variants and the context documents, as repofeed makes them by default
+VARIANTS_ON = {"variants": ["rename", "decomment", "reformat", "rename+decomment"],
+               "context_documents": True}

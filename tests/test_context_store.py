@@ -29,8 +29,8 @@ FILES = {
     "secret_config.py": "TOKEN = 'local'\n",
     "uses_ignored.py": "import secret_config\nimport os\nprint(secret_config.TOKEN)\n",
     ".gitignore": "secret_config.py\n",
-    "repofeed.toml": "variants = []\n",
 }
+CONTEXT_ON = {"context_documents": True}   # the test environment turns it off (conftest.py)
 
 
 def _docs(path) -> dict[str, dict]:
@@ -49,7 +49,8 @@ def context_repo(make_repo):
     tracked = {k: v for k, v in FILES.items() if k != "secret_config.py"}
     repo.commit("Sources", tracked)
     (repo.path / "secret_config.py").write_text(FILES["secret_config.py"])  # ignored
-    init_store(repo.path, max_tokens=128, overlap=32, vocab_size=400, watch_worktree=False)
+    init_store(repo.path, max_tokens=128, overlap=32, vocab_size=400, watch_worktree=False,
+               **CONTEXT_ON)
     backfill(repo.path)
     return repo
 
@@ -116,9 +117,9 @@ def test_an_import_cycle_of_fifty_files(make_repo):
     files = {f"ring/m{i:02d}.py": f"from ring import m{(i + 1) % 50:02d}\nVALUE = {i}\n"
              for i in range(50)}
     files["ring/__init__.py"] = ""
-    files["repofeed.toml"] = "variants = []\n"
     repo.commit("A ring of imports", files)
-    init_store(repo.path, max_tokens=96, overlap=0, vocab_size=400, watch_worktree=False)
+    init_store(repo.path, max_tokens=96, overlap=0, vocab_size=400, watch_worktree=False,
+               **CONTEXT_ON)
     backfill(repo.path)
     docs = _docs(repo.path)
     assert len(docs) == 50

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, wait_for
+from helpers import VARIANTS_ON, run_cli, wait_for
 from repofeed.daemon.ingest import Syncer, backfill
 from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 from repofeed.store.augment import Augment
+from repofeed.store.config import DEFAULT_VARIANTS
 from repofeed.store.locate import open_repository
 from repofeed.store.parsing import error_count, parse
 from repofeed.store.schema import DB_VARIANTS, pack
@@ -88,7 +89,7 @@ def _variants(store) -> dict[tuple[str, str], str]:
 def variant_repo(make_repo):
     repo = make_repo("variants")
     repo.commit("Sources", FILES)
-    init_store(repo.path, max_tokens=64, overlap=16, vocab_size=400)
+    init_store(repo.path, max_tokens=64, overlap=16, vocab_size=400, **VARIANTS_ON)
     backfill(repo.path)
     return repo
 
@@ -124,7 +125,7 @@ def test_backfill_stores_each_recipe_of_each_code_file(variant_repo):
 def test_variants_are_deterministic_and_made_once(variant_repo, make_repo):
     again = make_repo("again")
     again.commit("Sources", FILES)
-    init_store(again.path, max_tokens=64, overlap=16, vocab_size=400)
+    init_store(again.path, max_tokens=64, overlap=16, vocab_size=400, **VARIANTS_ON)
     backfill(again.path)
     with open_store(variant_repo.path) as a, open_store(again.path) as b:
         first, second = _variants(a), _variants(b)
@@ -170,7 +171,14 @@ def test_variants_follow_their_source_and_are_collected_with_it(variant_repo):
         assert _variants(store) == made   # the live ones stay, readable
 
 
-def test_no_variants_when_the_option_is_empty(make_repo):
+def test_the_defaults_make_variants_and_an_empty_option_none(make_repo, monkeypatch):
+    monkeypatch.delenv("REPOFEED_VARIANTS")            # repofeed's own defaults
+    monkeypatch.delenv("REPOFEED_CONTEXT_DOCUMENTS")
+    assert VARIANTS_ON == {"variants": list(DEFAULT_VARIANTS), "context_documents": True}
+    repo = make_repo("defaults")
+    repo.commit("Sources", FILES)
+    init_store(repo.path, max_tokens=64, overlap=16, vocab_size=400)
+    assert backfill(repo.path).variants.variants >= 10
     repo = make_repo("none")
     repo.commit("Sources", FILES)
     (repo.path / "repofeed.toml").write_text("variants = []\n")
@@ -210,7 +218,7 @@ def test_the_stream_draws_variants_only_where_the_mix_names_them(variant_repo):
 def test_status_counts_pending_variants_until_the_daemon_makes_them(make_repo, daemon_for):
     repo = make_repo("live")
     repo.commit("Sources", FILES)
-    init_store(repo.path, max_tokens=64, overlap=16, vocab_size=400)
+    init_store(repo.path, max_tokens=64, overlap=16, vocab_size=400, **VARIANTS_ON)
     backfill(repo.path)
     run_cli("install", str(repo.path))
     repo.commit("Add a module", {"src/extra.py": ENGINE.replace("total", "grand_total")})
