@@ -162,8 +162,10 @@ def train(
         help="all: loss on every token of a window; new: only on tokens past its "
              "overlap.")] = "all",
     mix: Annotated[str | None, typer.Option(
-        help="Sources by ratio, e.g. windows=3,evolution=1 (default: every item once per "
-             "epoch).", show_default=False)] = None,
+        help="Sources by ratio: windows, evolution, variants (the stored variants), context "
+             "(the context documents), e.g. windows=3,evolution=1,variants=1 (default: the "
+             "configuration's mix, else windows and evolution, every item once per epoch).",
+        show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(
         help="Peak learning rate (default 2e-5 fine-tuning a model, 1e-3 from scratch).",
         show_default=False)] = None,
