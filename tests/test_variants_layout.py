@@ -11,7 +11,9 @@ import inspect
 import os
 import re
 import shlex
+import shutil
 import stat
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -349,7 +351,7 @@ NO_FORMATTER = {language: () for language in LANGUAGES}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_relayout_changes_only_indentation(language):
+def test_relayout_changes_only_whitespace(language):
     source = SAMPLES[language]
     outcome = reformat(source, language, seed=5, formatters=NO_FORMATTER)
     variant = _valid(outcome, source, language)
@@ -357,8 +359,7 @@ def test_relayout_changes_only_indentation(language):
     data, new = source.encode(), variant.encode()
     assert tokens(_tree(variant, language), new)[0] == tokens(_tree(source, language), data)[0]
     assert shape(_tree(variant, language)) == shape(_tree(source, language))
-    assert [line.lstrip() for line in variant.splitlines()] == \
-        [line.lstrip() for line in source.splitlines()]
+    assert re.sub(r"\s+", "", variant) == re.sub(r"\s+", "", source)
     # lines inside multi-line strings keep their exact text
     for line in source.splitlines():
         if re.match(r"\s*(# not a comment|keeps its lines|line|second line|comment \*/)\b",
@@ -373,6 +374,32 @@ def test_relayout_draws_its_unit_from_the_seed():
     assert len(variants) >= 2 and source not in variants
     again = reformat(source, "java", seed=3, formatters=NO_FORMATTER)
     assert again == reformat(source, "java", seed=3, formatters=NO_FORMATTER)
+
+
+@pytest.mark.parametrize("language", ["java", "c", "cpp", "rust", "javascript", "typescript"])
+def test_relayout_moves_opening_braces_where_that_is_safe(language):
+    source = {"java": "class A {\n    int f() {\n        return 1;\n    }\n}\n",
+              "c": "int f(void) {\n    if (x) {\n        return 1;\n    }\n    return 0;\n}\n",
+              "cpp": "namespace n {\nint f() {\n    return 1;\n}\n}\n",
+              "rust": "fn f() -> i32 {\n    match x {\n        _ => 1,\n    }\n}\n",
+              "javascript": "function f() {\n    return {\n        a: 1,\n    };\n}\n",
+              "typescript": "function f(): object {\n    return {\n        a: 1,\n    };\n}\n",
+              }[language]
+    variants = [reformat(source, language, seed=seed, formatters=NO_FORMATTER).text
+                for seed in range(10)]
+    moved = [v for v in variants if v is not None and re.search(r"\)[^\n]*\n\s*\{", v)]
+    assert moved, "no seed put an opening brace on its own line"
+    for variant in moved:
+        assert parsing.error_count(_tree(variant, language)) == 0
+        if "return {" in source:  # an object literal stays after its return
+            assert "return {" in variant
+
+
+def test_relayout_never_moves_go_braces():
+    source = SAMPLES["go"]
+    for seed in range(10):
+        variant = reformat(source, "go", seed=seed, formatters=NO_FORMATTER).text
+        assert variant is not None and "string {\n" in variant
 
 
 def test_relayout_keeps_python_behaviour(tmp_path):
@@ -549,3 +576,78 @@ def test_mixed_encodings_round_trip(transform):
     assert outcome.text is not None, outcome.reason
     data = outcome.text.encode("utf-8", "surrogateescape")
     assert b"s = 'na\xefve'" in data
+
+
+# --- behaviour under real compilers and interpreters (where installed) -------------------------
+
+SAMPLE_DIR = Path(__file__).parent / "samples"
+
+
+def _variants(source: str, language: str) -> list[str]:
+    """The comment-free variant and layout variants under a few seeds (every one valid)."""
+    found = [_valid(decomment(source, language, seed=0), source, language)]
+    for seed in range(3):
+        outcome = reformat(source, language, seed=seed, formatters=NO_FORMATTER)
+        found.append(_valid(outcome, source, language))
+    return found
+
+
+def _run(argv: list[str], cwd: Path) -> str:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_c_variants_compile_to_the_same_behaviour(tmp_path):
+    main = ('\n#include <stdio.h>\nint main(void) {\n  static struct ring r;\n'
+            '  unsigned char out[8];\n  ring_init(&r);\n'
+            '  size_t n = ring_write(&r, (const unsigned char *)"abcdef", 6);\n'
+            '  size_t m = ring_read(&r, out, 4);\n'
+            '  printf("%zu %zu %.4s %zu\\n", n, m, out, r.len);\n  return 0;\n}\n')
+    source = (SAMPLE_DIR / "native" / "ringbuf.c").read_text() + main
+    outputs = set()
+    for index, variant in enumerate([source, *_variants(source, "c")]):
+        path = tmp_path / f"v{index}.c"
+        path.write_text(variant)
+        _run(["gcc", "-std=c11", "-Wall", "-Werror", "-o", f"v{index}", path.name], tmp_path)
+        outputs.add(_run([f"./v{index}"], tmp_path))
+        # the preprocessor drops comments itself: its output is the same up to whitespace
+        expanded = _run(["gcc", "-E", "-P", path.name], tmp_path)
+        outputs.add("expanded:" + re.sub(r"\s+", "", expanded))
+    assert len(outputs) == 2, outputs
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_javascript_variants_behave_the_same(tmp_path):
+    source = (SAMPLE_DIR / "web" / "cart.js").read_text()
+    script = ("const { Cart } = require(process.argv[2]);\n"
+              "const cart = new Cart().add('a', 250, 2).add('b', 99).remove('c');\n"
+              "let error = '';\ntry { cart.add('x', -1); } catch (e) { error = e.message; }\n"
+              "console.log(cart.totalCents(), cart.format(), error);\n")
+    (tmp_path / "run.js").write_text(script)
+    outputs = set()
+    for index, variant in enumerate([source, *_variants(source, "javascript")]):
+        (tmp_path / f"v{index}.js").write_text(variant)
+        outputs.add(_run(["node", "run.js", f"./v{index}.js"], tmp_path))
+    assert len(outputs) == 1, outputs
+    assert "599 5.99 EUR" in outputs.pop()
+
+
+@pytest.mark.skipif(find_program("rustc") is None, reason="rustc is not installed")
+def test_rust_variants_compile_to_the_same_behaviour(tmp_path):
+    main = ('\nfn main() {\n    let square = [Point::new(0.0, 0.0), Point::new(1.0, 0.0),'
+            ' Point::new(1.0, 1.0), Point::new(0.0, 1.0)];\n'
+            '    println!("{} {}", perimeter(&square), square[2]);\n}\n')
+    source = (SAMPLE_DIR / "src" / "geometry.rs").read_text() + main
+    outputs = set()
+    variants = [source, decomment(source, "rust", seed=0).text,
+                reformat(source, "rust", seed=1, formatters=NO_FORMATTER).text,
+                reformat(source, "rust", seed=1, timeout_s=20.0).text]
+    for index, variant in enumerate(variants):
+        assert variant is not None
+        (tmp_path / f"v{index}.rs").write_text(variant)
+        _run([find_program("rustc"), "--edition", "2021", "-o", f"v{index}", f"v{index}.rs"],
+             tmp_path)
+        outputs.add(_run([f"./v{index}"], tmp_path))
+    assert len(outputs) == 1 and outputs.pop().startswith("4 "), outputs

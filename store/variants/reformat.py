@@ -305,19 +305,27 @@ def shape(tree: tree_sitter.Tree) -> list[str]:
 
 def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
              source_error_count: int = 0) -> Outcome:
-    """``text`` re-indented in another unit drawn from ``seed``, if tree-sitter shows the
-    change to be safe (same tokens, same tree shape); else the reason there is none."""
+    """``text`` laid out another way (re-indented in another unit, and in brace languages
+    other than Go, JavaScript and TypeScript's restricted spots, opening braces on a line of
+    their own), choices drawn from ``seed``, if tree-sitter shows the change to be safe (same
+    tokens, same tree shape); else the reason there is none."""
     deadline = time.perf_counter() + timeout_s
     data = text.encode("utf-8", "surrogatepass")
     tree = parsing.parse(data, language, _left(deadline))
     if tree is None:
         return Outcome(reason=TIMEOUT)
     source_tokens, spans = tokens(tree, data)
-    variant = _reindent(data, spans, random.Random(f"relayout:{seed}"), language)
-    if variant is None:
-        return Outcome(reason=LAYOUT_UNSAFE if _indented_lines(data, spans) else UNCHANGED)
-    if variant == data:
-        return Outcome(reason=UNCHANGED)
+    rng = random.Random(f"relayout:{seed}")
+    lines = _indented_lines(data, spans)
+    new_indents = _reindent(lines, rng, language)
+    edits = [(start, start + len(blanks), new)
+             for (start, blanks), new in zip(lines, new_indents or ())]
+    if language in BRACE_BLOCKS and (rng.random() < 0.5 or not edits):
+        indents = {start: new for (start, _), new in zip(lines, new_indents or ())}
+        edits += _brace_edits(tree, data, spans, BRACE_BLOCKS[language], indents)
+    if not edits:
+        return Outcome(reason=LAYOUT_UNSAFE if lines else UNCHANGED)
+    variant = _applied(data, edits)
     if time.perf_counter() > deadline:
         return Outcome(reason=TIMEOUT)
     new_tree = parsing.parse(variant, language, _left(deadline))
@@ -327,6 +335,21 @@ def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
         return Outcome(reason=LAYOUT_UNSAFE)
     return checked(text, variant.decode("utf-8", "surrogatepass"), language, _left(deadline),
                    source_error_count)
+
+
+BRACE_BLOCKS: dict[str, frozenset[str]] = {
+    "c": frozenset({"compound_statement", "field_declaration_list", "declaration_list"}),
+    "cpp": frozenset({"compound_statement", "field_declaration_list", "declaration_list"}),
+    "java": frozenset({"block", "class_body", "constructor_body", "interface_body",
+                       "enum_body"}),
+    "rust": frozenset({"block", "declaration_list", "field_declaration_list", "match_block"}),
+    "javascript": frozenset({"statement_block", "class_body"}),
+    "typescript": frozenset({"statement_block", "class_body", "interface_body"}),
+    "tsx": frozenset({"statement_block", "class_body", "interface_body"}),
+}
+"""Per language, the nodes whose opening brace may move to a line of its own. None in Go (a
+newline after ``)`` ends the statement); in JavaScript and TypeScript only statement blocks and
+class bodies (an object literal after ``return`` would become an empty return)."""
 
 
 def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
@@ -348,12 +371,11 @@ def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int
     return lines
 
 
-def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
-              language: str) -> bytes | None:
-    """``data`` with every indentation (outside tokens) rewritten in a unit other than the
-    file's own, or None where no unit keeps the order of indentations (or the file mixes tabs
-    and spaces, or has no indentation)."""
-    lines = _indented_lines(data, spans)
+def _reindent(lines: list[tuple[int, bytes]], rng: random.Random,
+              language: str) -> list[bytes] | None:
+    """The new indentation of each of ``lines``, in a unit other than the file's own, or None
+    where no unit keeps the order of indentations (or the file mixes tabs and spaces, or has
+    no indentation)."""
     if not lines or any(b"\f" in blanks for _, blanks in lines):
         return None
     tabbed = sum(blanks.startswith(b"\t") for _, blanks in lines)
@@ -374,15 +396,48 @@ def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
     rng.shuffle(choices)
     for new_unit in choices:
         if _keeps_order(split, unit, new_unit, language):
-            break
-    else:
-        return None
+            return [new_unit * level + rest for level, rest in split]
+    return None
+
+
+def _brace_edits(tree: tree_sitter.Tree, data: bytes, spans: list[tuple[int, int]],
+                 blocks: frozenset[str], indents: dict[int, bytes]) -> list[tuple[int, int, bytes]]:
+    """Edits that put the opening brace of each of ``blocks`` that follows a token on its own
+    line onto the next line, indented as the line it was on (``indents``: the new indentation
+    of re-indented lines, by line start)."""
+    starts = [start for start, _ in spans]
+    edits = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if ATOMIC.search(node.type):
+            continue
+        stack.extend(node.children)
+        if node.type not in blocks or not node.children or node.children[0].type != "{":
+            continue
+        brace = node.children[0].start_byte
+        index = bisect.bisect_left(starts, brace) - 1
+        if index < 0:
+            continue
+        before = spans[index][1]
+        if data[before:brace].strip(b" \t") or data[spans[index][0]:before].startswith(b"//"):
+            continue
+        line_start = data.rfind(b"\n", 0, brace) + 1
+        indent = indents.get(line_start)
+        if indent is None:
+            line = data[line_start:brace]
+            indent = line[:len(line) - len(line.lstrip(b" \t"))]
+        edits.append((before, brace, b"\n" + indent))
+    return edits
+
+
+def _applied(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     out = []
     position = 0
-    for (start, blanks), (level, rest) in zip(lines, split):
+    for start, end, replacement in sorted(edits):
         out.append(data[position:start])
-        out.append(new_unit * level + rest)
-        position = start + len(blanks)
+        out.append(replacement)
+        position = end
     out.append(data[position:])
     return b"".join(out)
 
