@@ -274,33 +274,47 @@ def tokens(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]]
     """The tokens of ``tree`` over ``data``: (type, text) of every leaf and atomic node (see
     :data:`ATOMIC`) with text, in order, plus the non-blank text between them (with its
     whitespace removed, as type ``""``); and the tokens' spans."""
-    found: list[tuple[str, bytes]] = []
-    spans: list[tuple[int, int]] = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.child_count == 0 or ATOMIC.search(node.type):
-            if node.end_byte > node.start_byte:
-                if spans and spans[-1][1] < node.start_byte:
-                    gap = re.sub(rb"\s+", b"", data[spans[-1][1]:node.start_byte])
-                    if gap:
-                        found.append(("", gap))
-                found.append((node.type, data[node.start_byte:node.end_byte]))
-                spans.append((node.start_byte, node.end_byte))
-            continue
-        stack.extend(reversed(node.children))
+    found, spans, _ = _walk(tree, data)
     return found, spans
 
 
 def shape(tree: tree_sitter.Tree) -> list[str]:
-    """Every node's type, in order (a tree-sitter tree's structure)."""
-    types = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        types.append(node.type)
-        stack.extend(reversed(node.children))
-    return types
+    """Every node's type, in order, an atomic node's inside left out (a tree-sitter tree's
+    structure)."""
+    return _walk(tree, b"")[2]
+
+
+_atomic: dict[str, bool] = {}
+
+
+def _walk(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
+                                                        list[tuple[int, int]], list[str]]:
+    """:func:`tokens` and :func:`shape` in one walk (a cursor: no child lists)."""
+    found: list[tuple[str, bytes]] = []
+    spans: list[tuple[int, int]] = []
+    types: list[str] = []
+    last = -1
+    cursor = tree.walk()
+    while True:
+        node = cursor.node
+        kind = node.type
+        types.append(kind)
+        atomic = _atomic.get(kind)
+        if atomic is None:
+            atomic = _atomic[kind] = ATOMIC.search(kind) is not None
+        if atomic or not cursor.goto_first_child():
+            start, end = node.start_byte, node.end_byte
+            if end > start:
+                if 0 <= last < start:
+                    gap = data[last:start]
+                    if gap.strip():
+                        found.append(("", b"".join(gap.split())))
+                found.append((kind, data[start:end]))
+                spans.append((start, end))
+                last = end
+            while not cursor.goto_next_sibling():
+                if not cursor.goto_parent():
+                    return found, spans, types
 
 
 def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
@@ -314,7 +328,7 @@ def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
     tree = parsing.parse(data, language, _left(deadline))
     if tree is None:
         return Outcome(reason=TIMEOUT)
-    source_tokens, spans = tokens(tree, data)
+    source_tokens, spans, source_shape = _walk(tree, data)
     rng = random.Random(f"relayout:{seed}")
     lines = _indented_lines(data, spans)
     new_indents = _reindent(lines, rng, language)
@@ -331,7 +345,8 @@ def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
     new_tree = parsing.parse(variant, language, _left(deadline))
     if new_tree is None:
         return Outcome(reason=TIMEOUT)
-    if tokens(new_tree, variant)[0] != source_tokens or shape(new_tree) != shape(tree):
+    new_tokens, _, new_shape = _walk(new_tree, variant)
+    if new_tokens != source_tokens or new_shape != source_shape:
         return Outcome(reason=LAYOUT_UNSAFE)
     return checked(text, variant.decode("utf-8", "surrogatepass"), language, _left(deadline),
                    source_error_count)
