@@ -26,6 +26,7 @@ from repofeed.store.variants.comments import COMMENT_TYPES, KEEP, NO_COMMENTS, d
 from repofeed.store.variants.reformat import (
     FORMATTER_FAILED,
     find_program,
+    formatter_version,
     reformat,
     relayout,
     shape,
@@ -241,6 +242,9 @@ def test_decomment_python_docstrings_leave_valid_bodies():
     ("#define X 1 \\\n/* c */\nint y;\n", "c", "#define X 1 \\\n\nint y;\n"),
     ('#define S "a//b" /* c */\n', "c", '#define S "a//b"\n'),
     ("x = 1  # c\r\n# alone\r\ny = 2\r\n", "python", "x = 1\r\ny = 2\r\n"),  # CRLF stays
+    # a // comment that ends in a backslash goes on over the next line, in C: that line goes too
+    ("int a; // comment \\\nint x = 1;\nint b;\n", "c", "int a;\nint b;\n"),
+    ("#define A 1 // c \\\nint x = 1;\nint b;\n", "cpp", "#define A 1\nint b;\n"),
     ("/// d\r\nfn f() {}\r\n", "rust", "fn f() {}\r\n"),
 ])
 def test_decomment_layout_rules(source, language, expected):
@@ -542,6 +546,14 @@ def test_a_formatter_gets_the_text_and_its_output_is_the_variant(tmp_path):
     source = SAMPLES["java"]
     outcome = reformat(source, "java", seed=0, formatters={"java": [upper]})
     assert outcome.text == re.sub(r"(?m)^    ", "  ", source)
+
+
+def test_formatter_version_names_what_makes_the_variants(tmp_path):
+    fake = _script(tmp_path, "fake", 'if [ "$1" = --version ]; then echo "fake 1.2"; fi\n')
+    assert formatter_version("c", {"c": [fake]}) == "fake 1.2"
+    assert formatter_version("c", {"c": []}) == "none"
+    if find_program("ruff") is not None:
+        assert (formatter_version("python") or "").startswith("ruff ")
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import random
 import re
@@ -227,6 +228,28 @@ def formatter_commands(language: str, seed: int,
         if program is not None:
             commands.append([program, *argv[1:]])
     return commands
+
+
+def formatter_version(language: str,
+                      formatters: Mapping[str, Sequence[str]] | None = None) -> str | None:
+    """What ``<formatter> --version`` says for the formatter ``reformat`` would run on
+    ``language`` (the first line), ``"none"`` where there is none (the layout change), or None
+    where it says nothing. Stored variants depend on it as much as on
+    :data:`REFORMAT_VERSION`: a store can keep it beside the version, to redo the variants
+    when the formatter changes."""
+    commands = formatter_commands(language, 0, formatters)
+    return _version(commands[0][0]) if commands else "none"
+
+
+@functools.lru_cache(maxsize=32)
+def _version(program: str) -> str | None:
+    try:
+        done = subprocess.run([program, "--version"], capture_output=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    return lines[0] if done.returncode == 0 and lines else None
 
 
 def run_formatter(argv: Sequence[str], text: str, timeout_s: float) -> str | Outcome | None:
