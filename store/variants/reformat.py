@@ -19,7 +19,7 @@ binary) and in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in 
 temporary directory (so that no project configuration file applies), text on stdin, variant on
 stdout, within what is left of ``timeout_s``; on timeout its whole process group is killed
 (reason :data:`~repofeed.store.variants.TIMEOUT`). A formatter that exits non-zero or writes
-bytes that are not UTF-8 under every setting tried drops the variant (:data:`FORMATTER_FAILED`;
+bytes that are not UTF-8 (rustfmt: under both editions) drops the variant (:data:`FORMATTER_FAILED`;
 there is no fallback, since a formatter that rejects the file may know better than a
 tree-sitter grammar that it is no valid code); one whose output does not
 parse is dropped by :func:`~repofeed.store.variants.checked`
@@ -28,12 +28,21 @@ parse is dropped by :func:`~repofeed.store.variants.checked`
 Where no formatter is found for the language (a missing formatter is no error), where the
 text is not valid UTF-8 (lone surrogates from ``surrogateescape`` decoding: no formatter
 would take it), or where every setting tried leaves the layout as it was, the variant is a
-layout change that tree-sitter shows to be safe: every line's indentation is rewritten in
-another unit (2, 4 or 8 spaces, or tabs, drawn from the seed), leaving untouched the lines
-that start inside a token (a multi-line string, comment, template, preprocessor value). The
-proof: the variant's tokens (type and text of every leaf, a string or comment counting as one
-token, in order) and the tree's shape (every node's type, in order) equal the source's; a
-variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
+layout change that tree-sitter shows to be safe (:func:`relayout`):
+
+- every line's indentation is rewritten in another unit (2, 4 or 8 spaces, or tabs, drawn from
+  the seed), leaving untouched the lines that start inside a token (a multi-line string,
+  comment, template, preprocessor value). The new unit must keep every pair of indentations in
+  order (equal stays equal, deeper stays deeper: Python's blocks), and Python never gets tabs
+  after which spaces follow (Python compares tabs as 8 columns and as 1);
+- in brace languages but Go, with even odds from the seed (or always, where the indentation
+  cannot change), opening braces of blocks, bodies and lists that follow a token on their line
+  move to a line of their own (:data:`BRACE_BLOCKS`).
+
+The proof: the variant's tokens (type and text of every leaf, a string or comment counting as
+one token, in order) and the tree's shape (every node's type, in order) equal the source's; a
+variant that fails it is dropped (:data:`LAYOUT_UNSAFE`). The ordering rule is checked on the
+indentations themselves, since tree-sitter-python accepts some dedents Python rejects.
 
 ``names`` is part of the transform interface; reformatting uses none.
 """
@@ -94,21 +103,30 @@ def reformat(text: str, language: str, *, seed: int, names: Sequence[str] = (),
     errors = source_errors(text, language, timeout_s)
     if isinstance(errors, Outcome):
         return errors
-    commands = formatter_commands(language, seed, formatters)
-    failed = False
-    if commands and _is_utf8(text):
-        for argv in commands:
-            result = run_formatter(argv, text, _left(deadline))
+    if _is_utf8(text):
+        for alternatives in formatter_commands(language, seed, formatters):
+            result = _first_taker(alternatives, text, deadline)
             if isinstance(result, Outcome):
-                if result.reason != FORMATTER_FAILED:
-                    return result
-                failed = True  # the next command may take it (rustfmt: another edition)
-            elif result is not None and not same_layout(result, text):
+                return result
+            if result is not None and not same_layout(result, text):
                 return checked(text, result, language, _left(deadline), errors)
-    if failed:
-        return Outcome(reason=FORMATTER_FAILED)
     return relayout(text, language, seed=seed, timeout_s=_left(deadline),
                     source_error_count=errors)
+
+
+def _first_taker(alternatives: list[Command], text: str, deadline: float
+                 ) -> str | Outcome | None:
+    """The output of the first of ``alternatives`` that takes ``text`` (exits 0); the failure
+    where none does; None where none could be started."""
+    failure = None
+    for argv in alternatives:
+        result = run_formatter(argv, text, _left(deadline))
+        if not isinstance(result, Outcome) or result.reason != FORMATTER_FAILED:
+            if result is not None:
+                return result
+        else:
+            failure = result
+    return failure
 
 
 def _left(deadline: float) -> float:
@@ -144,47 +162,48 @@ def find_program(program: str) -> str | None:
     return found
 
 
-def _ruff(language: str, rng: random.Random) -> list[Command]:
+def _ruff(language: str, rng: random.Random) -> list[list[Command]]:
     combos = [(width, indent, quote) for width in (80, 100, 120) for indent in ("2", "4", "tab")
               for quote in ("double", "single")]
     rng.shuffle(combos)
     commands = []
     for width, indent, quote in combos[:SETTINGS_TRIED]:
         style = ("format.indent-style='tab'" if indent == "tab" else f"indent-width={indent}")
-        commands.append(["ruff", "format", "--isolated", "--stdin-filename", "x.py",
-                         "--line-length", str(width), "--config", style,
-                         "--config", f"format.quote-style='{quote}'", "-"])
+        commands.append([["ruff", "format", "--isolated", "--stdin-filename", "x.py",
+                          "--line-length", str(width), "--config", style,
+                          "--config", f"format.quote-style='{quote}'", "-"]])
     return commands
 
 
-def _rustfmt(language: str, rng: random.Random) -> list[Command]:
+def _rustfmt(language: str, rng: random.Random) -> list[list[Command]]:
     combos = [(width, spaces, tabs) for width in (80, 100, 120) for spaces in (2, 4)
               for tabs in ("false", "true")]
     rng.shuffle(combos)
     # the crate's edition is unknown: 2024 first (let chains), 2021 where that fails (`gen`
     # was no keyword before 2024)
-    return [["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
-             f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
-            for width, spaces, tabs in combos[:SETTINGS_TRIED] for edition in ("2024", "2021")]
+    return [[["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
+              f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
+             for edition in ("2024", "2021")]
+            for width, spaces, tabs in combos[:SETTINGS_TRIED]]
 
 
-def _gofmt(language: str, rng: random.Random) -> list[Command]:
-    return [["gofmt"]]
+def _gofmt(language: str, rng: random.Random) -> list[list[Command]]:
+    return [[["gofmt"]]]
 
 
-def _clang_format(language: str, rng: random.Random) -> list[Command]:
+def _clang_format(language: str, rng: random.Random) -> list[list[Command]]:
     extension = {"c": "c", "cpp": "cpp", "java": "java"}[language]
     combos = [(base, indent, width, braces)
               for base in ("LLVM", "Google", "Mozilla", "WebKit") for indent in (2, 4, 8)
               for width in (80, 100, 120) for braces in ("Attach", "Allman")]
     rng.shuffle(combos)
-    return [["clang-format", f"--assume-filename=x.{extension}",
-             f"--style={{BasedOnStyle: {base}, IndentWidth: {indent}, ColumnLimit: {width}, "
-             f"BreakBeforeBraces: {braces}, SortIncludes: false}}"]
+    return [[["clang-format", f"--assume-filename=x.{extension}",
+              f"--style={{BasedOnStyle: {base}, IndentWidth: {indent}, ColumnLimit: {width}, "
+              f"BreakBeforeBraces: {braces}, SortIncludes: false}}"]]
             for base, indent, width, braces in combos[:SETTINGS_TRIED]]
 
 
-def _prettier(language: str, rng: random.Random) -> list[Command]:
+def _prettier(language: str, rng: random.Random) -> list[list[Command]]:
     extension = {"javascript": "js", "typescript": "ts", "tsx": "tsx"}[language]
     combos = [(width, tab, tabs, single) for width in (80, 100, 120) for tab in (2, 4)
               for tabs in (False, True) for single in (False, True)]
@@ -194,11 +213,11 @@ def _prettier(language: str, rng: random.Random) -> list[Command]:
         command = ["prettier", "--stdin-filepath", f"x.{extension}", "--print-width",
                    str(width), "--tab-width", str(tab)]
         command += ["--use-tabs"] * tabs + ["--single-quote"] * single
-        commands.append(command)
+        commands.append([command])
     return commands
 
 
-FORMATTERS: dict[str, Callable[[str, random.Random], list[Command]]] = {
+FORMATTERS: dict[str, Callable[[str, random.Random], list[list[Command]]]] = {
     "python": _ruff,
     "rust": _rustfmt,
     "go": _gofmt,
@@ -209,25 +228,32 @@ FORMATTERS: dict[str, Callable[[str, random.Random], list[Command]]] = {
     "typescript": _prettier,
     "tsx": _prettier,
 }
-"""Language -> the default formatter's commands, settings drawn from the seed."""
+"""Language -> the default formatter's commands, settings drawn from the seed: one group per
+setting, tried in turn until the layout changes; within a group, alternatives tried where the
+one before fails (rustfmt's editions)."""
 
 
 def formatter_commands(language: str, seed: int,
-                       formatters: Mapping[str, Sequence[str]] | None = None) -> list[Command]:
-    """The formatter commands to try for ``language`` (programs resolved to paths), or none
-    where no formatter is installed."""
+                       formatters: Mapping[str, Sequence[str]] | None = None
+                       ) -> list[list[Command]]:
+    """The formatter commands to try for ``language`` (as :data:`FORMATTERS` gives them,
+    programs resolved to paths), or none where no formatter is installed."""
     if formatters is not None and language in formatters:
-        candidates = [list(formatters[language])] if formatters[language] else []
+        groups = [[list(formatters[language])]] if formatters[language] else []
     elif language in FORMATTERS:
-        candidates = FORMATTERS[language](language, random.Random(f"reformat:{seed}"))
+        groups = FORMATTERS[language](language, random.Random(f"reformat:{seed}"))
     else:
-        candidates = []
-    commands = []
-    for argv in candidates:
-        program = find_program(argv[0])
-        if program is not None:
-            commands.append([program, *argv[1:]])
-    return commands
+        groups = []
+    found = []
+    for group in groups:
+        commands = []
+        for argv in group:
+            program = find_program(argv[0])
+            if program is not None:
+                commands.append([program, *argv[1:]])
+        if commands:
+            found.append(commands)
+    return found
 
 
 def formatter_version(language: str,
@@ -238,7 +264,7 @@ def formatter_version(language: str,
     :data:`REFORMAT_VERSION`: a store can keep it beside the version, to redo the variants
     when the formatter changes."""
     commands = formatter_commands(language, 0, formatters)
-    return _version(commands[0][0]) if commands else "none"
+    return _version(commands[0][0][0]) if commands else "none"
 
 
 @functools.lru_cache(maxsize=32)
