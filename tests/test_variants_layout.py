@@ -22,7 +22,13 @@ import pytest
 
 from repofeed.store import parsing
 from repofeed.store.variants import NEW_ERRORS, NO_GRAMMAR, TIMEOUT, UNCHANGED, UNPARSED, Outcome
-from repofeed.store.variants.comments import COMMENT_TYPES, KEEP, NO_COMMENTS, decomment
+from repofeed.store.variants.comments import (
+    COMMENT_TYPES,
+    KEEP,
+    NO_COMMENTS,
+    ONLY_COMMENTS,
+    decomment,
+)
 from repofeed.store.variants.reformat import (
     FORMATTER_FAILED,
     find_program,
@@ -296,6 +302,11 @@ def test_decomment_keeps_pragmas(language, source, kept, gone):
 
 def test_decomment_without_comments():
     assert decomment("x = 1\n", "python", seed=0).reason == NO_COMMENTS
+    assert decomment("", "python", seed=0).reason == NO_COMMENTS
+    assert decomment("# only\n'''a docstring'''\n", "python", seed=0).reason == ONLY_COMMENTS
+    assert decomment("/* licence */\n// nothing else\n", "c", seed=0).reason == ONLY_COMMENTS
+    assert decomment("#!/usr/bin/env python\n'Doc.'\n", "python", seed=0).reason == \
+        ONLY_COMMENTS
     assert decomment("//go:build linux\n\npackage p\n", "go", seed=0).reason == NO_COMMENTS
     # the original with comments is the stored document; its variant has none, and the
     # variant of that variant is nothing
@@ -418,6 +429,8 @@ def test_relayout_keeps_python_behaviour(tmp_path):
 def test_relayout_of_flat_code_is_unchanged():
     assert reformat("x = 1\ny = 2\n", "python", seed=0, formatters=NO_FORMATTER).reason == \
         UNCHANGED
+    assert reformat("", "python", seed=0).reason == UNCHANGED
+    assert reformat("", "rust", seed=0, formatters=NO_FORMATTER).reason == UNCHANGED
 
 
 def _normalised(tree: ast.AST) -> str:
