@@ -382,6 +382,22 @@ def test_relayout_changes_only_whitespace(language):
             assert line in variant.splitlines()
 
 
+@pytest.mark.parametrize("language, source, safe, unsafe", [
+    ("rust", 'fn f() {\n    let s = "a\n    b";\n}\n', 'fn f() {\n  let s = "a\n    b";\n}\n',
+     'fn f() {\n    let s = "a\n  b";\n}\n'),
+    ("python", "if x:\n    a()\n    b()\n", "if x:\n  a()\n  b()\n", "if x:\n    a()\nb()\n"),
+    ("c", "#define F(a, \\\n    b) a\n", "#define F(a, \\\n  b) a\n", "#define F(a, \\\n  c) a\n"),
+])
+def test_the_layout_proof_tells_safe_from_unsafe(language, source, safe, unsafe):
+    """The proof the layout change passes: same tokens and same tree shape. Whitespace inside
+    a string, or a line that leaves its block, fails it."""
+    def proof(text: str) -> tuple[object, object]:
+        return tokens(_tree(text, language), text.encode())[0], shape(_tree(text, language))
+
+    assert proof(safe) == proof(source)
+    assert proof(unsafe) != proof(source)
+
+
 def test_relayout_draws_its_unit_from_the_seed():
     source = SAMPLES["java"]
     variants = {reformat(source, "java", seed=seed, formatters=NO_FORMATTER).text

@@ -40,9 +40,10 @@ layout change that tree-sitter shows to be safe (:func:`relayout`):
   move to a line of their own (:data:`BRACE_BLOCKS`).
 
 The proof: the variant's tokens (type and text of every leaf, a string or comment counting as
-one token, in order) and the tree's shape (every node's type, in order) equal the source's; a
-variant that fails it is dropped (:data:`LAYOUT_UNSAFE`). The ordering rule is checked on the
-indentations themselves, since tree-sitter-python accepts some dedents Python rejects.
+one token, in order) and the tree's shape (every node's type and number of children, in order)
+equal the source's; a variant that fails it is dropped (:data:`LAYOUT_UNSAFE`). The ordering
+rule is checked on the indentations themselves, since tree-sitter-python accepts some dedents
+Python rejects.
 
 ``names`` is part of the transform interface; reformatting uses none.
 """
@@ -78,7 +79,8 @@ SETTINGS_TRIED = 3
 used instead, when each leaves the layout as it was."""
 
 ATOMIC = re.compile(r"string|comment|char_literal|character_literal|rune_literal|^regex$"
-                    r"|preproc_arg|jsx_text|heredoc|^template_string$|text_block")
+                    r"|preproc_arg|jsx_text|heredoc|^template_string$|^template_literal_type$"
+                    r"|text_block")
 """Node types read as one token: their text is never touched, and a line that starts inside
 one keeps its indentation."""
 
@@ -321,15 +323,16 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def tokens(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
                                                          list[tuple[int, int]]]:
     """The tokens of ``tree`` over ``data``: (type, text) of every leaf and atomic node (see
-    :data:`ATOMIC`) with text, in order, plus the non-blank text between them (with its
-    whitespace removed, as type ``""``); and the tokens' spans."""
+    :data:`ATOMIC`) with text, in order, plus the text between two of them that is not blank
+    (stripped, as type ``""``: a line continuation, or text inside a node that no leaf holds);
+    and the tokens' spans."""
     found, spans, _ = _walk(tree, data)
     return found, spans
 
 
-def shape(tree: tree_sitter.Tree) -> list[str]:
-    """Every node's type, in order, an atomic node's inside left out (a tree-sitter tree's
-    structure)."""
+def shape(tree: tree_sitter.Tree) -> list[tuple[str, int]]:
+    """Every node's type and number of children, in order (which fixes the tree), an atomic
+    node's inside left out: a tree-sitter tree's structure."""
     return _walk(tree, b"")[2]
 
 
@@ -337,27 +340,28 @@ _atomic: dict[str, bool] = {}
 
 
 def _walk(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
-                                                        list[tuple[int, int]], list[str]]:
+                                                        list[tuple[int, int]],
+                                                        list[tuple[str, int]]]:
     """:func:`tokens` and :func:`shape` in one walk (a cursor: no child lists)."""
     found: list[tuple[str, bytes]] = []
     spans: list[tuple[int, int]] = []
-    types: list[str] = []
+    types: list[tuple[str, int]] = []
     last = -1
     cursor = tree.walk()
     while True:
         node = cursor.node
         kind = node.type
-        types.append(kind)
         atomic = _atomic.get(kind)
         if atomic is None:
             atomic = _atomic[kind] = ATOMIC.search(kind) is not None
+        types.append((kind, 0 if atomic else node.child_count))
         if atomic or not cursor.goto_first_child():
             start, end = node.start_byte, node.end_byte
             if end > start:
                 if 0 <= last < start:
-                    gap = data[last:start]
-                    if gap.strip():
-                        found.append(("", b"".join(gap.split())))
+                    gap = data[last:start].strip()
+                    if gap:  # text no leaf holds: compared as it is, blanks inside it too
+                        found.append(("", gap))
                 found.append((kind, data[start:end]))
                 spans.append((start, end))
                 last = end
