@@ -695,3 +695,44 @@ def test_rust_variants_compile_to_the_same_behaviour(tmp_path):
              tmp_path)
         outputs.add(_run([f"./v{index}"], tmp_path))
     assert len(outputs) == 1 and outputs.pop().startswith("4 "), outputs
+
+
+JAVA_PROGRAM = '''/* A small program. */
+public class Tally {
+    // counts per word
+    private final java.util.Map<String, Integer> counts = new java.util.TreeMap<>();
+
+    /** Adds the words of a line. */
+    void add(String line) {
+        for (String word : line.split("\\\\s+")) { // split on blanks
+            counts.merge(word, 1, Integer::sum);
+        }
+    }
+
+    public static void main(String[] args) {
+        Tally tally = new Tally();
+        tally.add("a b a /* not a comment */");
+        String block = """
+            kept   as
+              it is""";
+        System.out.println(tally.counts + " " + block);
+    }
+}
+'''
+
+
+@pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None,
+                    reason="javac is not installed")
+def test_java_variants_compile_to_the_same_behaviour(tmp_path):
+    variants = [JAVA_PROGRAM, *_variants(JAVA_PROGRAM, "java")]
+    paths = []
+    for index, variant in enumerate(variants):
+        folder = tmp_path / f"v{index}"
+        folder.mkdir()
+        (folder / "Tally.java").write_text(f"package v{index};\n" + variant)
+        paths.append(f"v{index}/Tally.java")
+    _run(["javac", "-d", "out", *paths], tmp_path)
+    outputs = {_run(["java", "-cp", "out", f"v{index}.Tally"], tmp_path)
+               for index in range(len(variants))}
+    assert len(outputs) == 1, outputs
+    assert "kept   as\n  it is" in outputs.pop()
