@@ -531,13 +531,12 @@ def _gone(pid: int) -> bool:
 def test_a_formatter_that_hangs_is_killed(tmp_path):
     pid_file = tmp_path / "pid"
     hang = _script(tmp_path, "hang", f"sleep 600 &\necho $! > {pid_file}\nwait\n")
-    outcome = reformat(SAMPLES["python"], "python", seed=0, timeout_s=1.0,
+    outcome = reformat(SAMPLES["python"], "python", seed=0, timeout_s=1.5,
                        formatters={"python": [hang]})
     assert outcome.reason == TIMEOUT
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert pid_file.exists(), "the fake formatter did not even start within the bound"
     pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(pid), "the formatter's child process outlived the timeout"
