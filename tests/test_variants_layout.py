@@ -288,6 +288,8 @@ def test_decomment_keeps_a_newline_that_ends_a_statement():
     ("c", "int f(int a) {\n  switch (a) {\n  case 1: a++; /* fall through */\n  case 2: return a;"
      " // NOLINT\n  }\n  return 0; /* plain */\n}\n",
      ["/* fall through */", "// NOLINT"], ["/* plain */"]),
+    ("rust", '#![doc = "Crate."]\n//! inner doc\n/// outer doc\nfn f() {} // plain\n',
+     ['#![doc = "Crate."]'], ["//! inner doc", "/// outer doc", "// plain"]),
     ("java", "class A {\n  int a; // NOSONAR\n  int b; // plain\n}\n", ["// NOSONAR"],
      ["// plain"]),
 ])
