@@ -14,8 +14,8 @@ differs from a source that formatter already laid out:
 - JavaScript, TypeScript, TSX: ``prettier``: print width 80/100/120, tab width 2/4, tabs, single
   quotes.
 
-Formatters are looked up on ``PATH``, then next to this interpreter (the ``ruff`` wheel's
-binary) and in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in an empty
+Formatters are looked up next to this interpreter (the ``ruff`` wheel's binary), then on
+``PATH``, then in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in an empty
 temporary directory (so that no project configuration file applies), text on stdin, variant on
 stdout, within what is left of ``timeout_s``; on timeout its whole process group is killed
 (reason :data:`~repofeed.store.variants.TIMEOUT`). A formatter that exits non-zero or writes
@@ -153,15 +153,15 @@ def same_layout(a: str, b: str) -> bool:
 # --- formatters -------------------------------------------------------------------------------
 
 def find_program(program: str) -> str | None:
-    """The path of ``program`` (a name looked up on PATH, next to this interpreter and in the
-    usual toolchain directories, or a path), or None where it is not there."""
+    """The path of ``program`` (a name looked up next to this interpreter first, so that the
+    ``ruff`` repofeed depends on wins over an older one on PATH; then on PATH; then in the
+    usual toolchain directories; or a path), or None where it is not there."""
     if os.sep in program:
         return program if os.access(program, os.X_OK) else None
-    found = shutil.which(program)
-    if found is None:
-        extra = [sysconfig.get_path("scripts"), *(os.path.expanduser(d) for d in _EXTRA_DIRS)]
-        found = shutil.which(program, path=os.pathsep.join(extra))
-    return found
+    return (shutil.which(program, path=sysconfig.get_path("scripts"))
+            or shutil.which(program)
+            or shutil.which(program, path=os.pathsep.join(os.path.expanduser(d)
+                                                          for d in _EXTRA_DIRS)))
 
 
 def _ruff(language: str, rng: random.Random) -> list[list[Command]]:
