@@ -11,7 +11,9 @@ import inspect
 import os
 import re
 import shlex
+import shutil
 import stat
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -20,10 +22,17 @@ import pytest
 
 from repofeed.store import parsing
 from repofeed.store.variants import NEW_ERRORS, NO_GRAMMAR, TIMEOUT, UNCHANGED, UNPARSED, Outcome
-from repofeed.store.variants.comments import COMMENT_TYPES, KEEP, NO_COMMENTS, decomment
+from repofeed.store.variants.comments import (
+    COMMENT_TYPES,
+    KEEP,
+    NO_COMMENTS,
+    ONLY_COMMENTS,
+    decomment,
+)
 from repofeed.store.variants.reformat import (
     FORMATTER_FAILED,
     find_program,
+    formatter_version,
     reformat,
     relayout,
     shape,
@@ -239,6 +248,9 @@ def test_decomment_python_docstrings_leave_valid_bodies():
     ("#define X 1 \\\n/* c */\nint y;\n", "c", "#define X 1 \\\n\nint y;\n"),
     ('#define S "a//b" /* c */\n', "c", '#define S "a//b"\n'),
     ("x = 1  # c\r\n# alone\r\ny = 2\r\n", "python", "x = 1\r\ny = 2\r\n"),  # CRLF stays
+    # a // comment that ends in a backslash goes on over the next line, in C: that line goes too
+    ("int a; // comment \\\nint x = 1;\nint b;\n", "c", "int a;\nint b;\n"),
+    ("#define A 1 // c \\\nint x = 1;\nint b;\n", "cpp", "#define A 1\nint b;\n"),
     ("/// d\r\nfn f() {}\r\n", "rust", "fn f() {}\r\n"),
 ])
 def test_decomment_layout_rules(source, language, expected):
@@ -276,6 +288,8 @@ def test_decomment_keeps_a_newline_that_ends_a_statement():
     ("c", "int f(int a) {\n  switch (a) {\n  case 1: a++; /* fall through */\n  case 2: return a;"
      " // NOLINT\n  }\n  return 0; /* plain */\n}\n",
      ["/* fall through */", "// NOLINT"], ["/* plain */"]),
+    ("rust", '#![doc = "Crate."]\n//! inner doc\n/// outer doc\nfn f() {} // plain\n',
+     ['#![doc = "Crate."]'], ["//! inner doc", "/// outer doc", "// plain"]),
     ("java", "class A {\n  int a; // NOSONAR\n  int b; // plain\n}\n", ["// NOSONAR"],
      ["// plain"]),
 ])
@@ -290,6 +304,11 @@ def test_decomment_keeps_pragmas(language, source, kept, gone):
 
 def test_decomment_without_comments():
     assert decomment("x = 1\n", "python", seed=0).reason == NO_COMMENTS
+    assert decomment("", "python", seed=0).reason == NO_COMMENTS
+    assert decomment("# only\n'''a docstring'''\n", "python", seed=0).reason == ONLY_COMMENTS
+    assert decomment("/* licence */\n// nothing else\n", "c", seed=0).reason == ONLY_COMMENTS
+    assert decomment("#!/usr/bin/env python\n'Doc.'\n", "python", seed=0).reason == \
+        ONLY_COMMENTS
     assert decomment("//go:build linux\n\npackage p\n", "go", seed=0).reason == NO_COMMENTS
     # the original with comments is the stored document; its variant has none, and the
     # variant of that variant is nothing
@@ -349,7 +368,7 @@ NO_FORMATTER = {language: () for language in LANGUAGES}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_relayout_changes_only_indentation(language):
+def test_relayout_changes_only_whitespace(language):
     source = SAMPLES[language]
     outcome = reformat(source, language, seed=5, formatters=NO_FORMATTER)
     variant = _valid(outcome, source, language)
@@ -357,13 +376,28 @@ def test_relayout_changes_only_indentation(language):
     data, new = source.encode(), variant.encode()
     assert tokens(_tree(variant, language), new)[0] == tokens(_tree(source, language), data)[0]
     assert shape(_tree(variant, language)) == shape(_tree(source, language))
-    assert [line.lstrip() for line in variant.splitlines()] == \
-        [line.lstrip() for line in source.splitlines()]
+    assert re.sub(r"\s+", "", variant) == re.sub(r"\s+", "", source)
     # lines inside multi-line strings keep their exact text
     for line in source.splitlines():
         if re.match(r"\s*(# not a comment|keeps its lines|line|second line|comment \*/)\b",
                     line):
             assert line in variant.splitlines()
+
+
+@pytest.mark.parametrize("language, source, safe, unsafe", [
+    ("rust", 'fn f() {\n    let s = "a\n    b";\n}\n', 'fn f() {\n  let s = "a\n    b";\n}\n',
+     'fn f() {\n    let s = "a\n  b";\n}\n'),
+    ("python", "if x:\n    a()\n    b()\n", "if x:\n  a()\n  b()\n", "if x:\n    a()\nb()\n"),
+    ("c", "#define F(a, \\\n    b) a\n", "#define F(a, \\\n  b) a\n", "#define F(a, \\\n  c) a\n"),
+])
+def test_the_layout_proof_tells_safe_from_unsafe(language, source, safe, unsafe):
+    """The proof the layout change passes: same tokens and same tree shape. Whitespace inside
+    a string, or a line that leaves its block, fails it."""
+    def proof(text: str) -> tuple[object, object]:
+        return tokens(_tree(text, language), text.encode())[0], shape(_tree(text, language))
+
+    assert proof(safe) == proof(source)
+    assert proof(unsafe) != proof(source)
 
 
 def test_relayout_draws_its_unit_from_the_seed():
@@ -373,6 +407,32 @@ def test_relayout_draws_its_unit_from_the_seed():
     assert len(variants) >= 2 and source not in variants
     again = reformat(source, "java", seed=3, formatters=NO_FORMATTER)
     assert again == reformat(source, "java", seed=3, formatters=NO_FORMATTER)
+
+
+@pytest.mark.parametrize("language", ["java", "c", "cpp", "rust", "javascript", "typescript"])
+def test_relayout_moves_opening_braces_where_that_is_safe(language):
+    source = {"java": "class A {\n    int f() {\n        return 1;\n    }\n}\n",
+              "c": "int f(void) {\n    if (x) {\n        return 1;\n    }\n    return 0;\n}\n",
+              "cpp": "namespace n {\nint f() {\n    return 1;\n}\n}\n",
+              "rust": "fn f() -> i32 {\n    match x {\n        _ => 1,\n    }\n}\n",
+              "javascript": "function f() {\n    return {\n        a: 1,\n    };\n}\n",
+              "typescript": "function f(): object {\n    return {\n        a: 1,\n    };\n}\n",
+              }[language]
+    variants = [reformat(source, language, seed=seed, formatters=NO_FORMATTER).text
+                for seed in range(10)]
+    moved = [v for v in variants if v is not None and re.search(r"\)[^\n]*\n\s*\{", v)]
+    assert moved, "no seed put an opening brace on its own line"
+    for variant in moved:
+        assert parsing.error_count(_tree(variant, language)) == 0
+        if "return {" in source:  # an object literal stays after its return
+            assert "return {" in variant
+
+
+def test_relayout_never_moves_go_braces():
+    source = SAMPLES["go"]
+    for seed in range(10):
+        variant = reformat(source, "go", seed=seed, formatters=NO_FORMATTER).text
+        assert variant is not None and "string {\n" in variant
 
 
 def test_relayout_keeps_python_behaviour(tmp_path):
@@ -387,11 +447,16 @@ def test_relayout_keeps_python_behaviour(tmp_path):
 def test_relayout_of_flat_code_is_unchanged():
     assert reformat("x = 1\ny = 2\n", "python", seed=0, formatters=NO_FORMATTER).reason == \
         UNCHANGED
+    assert reformat("", "python", seed=0).reason == UNCHANGED
+    assert reformat("", "rust", seed=0, formatters=NO_FORMATTER).reason == UNCHANGED
 
 
 def _normalised(tree: ast.AST) -> str:
-    """The AST with every docstring's whitespace collapsed (a formatter re-indents them)."""
+    """The AST with every docstring's whitespace collapsed (a formatter re-indents them) and
+    no ``u`` string prefixes (ruff drops them; they mean nothing in Python 3)."""
     for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.kind = None
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
@@ -468,13 +533,12 @@ def _gone(pid: int) -> bool:
 def test_a_formatter_that_hangs_is_killed(tmp_path):
     pid_file = tmp_path / "pid"
     hang = _script(tmp_path, "hang", f"sleep 600 &\necho $! > {pid_file}\nwait\n")
-    outcome = reformat(SAMPLES["python"], "python", seed=0, timeout_s=1.0,
+    outcome = reformat(SAMPLES["python"], "python", seed=0, timeout_s=1.5,
                        formatters={"python": [hang]})
     assert outcome.reason == TIMEOUT
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert pid_file.exists(), "the fake formatter did not even start within the bound"
     pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(pid), "the formatter's child process outlived the timeout"
@@ -514,6 +578,14 @@ def test_a_formatter_gets_the_text_and_its_output_is_the_variant(tmp_path):
     assert outcome.text == re.sub(r"(?m)^    ", "  ", source)
 
 
+def test_formatter_version_names_what_makes_the_variants(tmp_path):
+    fake = _script(tmp_path, "fake", 'if [ "$1" = --version ]; then echo "fake 1.2"; fi\n')
+    assert formatter_version("c", {"c": [fake]}) == "fake 1.2"
+    assert formatter_version("c", {"c": []}) == "none"
+    if find_program("ruff") is not None:
+        assert (formatter_version("python") or "").startswith("ruff ")
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("transform", [decomment, reformat])
@@ -549,3 +621,119 @@ def test_mixed_encodings_round_trip(transform):
     assert outcome.text is not None, outcome.reason
     data = outcome.text.encode("utf-8", "surrogateescape")
     assert b"s = 'na\xefve'" in data
+
+
+# --- behaviour under real compilers and interpreters (where installed) -------------------------
+
+SAMPLE_DIR = Path(__file__).parent / "samples"
+
+
+def _variants(source: str, language: str) -> list[str]:
+    """The comment-free variant and layout variants under a few seeds (every one valid)."""
+    found = [_valid(decomment(source, language, seed=0), source, language)]
+    for seed in range(3):
+        outcome = reformat(source, language, seed=seed, formatters=NO_FORMATTER)
+        found.append(_valid(outcome, source, language))
+    return found
+
+
+def _run(argv: list[str], cwd: Path) -> str:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_c_variants_compile_to_the_same_behaviour(tmp_path):
+    main = ('\n#include <stdio.h>\nint main(void) {\n  static struct ring r;\n'
+            '  unsigned char out[8];\n  ring_init(&r);\n'
+            '  size_t n = ring_write(&r, (const unsigned char *)"abcdef", 6);\n'
+            '  size_t m = ring_read(&r, out, 4);\n'
+            '  printf("%zu %zu %.4s %zu\\n", n, m, out, r.len);\n  return 0;\n}\n')
+    source = (SAMPLE_DIR / "native" / "ringbuf.c").read_text() + main
+    outputs = set()
+    for index, variant in enumerate([source, *_variants(source, "c")]):
+        path = tmp_path / f"v{index}.c"
+        path.write_text(variant)
+        _run(["gcc", "-std=c11", "-Wall", "-Werror", "-o", f"v{index}", path.name], tmp_path)
+        outputs.add(_run([f"./v{index}"], tmp_path))
+        # the preprocessor drops comments itself: its output is the same up to whitespace
+        expanded = _run(["gcc", "-E", "-P", path.name], tmp_path)
+        outputs.add("expanded:" + re.sub(r"\s+", "", expanded))
+    assert len(outputs) == 2, outputs
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_javascript_variants_behave_the_same(tmp_path):
+    source = (SAMPLE_DIR / "web" / "cart.js").read_text()
+    script = ("const { Cart } = require(process.argv[2]);\n"
+              "const cart = new Cart().add('a', 250, 2).add('b', 99).remove('c');\n"
+              "let error = '';\ntry { cart.add('x', -1); } catch (e) { error = e.message; }\n"
+              "console.log(cart.totalCents(), cart.format(), error);\n")
+    (tmp_path / "run.js").write_text(script)
+    outputs = set()
+    for index, variant in enumerate([source, *_variants(source, "javascript")]):
+        (tmp_path / f"v{index}.js").write_text(variant)
+        outputs.add(_run(["node", "run.js", f"./v{index}.js"], tmp_path))
+    assert len(outputs) == 1, outputs
+    assert "599 5.99 EUR" in outputs.pop()
+
+
+@pytest.mark.skipif(find_program("rustc") is None, reason="rustc is not installed")
+def test_rust_variants_compile_to_the_same_behaviour(tmp_path):
+    main = ('\nfn main() {\n    let square = [Point::new(0.0, 0.0), Point::new(1.0, 0.0),'
+            ' Point::new(1.0, 1.0), Point::new(0.0, 1.0)];\n'
+            '    println!("{} {}", perimeter(&square), square[2]);\n}\n')
+    source = (SAMPLE_DIR / "src" / "geometry.rs").read_text() + main
+    outputs = set()
+    variants = [source, decomment(source, "rust", seed=0).text,
+                reformat(source, "rust", seed=1, formatters=NO_FORMATTER).text,
+                reformat(source, "rust", seed=1, timeout_s=20.0).text]
+    for index, variant in enumerate(variants):
+        assert variant is not None
+        (tmp_path / f"v{index}.rs").write_text(variant)
+        _run([find_program("rustc"), "--edition", "2021", "-o", f"v{index}", f"v{index}.rs"],
+             tmp_path)
+        outputs.add(_run([f"./v{index}"], tmp_path))
+    assert len(outputs) == 1 and outputs.pop().startswith("4 "), outputs
+
+
+JAVA_PROGRAM = '''/* A small program. */
+public class Tally {
+    // counts per word
+    private final java.util.Map<String, Integer> counts = new java.util.TreeMap<>();
+
+    /** Adds the words of a line. */
+    void add(String line) {
+        for (String word : line.split("\\\\s+")) { // split on blanks
+            counts.merge(word, 1, Integer::sum);
+        }
+    }
+
+    public static void main(String[] args) {
+        Tally tally = new Tally();
+        tally.add("a b a /* not a comment */");
+        String block = """
+            kept   as
+              it is""";
+        System.out.println(tally.counts + " " + block);
+    }
+}
+'''
+
+
+@pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None,
+                    reason="javac is not installed")
+def test_java_variants_compile_to_the_same_behaviour(tmp_path):
+    variants = [JAVA_PROGRAM, *_variants(JAVA_PROGRAM, "java")]
+    paths = []
+    for index, variant in enumerate(variants):
+        folder = tmp_path / f"v{index}"
+        folder.mkdir()
+        (folder / "Tally.java").write_text(f"package v{index};\n" + variant)
+        paths.append(f"v{index}/Tally.java")
+    _run(["javac", "-d", "out", *paths], tmp_path)
+    outputs = {_run(["java", "-cp", "out", f"v{index}.Tally"], tmp_path)
+               for index in range(len(variants))}
+    assert len(outputs) == 1, outputs
+    assert "kept   as\n  it is" in outputs.pop()

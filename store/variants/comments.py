@@ -59,6 +59,7 @@ DECOMMENT_VERSION = 1
 recomputed)."""
 
 NO_COMMENTS = "no-comments"  # nothing to remove (or only pragmas): the original is comment-free
+ONLY_COMMENTS = "only-comments"  # nothing but comments (and docstrings): no code would be left
 
 COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "html_comment"})
 """The comment node types across the nine grammars."""
@@ -95,7 +96,8 @@ _Cut = tuple[int, int, "bytes | None"]
 def decomment(text: str, language: str, *, seed: int, names: Sequence[str] = (),
               timeout_s: float = 2.0) -> Outcome:
     """``text`` without its comments (and, in Python, its docstrings), or the reason there is
-    no such variant: :data:`NO_COMMENTS`, or one of the interface's reasons."""
+    no such variant: :data:`NO_COMMENTS`, :data:`ONLY_COMMENTS`, or one of the interface's
+    reasons."""
     del seed, names  # the removal draws nothing
     deadline = time.perf_counter() + timeout_s
     errors = source_errors(text, language, timeout_s)
@@ -108,6 +110,10 @@ def decomment(text: str, language: str, *, seed: int, names: Sequence[str] = (),
     cuts = comment_cuts(tree, data, language)
     if not cuts:
         return Outcome(reason=NO_COMMENTS)
+    cut_starts = {start for start, _, _ in cuts}
+    if all(child.type in COMMENT_TYPES or child.start_byte in cut_starts
+           for child in tree.root_node.named_children):
+        return Outcome(reason=ONLY_COMMENTS)
     variant = apply_cuts(data, cuts, language).decode("utf-8", "surrogatepass")
     return checked(text, variant, language, _left(deadline), errors)
 

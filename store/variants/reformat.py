@@ -14,12 +14,12 @@ differs from a source that formatter already laid out:
 - JavaScript, TypeScript, TSX: ``prettier``: print width 80/100/120, tab width 2/4, tabs, single
   quotes.
 
-Formatters are looked up on ``PATH``, then next to this interpreter (the ``ruff`` wheel's
-binary) and in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in an empty
+Formatters are looked up next to this interpreter (the ``ruff`` wheel's binary), then on
+``PATH``, then in ``~/.cargo/bin`` and ``~/go/bin``. Each runs without a shell, in an empty
 temporary directory (so that no project configuration file applies), text on stdin, variant on
 stdout, within what is left of ``timeout_s``; on timeout its whole process group is killed
 (reason :data:`~repofeed.store.variants.TIMEOUT`). A formatter that exits non-zero or writes
-bytes that are not UTF-8 under every setting tried drops the variant (:data:`FORMATTER_FAILED`;
+bytes that are not UTF-8 (rustfmt: under both editions) drops the variant (:data:`FORMATTER_FAILED`;
 there is no fallback, since a formatter that rejects the file may know better than a
 tree-sitter grammar that it is no valid code); one whose output does not
 parse is dropped by :func:`~repofeed.store.variants.checked`
@@ -28,12 +28,22 @@ parse is dropped by :func:`~repofeed.store.variants.checked`
 Where no formatter is found for the language (a missing formatter is no error), where the
 text is not valid UTF-8 (lone surrogates from ``surrogateescape`` decoding: no formatter
 would take it), or where every setting tried leaves the layout as it was, the variant is a
-layout change that tree-sitter shows to be safe: every line's indentation is rewritten in
-another unit (2, 4 or 8 spaces, or tabs, drawn from the seed), leaving untouched the lines
-that start inside a token (a multi-line string, comment, template, preprocessor value). The
-proof: the variant's tokens (type and text of every leaf, a string or comment counting as one
-token, in order) and the tree's shape (every node's type, in order) equal the source's; a
-variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
+layout change that tree-sitter shows to be safe (:func:`relayout`):
+
+- every line's indentation is rewritten in another unit (2, 4 or 8 spaces, or tabs, drawn from
+  the seed), leaving untouched the lines that start inside a token (a multi-line string,
+  comment, template, preprocessor value). The new unit must keep every pair of indentations in
+  order (equal stays equal, deeper stays deeper: Python's blocks), and Python never gets tabs
+  after which spaces follow (Python compares tabs as 8 columns and as 1);
+- in brace languages but Go, with even odds from the seed (or always, where the indentation
+  cannot change), opening braces of blocks, bodies and lists that follow a token on their line
+  move to a line of their own (:data:`BRACE_BLOCKS`).
+
+The proof: the variant's tokens (type and text of every leaf, a string or comment counting as
+one token, in order) and the tree's shape (every node's type and number of children, in order)
+equal the source's; a variant that fails it is dropped (:data:`LAYOUT_UNSAFE`). The ordering
+rule is checked on the indentations themselves, since tree-sitter-python accepts some dedents
+Python rejects.
 
 ``names`` is part of the transform interface; reformatting uses none.
 """
@@ -41,6 +51,7 @@ variant that fails it is dropped (:data:`LAYOUT_UNSAFE`).
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import random
 import re
@@ -68,7 +79,8 @@ SETTINGS_TRIED = 3
 used instead, when each leaves the layout as it was."""
 
 ATOMIC = re.compile(r"string|comment|char_literal|character_literal|rune_literal|^regex$"
-                    r"|preproc_arg|jsx_text|heredoc|^template_string$|text_block")
+                    r"|preproc_arg|jsx_text|heredoc|^template_string$|^template_literal_type$"
+                    r"|text_block")
 """Node types read as one token: their text is never touched, and a line that starts inside
 one keeps its indentation."""
 
@@ -93,21 +105,30 @@ def reformat(text: str, language: str, *, seed: int, names: Sequence[str] = (),
     errors = source_errors(text, language, timeout_s)
     if isinstance(errors, Outcome):
         return errors
-    commands = formatter_commands(language, seed, formatters)
-    failed = False
-    if commands and _is_utf8(text):
-        for argv in commands:
-            result = run_formatter(argv, text, _left(deadline))
+    if _is_utf8(text):
+        for alternatives in formatter_commands(language, seed, formatters):
+            result = _first_taker(alternatives, text, deadline)
             if isinstance(result, Outcome):
-                if result.reason != FORMATTER_FAILED:
-                    return result
-                failed = True  # the next command may take it (rustfmt: another edition)
-            elif result is not None and not same_layout(result, text):
+                return result
+            if result is not None and not same_layout(result, text):
                 return checked(text, result, language, _left(deadline), errors)
-    if failed:
-        return Outcome(reason=FORMATTER_FAILED)
     return relayout(text, language, seed=seed, timeout_s=_left(deadline),
                     source_error_count=errors)
+
+
+def _first_taker(alternatives: list[Command], text: str, deadline: float
+                 ) -> str | Outcome | None:
+    """The output of the first of ``alternatives`` that takes ``text`` (exits 0); the failure
+    where none does; None where none could be started."""
+    failure = None
+    for argv in alternatives:
+        result = run_formatter(argv, text, _left(deadline))
+        if not isinstance(result, Outcome) or result.reason != FORMATTER_FAILED:
+            if result is not None:
+                return result
+        else:
+            failure = result
+    return failure
 
 
 def _left(deadline: float) -> float:
@@ -132,58 +153,59 @@ def same_layout(a: str, b: str) -> bool:
 # --- formatters -------------------------------------------------------------------------------
 
 def find_program(program: str) -> str | None:
-    """The path of ``program`` (a name looked up on PATH, next to this interpreter and in the
-    usual toolchain directories, or a path), or None where it is not there."""
+    """The path of ``program`` (a name looked up next to this interpreter first, so that the
+    ``ruff`` repofeed depends on wins over an older one on PATH; then on PATH; then in the
+    usual toolchain directories; or a path), or None where it is not there."""
     if os.sep in program:
         return program if os.access(program, os.X_OK) else None
-    found = shutil.which(program)
-    if found is None:
-        extra = [sysconfig.get_path("scripts"), *(os.path.expanduser(d) for d in _EXTRA_DIRS)]
-        found = shutil.which(program, path=os.pathsep.join(extra))
-    return found
+    return (shutil.which(program, path=sysconfig.get_path("scripts"))
+            or shutil.which(program)
+            or shutil.which(program, path=os.pathsep.join(os.path.expanduser(d)
+                                                          for d in _EXTRA_DIRS)))
 
 
-def _ruff(language: str, rng: random.Random) -> list[Command]:
+def _ruff(language: str, rng: random.Random) -> list[list[Command]]:
     combos = [(width, indent, quote) for width in (80, 100, 120) for indent in ("2", "4", "tab")
               for quote in ("double", "single")]
     rng.shuffle(combos)
     commands = []
     for width, indent, quote in combos[:SETTINGS_TRIED]:
         style = ("format.indent-style='tab'" if indent == "tab" else f"indent-width={indent}")
-        commands.append(["ruff", "format", "--isolated", "--stdin-filename", "x.py",
-                         "--line-length", str(width), "--config", style,
-                         "--config", f"format.quote-style='{quote}'", "-"])
+        commands.append([["ruff", "format", "--isolated", "--stdin-filename", "x.py",
+                          "--line-length", str(width), "--config", style,
+                          "--config", f"format.quote-style='{quote}'", "-"]])
     return commands
 
 
-def _rustfmt(language: str, rng: random.Random) -> list[Command]:
+def _rustfmt(language: str, rng: random.Random) -> list[list[Command]]:
     combos = [(width, spaces, tabs) for width in (80, 100, 120) for spaces in (2, 4)
               for tabs in ("false", "true")]
     rng.shuffle(combos)
     # the crate's edition is unknown: 2024 first (let chains), 2021 where that fails (`gen`
     # was no keyword before 2024)
-    return [["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
-             f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
-            for width, spaces, tabs in combos[:SETTINGS_TRIED] for edition in ("2024", "2021")]
+    return [[["rustfmt", "--emit", "stdout", "--edition", edition, "--config",
+              f"max_width={width},tab_spaces={spaces},hard_tabs={tabs}"]
+             for edition in ("2024", "2021")]
+            for width, spaces, tabs in combos[:SETTINGS_TRIED]]
 
 
-def _gofmt(language: str, rng: random.Random) -> list[Command]:
-    return [["gofmt"]]
+def _gofmt(language: str, rng: random.Random) -> list[list[Command]]:
+    return [[["gofmt"]]]
 
 
-def _clang_format(language: str, rng: random.Random) -> list[Command]:
+def _clang_format(language: str, rng: random.Random) -> list[list[Command]]:
     extension = {"c": "c", "cpp": "cpp", "java": "java"}[language]
     combos = [(base, indent, width, braces)
               for base in ("LLVM", "Google", "Mozilla", "WebKit") for indent in (2, 4, 8)
               for width in (80, 100, 120) for braces in ("Attach", "Allman")]
     rng.shuffle(combos)
-    return [["clang-format", f"--assume-filename=x.{extension}",
-             f"--style={{BasedOnStyle: {base}, IndentWidth: {indent}, ColumnLimit: {width}, "
-             f"BreakBeforeBraces: {braces}, SortIncludes: false}}"]
+    return [[["clang-format", f"--assume-filename=x.{extension}",
+              f"--style={{BasedOnStyle: {base}, IndentWidth: {indent}, ColumnLimit: {width}, "
+              f"BreakBeforeBraces: {braces}, SortIncludes: false}}"]]
             for base, indent, width, braces in combos[:SETTINGS_TRIED]]
 
 
-def _prettier(language: str, rng: random.Random) -> list[Command]:
+def _prettier(language: str, rng: random.Random) -> list[list[Command]]:
     extension = {"javascript": "js", "typescript": "ts", "tsx": "tsx"}[language]
     combos = [(width, tab, tabs, single) for width in (80, 100, 120) for tab in (2, 4)
               for tabs in (False, True) for single in (False, True)]
@@ -193,11 +215,11 @@ def _prettier(language: str, rng: random.Random) -> list[Command]:
         command = ["prettier", "--stdin-filepath", f"x.{extension}", "--print-width",
                    str(width), "--tab-width", str(tab)]
         command += ["--use-tabs"] * tabs + ["--single-quote"] * single
-        commands.append(command)
+        commands.append([command])
     return commands
 
 
-FORMATTERS: dict[str, Callable[[str, random.Random], list[Command]]] = {
+FORMATTERS: dict[str, Callable[[str, random.Random], list[list[Command]]]] = {
     "python": _ruff,
     "rust": _rustfmt,
     "go": _gofmt,
@@ -208,25 +230,54 @@ FORMATTERS: dict[str, Callable[[str, random.Random], list[Command]]] = {
     "typescript": _prettier,
     "tsx": _prettier,
 }
-"""Language -> the default formatter's commands, settings drawn from the seed."""
+"""Language -> the default formatter's commands, settings drawn from the seed: one group per
+setting, tried in turn until the layout changes; within a group, alternatives tried where the
+one before fails (rustfmt's editions)."""
 
 
 def formatter_commands(language: str, seed: int,
-                       formatters: Mapping[str, Sequence[str]] | None = None) -> list[Command]:
-    """The formatter commands to try for ``language`` (programs resolved to paths), or none
-    where no formatter is installed."""
+                       formatters: Mapping[str, Sequence[str]] | None = None
+                       ) -> list[list[Command]]:
+    """The formatter commands to try for ``language`` (as :data:`FORMATTERS` gives them,
+    programs resolved to paths), or none where no formatter is installed."""
     if formatters is not None and language in formatters:
-        candidates = [list(formatters[language])] if formatters[language] else []
+        groups = [[list(formatters[language])]] if formatters[language] else []
     elif language in FORMATTERS:
-        candidates = FORMATTERS[language](language, random.Random(f"reformat:{seed}"))
+        groups = FORMATTERS[language](language, random.Random(f"reformat:{seed}"))
     else:
-        candidates = []
-    commands = []
-    for argv in candidates:
-        program = find_program(argv[0])
-        if program is not None:
-            commands.append([program, *argv[1:]])
-    return commands
+        groups = []
+    found = []
+    for group in groups:
+        commands = []
+        for argv in group:
+            program = find_program(argv[0])
+            if program is not None:
+                commands.append([program, *argv[1:]])
+        if commands:
+            found.append(commands)
+    return found
+
+
+def formatter_version(language: str,
+                      formatters: Mapping[str, Sequence[str]] | None = None) -> str | None:
+    """What ``<formatter> --version`` says for the formatter ``reformat`` would run on
+    ``language`` (the first line), ``"none"`` where there is none (the layout change), or None
+    where it says nothing. Stored variants depend on it as much as on
+    :data:`REFORMAT_VERSION`: a store can keep it beside the version, to redo the variants
+    when the formatter changes."""
+    commands = formatter_commands(language, 0, formatters)
+    return _version(commands[0][0][0]) if commands else "none"
+
+
+@functools.lru_cache(maxsize=32)
+def _version(program: str) -> str | None:
+    try:
+        done = subprocess.run([program, "--version"], capture_output=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    return lines[0] if done.returncode == 0 and lines else None
 
 
 def run_formatter(argv: Sequence[str], text: str, timeout_s: float) -> str | Outcome | None:
@@ -272,61 +323,101 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def tokens(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
                                                          list[tuple[int, int]]]:
     """The tokens of ``tree`` over ``data``: (type, text) of every leaf and atomic node (see
-    :data:`ATOMIC`) with text, in order, plus the non-blank text between them (with its
-    whitespace removed, as type ``""``); and the tokens' spans."""
-    found: list[tuple[str, bytes]] = []
-    spans: list[tuple[int, int]] = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.child_count == 0 or ATOMIC.search(node.type):
-            if node.end_byte > node.start_byte:
-                if spans and spans[-1][1] < node.start_byte:
-                    gap = re.sub(rb"\s+", b"", data[spans[-1][1]:node.start_byte])
-                    if gap:
-                        found.append(("", gap))
-                found.append((node.type, data[node.start_byte:node.end_byte]))
-                spans.append((node.start_byte, node.end_byte))
-            continue
-        stack.extend(reversed(node.children))
+    :data:`ATOMIC`) with text, in order, plus the text between two of them that is not blank
+    (stripped, as type ``""``: a line continuation, or text inside a node that no leaf holds);
+    and the tokens' spans."""
+    found, spans, _ = _walk(tree, data)
     return found, spans
 
 
-def shape(tree: tree_sitter.Tree) -> list[str]:
-    """Every node's type, in order (a tree-sitter tree's structure)."""
-    types = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        types.append(node.type)
-        stack.extend(reversed(node.children))
-    return types
+def shape(tree: tree_sitter.Tree) -> list[tuple[str, int]]:
+    """Every node's type and number of children, in order (which fixes the tree), an atomic
+    node's inside left out: a tree-sitter tree's structure."""
+    return _walk(tree, b"")[2]
+
+
+_atomic: dict[str, bool] = {}
+
+
+def _walk(tree: tree_sitter.Tree, data: bytes) -> tuple[list[tuple[str, bytes]],
+                                                        list[tuple[int, int]],
+                                                        list[tuple[str, int]]]:
+    """:func:`tokens` and :func:`shape` in one walk (a cursor: no child lists)."""
+    found: list[tuple[str, bytes]] = []
+    spans: list[tuple[int, int]] = []
+    types: list[tuple[str, int]] = []
+    last = -1
+    cursor = tree.walk()
+    while True:
+        node = cursor.node
+        kind = node.type
+        atomic = _atomic.get(kind)
+        if atomic is None:
+            atomic = _atomic[kind] = ATOMIC.search(kind) is not None
+        types.append((kind, 0 if atomic else node.child_count))
+        if atomic or not cursor.goto_first_child():
+            start, end = node.start_byte, node.end_byte
+            if end > start:
+                if 0 <= last < start:
+                    gap = data[last:start].strip()
+                    if gap:  # text no leaf holds: compared as it is, blanks inside it too
+                        found.append(("", gap))
+                found.append((kind, data[start:end]))
+                spans.append((start, end))
+                last = end
+            while not cursor.goto_next_sibling():
+                if not cursor.goto_parent():
+                    return found, spans, types
 
 
 def relayout(text: str, language: str, *, seed: int, timeout_s: float = 2.0,
              source_error_count: int = 0) -> Outcome:
-    """``text`` re-indented in another unit drawn from ``seed``, if tree-sitter shows the
-    change to be safe (same tokens, same tree shape); else the reason there is none."""
+    """``text`` laid out another way (re-indented in another unit, and in brace languages
+    other than Go, JavaScript and TypeScript's restricted spots, opening braces on a line of
+    their own), choices drawn from ``seed``, if tree-sitter shows the change to be safe (same
+    tokens, same tree shape); else the reason there is none."""
     deadline = time.perf_counter() + timeout_s
     data = text.encode("utf-8", "surrogatepass")
     tree = parsing.parse(data, language, _left(deadline))
     if tree is None:
         return Outcome(reason=TIMEOUT)
-    source_tokens, spans = tokens(tree, data)
-    variant = _reindent(data, spans, random.Random(f"relayout:{seed}"), language)
-    if variant is None:
-        return Outcome(reason=LAYOUT_UNSAFE if _indented_lines(data, spans) else UNCHANGED)
-    if variant == data:
-        return Outcome(reason=UNCHANGED)
+    source_tokens, spans, source_shape = _walk(tree, data)
+    rng = random.Random(f"relayout:{seed}")
+    lines = _indented_lines(data, spans)
+    new_indents = _reindent(lines, rng, language)
+    edits = [(start, start + len(blanks), new)
+             for (start, blanks), new in zip(lines, new_indents or ())]
+    if language in BRACE_BLOCKS and (rng.random() < 0.5 or not edits):
+        indents = {start: new for (start, _), new in zip(lines, new_indents or ())}
+        edits += _brace_edits(tree, data, spans, BRACE_BLOCKS[language], indents)
+    if not edits:
+        return Outcome(reason=LAYOUT_UNSAFE if lines else UNCHANGED)
+    variant = _applied(data, edits)
     if time.perf_counter() > deadline:
         return Outcome(reason=TIMEOUT)
     new_tree = parsing.parse(variant, language, _left(deadline))
     if new_tree is None:
         return Outcome(reason=TIMEOUT)
-    if tokens(new_tree, variant)[0] != source_tokens or shape(new_tree) != shape(tree):
+    new_tokens, _, new_shape = _walk(new_tree, variant)
+    if new_tokens != source_tokens or new_shape != source_shape:
         return Outcome(reason=LAYOUT_UNSAFE)
     return checked(text, variant.decode("utf-8", "surrogatepass"), language, _left(deadline),
                    source_error_count)
+
+
+BRACE_BLOCKS: dict[str, frozenset[str]] = {
+    "c": frozenset({"compound_statement", "field_declaration_list", "declaration_list"}),
+    "cpp": frozenset({"compound_statement", "field_declaration_list", "declaration_list"}),
+    "java": frozenset({"block", "class_body", "constructor_body", "interface_body",
+                       "enum_body"}),
+    "rust": frozenset({"block", "declaration_list", "field_declaration_list", "match_block"}),
+    "javascript": frozenset({"statement_block", "class_body"}),
+    "typescript": frozenset({"statement_block", "class_body", "interface_body"}),
+    "tsx": frozenset({"statement_block", "class_body", "interface_body"}),
+}
+"""Per language, the nodes whose opening brace may move to a line of its own. None in Go (a
+newline after ``)`` ends the statement); in JavaScript and TypeScript only statement blocks and
+class bodies (an object literal after ``return`` would become an empty return)."""
 
 
 def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
@@ -348,12 +439,11 @@ def _indented_lines(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int
     return lines
 
 
-def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
-              language: str) -> bytes | None:
-    """``data`` with every indentation (outside tokens) rewritten in a unit other than the
-    file's own, or None where no unit keeps the order of indentations (or the file mixes tabs
-    and spaces, or has no indentation)."""
-    lines = _indented_lines(data, spans)
+def _reindent(lines: list[tuple[int, bytes]], rng: random.Random,
+              language: str) -> list[bytes] | None:
+    """The new indentation of each of ``lines``, in a unit other than the file's own, or None
+    where no unit keeps the order of indentations (or the file mixes tabs and spaces, or has
+    no indentation)."""
     if not lines or any(b"\f" in blanks for _, blanks in lines):
         return None
     tabbed = sum(blanks.startswith(b"\t") for _, blanks in lines)
@@ -374,15 +464,48 @@ def _reindent(data: bytes, spans: list[tuple[int, int]], rng: random.Random,
     rng.shuffle(choices)
     for new_unit in choices:
         if _keeps_order(split, unit, new_unit, language):
-            break
-    else:
-        return None
+            return [new_unit * level + rest for level, rest in split]
+    return None
+
+
+def _brace_edits(tree: tree_sitter.Tree, data: bytes, spans: list[tuple[int, int]],
+                 blocks: frozenset[str], indents: dict[int, bytes]) -> list[tuple[int, int, bytes]]:
+    """Edits that put the opening brace of each of ``blocks`` that follows a token on its own
+    line onto the next line, indented as the line it was on (``indents``: the new indentation
+    of re-indented lines, by line start)."""
+    starts = [start for start, _ in spans]
+    edits = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if ATOMIC.search(node.type):
+            continue
+        stack.extend(node.children)
+        if node.type not in blocks or not node.children or node.children[0].type != "{":
+            continue
+        brace = node.children[0].start_byte
+        index = bisect.bisect_left(starts, brace) - 1
+        if index < 0:
+            continue
+        before = spans[index][1]
+        if data[before:brace].strip(b" \t") or data[spans[index][0]:before].startswith(b"//"):
+            continue
+        line_start = data.rfind(b"\n", 0, brace) + 1
+        indent = indents.get(line_start)
+        if indent is None:
+            line = data[line_start:brace]
+            indent = line[:len(line) - len(line.lstrip(b" \t"))]
+        edits.append((before, brace, b"\n" + indent))
+    return edits
+
+
+def _applied(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     out = []
     position = 0
-    for (start, blanks), (level, rest) in zip(lines, split):
+    for start, end, replacement in sorted(edits):
         out.append(data[position:start])
-        out.append(new_unit * level + rest)
-        position = start + len(blanks)
+        out.append(replacement)
+        position = end
     out.append(data[position:])
     return b"".join(out)
 
