@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repofeed.store.context import FILE_SEP, affected, changed_edges, context_document, piece
+from repofeed.store.context import FILE_SEP, affected, changed_edges, order, piece, plan
 from repofeed.store.imports import (
     IMPORTS_VERSION,
     LANGUAGES,
@@ -68,7 +68,7 @@ class ContextMaker:
         self.writer = encoder.writer
         cfg = self.writer.config
         self.enabled = cfg.context_documents
-        self.budget = cfg.max_tokens
+        self.budget = cfg.max_tokens   # one window
         self.timeout_s = cfg.parse_timeout_ms / 1000
         self.sep_id = self.writer.tokenizer.sentinel(FILE_SEP)
 
@@ -150,28 +150,27 @@ class ContextMaker:
     def _document(self, target: str, graph: dict[str, list[str]], pieces: _Pieces
                   ) -> tuple[bytes, list[int], list[str]] | None:
         """(content key, token ids, paths) of ``target``'s context document, or None where
-        no dependency fits beside it. The files are chosen by ``context_document`` with one
-        token for each separator, then each file's piece is encoded alone and the pieces
-        joined by the ``<file_sep>`` sentinel, which text cannot spell."""
-        made = context_document(target, graph, pieces, self.budget, pieces.size, sep="\n")
-        if made is None or len(made[1]) < 2:
+        no dependency fits beside it. ``context.plan`` chooses what it holds, in tokens:
+        each file's piece is encoded alone, a dependency that does not fit whole gives its
+        start (at least ``MIN_PART`` tokens), and the pieces are joined by the
+        ``<file_sep>`` sentinel, which text cannot spell."""
+        files = [p for p in order(target, graph) if p in pieces]
+        if len(files) < 2:
             return None
-        files = made[1]
-        while True:
-            ids: list[int] = []
-            for n, path in enumerate(files):
-                if n:
-                    ids.append(self.sep_id)
-                ids.extend(pieces.ids(path))
-            if len(ids) <= self.budget or len(files) == 2:
-                break
-            files = files[1:]   # pieces encode a little longer joined: drop the farthest
-        if len(ids) > self.budget:
-            return None
-        text = FILE_SEP.join(piece(p, pieces[p]) for p in files)
-        return content_key(CONTEXT_MARK + text), ids, files
+        chosen = plan(files, lambda p: len(pieces.ids(p)), self.budget, 1, MIN_PART)
+        if len(chosen) < 2 or chosen[-1][1] is not None:
+            return None   # the target alone fills the window
+        ids: list[int] = []
+        for n, (path, cut) in enumerate(chosen):
+            if n:
+                ids.append(self.sep_id)
+            ids.extend(pieces.ids(path)[:cut])
+        key = content_key(CONTEXT_MARK + self.writer.tokenizer.decode(ids))
+        return key, ids, [p for p, _ in chosen]
 
 
+MIN_PART = 64
+"""Tokens of a dependency's start worth keeping where the whole does not fit."""
 CONTEXT_MARK = "\0context\0"
 """Prefixed to a context document's text for its content hash, so that no file's text (which
 would spell ``<file_sep>`` as text) can share its hash and its token array."""
@@ -180,12 +179,11 @@ would spell ``<file_sep>`` as text) can share its hash and its token array."""
 class _Pieces:
     """The snapshot files' pieces (``context.piece``: path line and text) and their token
     ids, read and encoded on first use: a file is encoded once per pass, however many
-    documents hold it. A mapping of path to text, as ``context_document`` takes it."""
+    documents hold it."""
 
     def __init__(self, tok, read: Callable[[str], str | None]):
         self.tok, self.read = tok, read
         self._ids: dict[str, list[int]] = {}
-        self._sizes: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> str:
         found = self.read(path)
@@ -200,11 +198,3 @@ class _Pieces:
         if path not in self._ids:
             self._ids[path] = self.tok.encode(piece(path, self[path]))
         return self._ids[path]
-
-    def size(self, text: str) -> int:
-        """Tokens of a piece (one more with its separator), or of a whole document."""
-        if text not in self._sizes:
-            self._sizes[text] = len(self.tok.encode(text))
-        return self._sizes[text]
-
-

@@ -155,27 +155,47 @@ def context_document(target: str, graph: Graph, texts: Mapping[str, str], budget
     token count for a window), summed over the pieces and checked on the whole."""
     if target not in texts:
         return None
-    deps = [p for p in order(target, graph)[:-1] if p in texts]
-    if not deps:
+    files = [p for p in order(target, graph) if p in texts]
+    if len(files) < 2:
         return None
-    last = piece(target, texts[target])
-    if size(last) > budget:
-        return _prefix(last, budget, size), [target]
-    kept = [last]
-    used = size(last)
-    for path in reversed(deps):
-        cost = size(piece(path, texts[path]) + sep)
-        if used + cost > budget:
-            break
-        kept.append(piece(path, texts[path]))
-        used += cost
-    paths = deps[len(deps) - len(kept) + 1:] + [target]
-    document = sep.join(reversed(kept))
+    chosen = plan(files, lambda p: size(piece(p, texts[p])), budget, size(sep))
+    kept = [piece(p, texts[p]) if cut is None else _prefix(piece(p, texts[p]), cut, size)
+            for p, cut in chosen]
+    paths = [p for p, _ in chosen]
+    document = sep.join(kept)
     while size(document) > budget and len(kept) > 1:  # a size that is not additive
-        kept.pop()
+        kept.pop(0)
         paths.pop(0)
-        document = sep.join(reversed(kept))
+        document = sep.join(kept)
     return document, paths
+
+
+def plan(files: Sequence[str], size_of: Callable[[str], int], budget: int, sep_size: int,
+         min_part: int = 0) -> list[tuple[str, int | None]]:
+    """What of ``files`` (an :func:`order`, the target last) a document of at most ``budget``
+    holds: ``(path, None)`` for a file kept whole, ``(path, n)`` for one cut to its start of
+    size ``n``; in document order. The target is kept whole where it fits (else its start
+    alone); then its dependencies from the nearest back, each costing its size and a
+    separator's, until one does not fit: with ``min_part``, that one keeps its start (its
+    declarations, imports and signatures come first) where ``min_part`` or more is left,
+    else it and everything farther is dropped."""
+    target = files[-1]
+    whole = size_of(target)
+    if whole > budget:
+        return [(target, budget)]
+    kept: list[tuple[str, int | None]] = [(target, None)]
+    used = whole
+    for path in reversed(files[:-1]):
+        cost = size_of(path) + sep_size
+        if used + cost <= budget:
+            kept.append((path, None))
+            used += cost
+            continue
+        room = budget - used - sep_size
+        if min_part and room >= min_part:
+            kept.append((path, room))
+        break
+    return kept[::-1]
 
 
 def _prefix(text: str, budget: int, size: Callable[[str], int]) -> str:

@@ -150,3 +150,20 @@ def test_status_says_what_is_pending_and_the_stream_draws_context(context_repo):
     assert len(with_sep) >= len(items) // 4
     plain = list(TrainStream(context_repo.path, augment=Augment.off(), seed=3))
     assert not any((i["input_ids"] == sep).any() for i in plain)
+
+
+def test_a_dependency_too_long_for_the_window_gives_its_start(make_repo):
+    repo = make_repo("long")
+    big = "".join(f"def helper_{i}(value):\n    return value + {i}\n\n" for i in range(200))
+    repo.commit("A long module and a user", {
+        "lib/big.py": big, "lib/__init__.py": "",
+        "app.py": "from lib.big import helper_3\nprint(helper_3(1))\n"})
+    init_store(repo.path, max_tokens=128, overlap=32, vocab_size=400, watch_worktree=False,
+               **CONTEXT_ON)
+    backfill(repo.path)
+    doc = _docs(repo.path)["app.py"]
+    assert doc["files"] == ["lib/big.py", "app.py"]
+    assert 64 <= doc["n_tokens"] <= 128
+    head, target = doc["text"].split("<file_sep>")
+    assert head.startswith("lib/big.py\ndef helper_0(value):") and big.startswith(head[11:])
+    assert target == "app.py\n" + "from lib.big import helper_3\nprint(helper_3(1))\n"
