@@ -13,6 +13,13 @@ from helpers import DaemonProcess, GitRepo, run_cli, sample_files
 from repofeed.daemon.ingest import backfill
 from repofeed.daemon.init import init_store
 
+# Stored variants and context documents cost a transform per file and recipe at every
+# backfill; the tests of other features go without them. The environment is below init's
+# flags, so the tests of variants and context turn them on (helpers.VARIANTS_ON). Set here too,
+# for the fixtures made once per module, outside any test's environment.
+WITHOUT_VARIANTS = {"REPOFEED_VARIANTS": "[]", "REPOFEED_CONTEXT_DOCUMENTS": "false"}
+os.environ.update(WITHOUT_VARIANTS)
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
@@ -25,11 +32,8 @@ def isolated_home(tmp_path_factory, monkeypatch):
     for key in list(os.environ):
         if key.startswith("REPOFEED_"):
             monkeypatch.delenv(key)
-    # Stored variants and context documents cost a transform per file and recipe at every
-    # backfill; the tests of other features go without them (the environment is below
-    # init's flags, so the tests of variants and context turn them on: VARIANTS_ON).
-    monkeypatch.setenv("REPOFEED_VARIANTS", "[]")
-    monkeypatch.setenv("REPOFEED_CONTEXT_DOCUMENTS", "false")
+    for key, value in WITHOUT_VARIANTS.items():
+        monkeypatch.setenv(key, value)
     return home
 
 
