@@ -218,6 +218,16 @@ NATURAL_SOURCES = ("windows", "evolution")
 """The sources of a stream with no mix: each item of each once per epoch."""
 
 
+def check_sources(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Source names (a mix of natural proportions over them), checked."""
+    unknown = [n for n in names if n not in SOURCE_NAMES]
+    if unknown or not names:
+        raise ConfigError(f"unknown source {unknown[0]!r} in mix: the sources are "
+                          f"{', '.join(SOURCE_NAMES)}" if unknown else
+                          "a mix names at least one source")
+    return tuple(dict.fromkeys(names))
+
+
 def check_mix(mix: dict[str, float] | None) -> dict[str, float] | None:
     """``mix`` (source name -> ratio) checked, sources at 0 left out; None stays None."""
     if mix is None:

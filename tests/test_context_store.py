@@ -16,6 +16,7 @@ from repofeed.daemon.init import init_store
 from repofeed.store import open_store
 from repofeed.store.augment import Augment
 from repofeed.store.locate import open_repository
+from repofeed.store.policy import Policy
 from repofeed.store.writer import StoreWriter
 from repofeed.train.stream import TrainStream
 
@@ -150,6 +151,17 @@ def test_status_says_what_is_pending_and_the_stream_draws_context(context_repo):
     assert len(with_sep) >= len(items) // 4
     plain = list(TrainStream(context_repo.path, augment=Augment.off(), seed=3))
     assert not any((i["input_ids"] == sep).any() for i in plain)
+    # a list of sources: every item of each once (unweighted: each item weighs 1)
+    once = Policy.unweighted()
+    natural = TrainStream(context_repo.path, augment=Augment.off(), seed=3, policy=once,
+                          mix=["windows", "context"])
+    windows = TrainStream(context_repo.path, augment=Augment.off(), seed=3, policy=once,
+                          mix=["windows"])
+    with open_store(context_repo.path) as store:
+        n_context = len(store.context_documents())   # each fits one window
+    assert natural.epoch_length() == windows.epoch_length() + n_context
+    drawn = list(natural)
+    assert sum(1 for i in drawn if (i["input_ids"] == sep).any()) == n_context
 
 
 def test_a_dependency_too_long_for_the_window_gives_its_start(make_repo):

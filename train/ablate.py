@@ -44,7 +44,9 @@ The stored variants and the repository context (issue 10), each over ``no-evolut
 windows alone, so that records do not dilute them), as half the draws:
 
 - ``variants``: every stored variant; ``rename``, ``decomment``, ``reformat``: one transform's;
-- ``context``: the context documents (a file after the files it imports).
+- ``context``: the context documents (a file after the files it imports), each item once;
+  ``context-half``: the context documents as half the draws (a repository has far fewer
+  context documents than windows, so each is drawn many times an epoch).
 
 Later data features add a switch (a field of ``DataConfig``) and a row.
 """
@@ -70,7 +72,8 @@ class DataConfig:
 
     context: int = 1024
     overlap: int = 768
-    mix: dict[str, float] | None = None      # None: windows and evolution records, each once
+    mix: dict[str, float] | list[str] | None = None  # None: windows and evolution, each once;
+    #                                                 a list: those sources, each item once
     labels: str = "all"
     note: str = ""
     policy: dict[str, Any] = field(default_factory=lambda: dict(UNWEIGHTED))  # read-time
@@ -124,8 +127,10 @@ CONFIGS: dict[str, DataConfig] = {
     "reformat": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
                            note="windows + reformatted variants, half the draws",
                            policy=_with(variant_recipes=["reformat"])),
-    "context": DataConfig(1024, 768, {"windows": 1.0, "context": 1.0},
-                          note="windows + context documents, half the draws"),
+    "context": DataConfig(1024, 768, ["windows", "context"],
+                          note="windows + context documents, each once"),
+    "context-half": DataConfig(1024, 768, {"windows": 1.0, "context": 1.0},
+                               note="windows + context documents, half the draws"),
 }
 
 

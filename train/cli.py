@@ -20,10 +20,13 @@ RepoArg = Annotated[
 ]
 
 
-def parse_mix(text: str | None) -> dict[str, float] | None:
-    """``windows=3,evolution=1`` → {"windows": 3.0, "evolution": 1.0}."""
+def parse_mix(text: str | None) -> dict[str, float] | list[str] | None:
+    """``windows=3,evolution=1`` → {"windows": 3.0, "evolution": 1.0}; ``windows,context``
+    (no ratios) → ["windows", "context"]: natural proportions of those sources."""
     if not text:
         return None
+    if "=" not in text:
+        return [name.strip() for name in text.split(",") if name.strip()]
     mix: dict[str, float] = {}
     for part in text.split(","):
         name, sep, value = part.partition("=")
@@ -163,7 +166,8 @@ def train(
              "overlap.")] = "all",
     mix: Annotated[str | None, typer.Option(
         help="Sources by ratio: windows, evolution, variants (the stored variants), context "
-             "(the context documents), e.g. windows=3,evolution=1,variants=1 (default: the "
+             "(the context documents), e.g. windows=3,evolution=1,variants=1; names alone "
+             "(windows,context): each item of those once per epoch (default: the "
              "configuration's mix, else windows and evolution, every item once per epoch).",
         show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(

@@ -70,7 +70,7 @@ class TrainOptions:
     context: int | None = None          # window length; default: the store's max_tokens
     overlap: int | None = None          # default: the store's
     labels: str = "all"                 # all | new (windows: loss only past the overlap)
-    mix: dict[str, float] | None = None
+    mix: dict[str, float] | list[str] | None = None   # a list: those sources, each item once
     # read-time data policy (weights, filters, dedup, curriculum: Config.read_time()) over the
     # repository's configuration, e.g. {"curriculum": "epochs"}
     policy: dict[str, Any] | None = None

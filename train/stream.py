@@ -24,7 +24,8 @@ every token about four times per pass. For evolution records ``"new"`` is the sa
 
 **Mix.** ``mix=None``: the ``mix`` option of the configuration (``repofeed.toml``), and where
 that is empty, natural proportions of windows and evolution records, every item of each
-exactly once per epoch.
+exactly once per epoch. ``mix=["windows", "context"]`` (a list of sources): natural
+proportions of those.
 ``mix={"windows": 3, "evolution": 1}``: each source gets that share of the epoch's draws
 (ratios are normalised; a source at 0 is left out; a source with no items in an epoch is left
 out of that epoch and the others' shares renormalised). An epoch is as many draws as the mixed
@@ -149,7 +150,7 @@ import torch
 import xxhash
 
 from repofeed.store.augment import Augment, Augmenter
-from repofeed.store.config import NATURAL_SOURCES, check_mix
+from repofeed.store.config import NATURAL_SOURCES, check_mix, check_sources
 from repofeed.store.datasets import record_item, window_item
 from repofeed.store.errors import ArrayMissing, ConfigError, StoreError
 from repofeed.store.evolution import View, plan_views
@@ -493,9 +494,14 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
         self.store_dir = store.path if isinstance(store, Store) else resolve_store_dir(store)
         self._no_handles()
         self.policy = policy if policy is not None else Policy.for_store(self.store)
-        self.mix = check_mix(mix if mix is not None else (self.policy.cfg.mix or None))
+        natural = NATURAL_SOURCES
+        if isinstance(mix, (list, tuple)):  # natural proportions over these sources
+            natural, mix = check_sources(mix), None
+        else:
+            mix = check_mix(mix if mix is not None else (self.policy.cfg.mix or None))
+        self.mix = mix
         self.sources = {name: SOURCES[name](self) for name in
-                        (NATURAL_SOURCES if self.mix is None else self.mix)}
+                        (natural if self.mix is None else self.mix)}
         _check_settings(labels, replay, epochs, rank, world_size, poll_seconds, batch_size)
         self.labels, self.replay, self.follow, self.epochs = labels, replay, follow, epochs
         self.rank, self.world_size, self.block = rank, world_size, batch_size
@@ -545,7 +551,8 @@ class TrainStream(ProcessLocalStore, torch.utils.data.IterableDataset):
 
     def _settings(self) -> dict[str, Any]:
         return {"sources": list(self.sources),
-                "mix": None if self.mix is None else [[k, v] for k, v in self.mix.items()],
+                "mix": (None if tuple(self.sources) == NATURAL_SOURCES else list(self.sources))
+                if self.mix is None else [[k, v] for k, v in self.mix.items()],
                 "policy": self.policy.settings(), "augment": self.augment.settings(),
                 "replay": self.replay, "max_tokens": self.max_tokens,
                 "overlap": self.overlap, "labels": self.labels, "batch_size": self.block}
