@@ -38,7 +38,10 @@ feature on over ``default``:
 The variations made on the fly (issue 10, ``store/augment.py``), each over ``default``:
 
 - ``fim``: fill-in-the-middle on half the windows, PSM and SPM alike (the default now);
-- ``masking``: BERT-style masking of one token in ten, loss on the masked ones.
+- ``masking``: BERT-style masking of one token in ten, loss on the masked ones;
+- ``fim-windows``: ``no-evolution`` (windows only) with fill-in-the-middle on half of them:
+  in the default mix evolution records are most of the draws and are never made FIM, so
+  ``fim`` makes about one item in 13 FIM; here one in two is (compare with ``no-evolution``).
 
 Every run is also scored on infilling (``evaluate.py``'s ``infill`` and ``lr_middle`` parts:
 spans the held-out commits wrote, filled in given prefix and suffix, and the same middles left
@@ -111,6 +114,10 @@ CONFIGS: dict[str, DataConfig] = {
                       policy=_with(fim_rate=0.5)),
     "masking": DataConfig(1024, 768, None, note="default + masking 1 token in 10",
                           policy=_with(mask_rate=0.1)),
+    # FIM where every draw is a window, so half the items are FIM: compare with no-evolution
+    "fim-windows": DataConfig(1024, 768, {"windows": 1.0},
+                              note="1,024/768 windows only + fill-in-the-middle on half",
+                              policy=_with(fim_rate=0.5)),
 }
 
 
