@@ -462,6 +462,23 @@ def test_infill_spans_are_the_lines_the_held_out_commits_added(history, split_st
         [(t.path, t.text, t.span) for t in held.texts["infill"]]
 
 
+def test_infill_span_takes_one_hunk_by_hash_and_says_why_there_is_none():
+    from repofeed.train.evaluate import infill_span
+
+    after = "".join(f"line {i}\n" for i in range(1, 21))
+    hunks = [(2, 0, 3, 2), (10, 1, 12, 1), (15, 1, 17, 0)]   # two add lines, one deletes
+    span, reason = infill_span(after, hunks, "c\0a.py")
+    assert reason is None and "".join(span) == after
+    assert span[1] in ("line 3\nline 4\n", "line 12\n")
+    assert infill_span(after, hunks[::-1], "c\0a.py")[0] == span    # not by position
+    picked = {infill_span(after, hunks, f"c{i}\0a.py")[0][1] for i in range(20)}
+    assert picked == {"line 3\nline 4\n", "line 12\n"}              # by a hash of the key
+    assert infill_span(after, [(3, 2, 2, 0)], "k") == (None, "no_added_lines")
+    assert infill_span("a\n\n\nb\n", [(1, 0, 2, 2)], "k") == (None, "blank_middle")
+    assert infill_span(after, [(1, 0, 1, 20)], "k", max_middle_bytes=50) == \
+        (None, "long_middle")
+
+
 def test_only_the_middles_are_scored_and_a_blind_model_gains_nothing_from_the_suffix(
         history, split_store):
     tok, cut = split_store.tokenizer, split_store.cut
