@@ -359,7 +359,8 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                 (run_dir / "result.json").write_text(json.dumps(asdict(result)))
             report.runs.append(result)
             progress(f"{name} seed {seed}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in result.bpb.items() if v is not None) + " bits/byte")
+                f"{k} {result.bpb[k]:.4f}" for k in MEASURES if result.bpb.get(k) is not None)
+                + " bits/byte")
     (out / "ablation.json").write_text(json.dumps(report.as_dict(), indent=2))
     (out / "ablation.md").write_text(report.markdown())
     return report
