@@ -28,8 +28,9 @@ four parts are scored, two left to right and two of infilling:
   its middles (an item simply ends), so its loss would measure nothing the model was taught.
 * ``lr_middle`` — the baseline: the same middles, scored left to right after the same
   prefix tokens and no suffix (after the start token where the prefix is the file's whole
-  start). ``lr_middle`` − ``infill`` is what seeing the suffix is worth to the model; a
-  model trained without FIM has never seen the sentinels, and its ``infill`` is poor.
+  start). ``lr_middle`` − ``infill`` is what seeing the suffix is worth to the model. A
+  model trained without FIM has never seen the sentinels: set beside a row trained with FIM
+  (``repofeed ablate``), its ``infill`` says what FIM training bought.
 
 Every scored token is scored exactly once: a sequence is cut into windows of the model's
 context advancing by ``stride`` (default half the context), each window scoring the tokens
@@ -537,8 +538,9 @@ def evaluate(model: torch.nn.Module, tokenizer, repo: pygit2.Repository | str | 
             result.lossy += not item.lossless
         results[part] = result
         if not items and part in SPAN_PARTS and not texts:
-            notes.append(f"{part}: no infill spans: no held-out commit adds lines (other than "
-                         f"blank ones) to a text file that existed before it.")
+            notes.append(f"{part}: no infill spans: no held-out commit adds lines (not only "
+                         f"blank ones, at most {MAX_MIDDLE_BYTES:,} bytes in a hunk) to a text "
+                         f"file that existed before it.")
         elif not items:
             notes.append(f"{part}: nothing to score"
                          + (" under the limits" if texts else "") + ".")
