@@ -19,8 +19,10 @@ The sentinels are ids that no text encodes to (issue 5), so source code that spe
 ``<fim_middle>`` cannot forge one. Re-encoding the parts apart can take a few more tokens
 than the window had, and the three sentinels take three: an item longer than the window is
 cut in its suffix (in PSM the end of the suffix, in SPM too), never in the middle, which is
-what the model learns to write. Loss is on every token, as in the FIM paper. A window shorter
-than two characters is left as it is.
+what the model learns to write. No end-of-middle token follows the middle: the item ends
+there. Loss is on every token, as in the FIM paper. A window shorter than two characters is
+left as it is. ``fim_layout`` is the one place the layout is written; the held-out infilling
+evaluation (repofeed.train.evaluate, part ``infill``) lays its spans out with it too.
 
 **Masking** (BERT-style, Devlin et al. 2019). With ``mask_rate`` > 0, each real token (not a
 sentinel) is chosen with that probability; a chosen token becomes ``<mask>`` 8 times in 10, a
@@ -40,6 +42,7 @@ from .errors import ConfigError
 from .tokenizer import SENTINELS, Tokenizer
 
 MASK_LABELS = ("masked", "all")
+FIM_SENTINELS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
 OPTIONS = ("fim_rate", "fim_spm_rate", "mask_rate", "mask_labels")  # in store/config.py
 _FIM_SALT, _MASK_SALT = 0x46494D, 0x4D41534B  # "FIM", "MASK": separate streams of draws
 
@@ -85,8 +88,7 @@ class Augmenter:
     def __init__(self, augment: Augment, tok: Tokenizer):
         self.augment = augment
         self.tok = tok
-        self.fim = tuple(tok.sentinel(n) for n in ("<fim_prefix>", "<fim_suffix>",
-                                                   "<fim_middle>"))
+        self.fim = fim_sentinels(tok)
         self.mask_id = tok.sentinel("<mask>")
         special = {tok.sentinel(n) for n in SENTINELS} | {tok.eos_id, tok.pad_id}
         self.ordinary = np.setdiff1d(np.arange(tok.vocab_size, dtype=np.int64),
@@ -132,7 +134,26 @@ class Augmenter:
             cut = min(over, len(suffix))
             suffix = suffix[:len(suffix) - cut]
             prefix = prefix[over - cut:]
-        pre, suf, mid = (np.array([i], dtype=np.int64) for i in self.fim)
-        parts = ([pre, suf, suffix, mid, prefix, middle] if spm else
-                 [pre, prefix, suf, suffix, mid, middle])
-        return np.concatenate(parts)[:length]
+        return fim_layout(prefix, middle, suffix, self.fim, spm=spm)[:length]
+
+
+def fim_sentinels(tok: Tokenizer) -> tuple[int, int, int]:
+    """The ids of ``<fim_prefix>``, ``<fim_suffix>`` and ``<fim_middle>`` in ``tok``."""
+    return tuple(tok.sentinel(n) for n in FIM_SENTINELS)  # type: ignore[return-value]
+
+
+def fim_layout(prefix: np.ndarray | list[int], middle: np.ndarray | list[int],
+               suffix: np.ndarray | list[int], sentinels: tuple[int, int, int], *,
+               spm: bool = False) -> np.ndarray:
+    """The one fill-in-the-middle layout, of parts already encoded apart: PSM
+    ``<fim_prefix>`` prefix ``<fim_suffix>`` suffix ``<fim_middle>`` middle, or SPM
+    ``<fim_prefix><fim_suffix>`` suffix ``<fim_middle>`` prefix middle. The middle ends the
+    sequence in both, and no end-of-middle token follows it. Training lays its windows out
+    with it (``Augmenter``), and so does the held-out infilling evaluation
+    (repofeed.train.evaluate), so that both ask the model the same question."""
+    pre, suf, mid = (np.array([i], dtype=np.int64) for i in sentinels)
+    prefix, middle, suffix = (np.asarray(part, dtype=np.int64).reshape(-1)
+                              for part in (prefix, middle, suffix))
+    parts = ([pre, suf, suffix, mid, prefix, middle] if spm else
+             [pre, prefix, suf, suffix, mid, middle])
+    return np.concatenate(parts)

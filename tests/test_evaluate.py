@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import subprocess
 import types
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pygit2
@@ -31,6 +32,7 @@ from repofeed.train.evaluate import (
     evaluate,
     evaluate_checkpoint,
     report_text,
+    start_token,
     windows_of,
 )
 
@@ -410,3 +412,182 @@ def test_evaluate_checkpoint_uses_the_checkpoints_split_and_refuses_another(hist
         evaluate_checkpoint(model, {"store": str(split_store.dir)}, history.repo.path)
     with pytest.raises(EvalError, match="fewer than"):
         evaluate_checkpoint(Uniform(10), info, history.repo.path)
+
+
+# -- infilling ------------------------------------------------------------------------------
+
+
+class Copier(torch.nn.Module):
+    """An induction head written out: the next token is predicted to be the one that followed
+    the latest earlier occurrence of the last three tokens (else two, else one) in the same
+    sequence; uniform where they never occurred. It gains only from text it can see."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, input_ids):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        for b, row in enumerate(input_ids.tolist()):
+            seen: dict[tuple[int, ...], int] = {}   # n-gram -> position of its last token
+            for t in range(len(row)):
+                for n in (3, 2, 1):
+                    at = seen.get(tuple(row[max(0, t - n + 1):t + 1]))
+                    if t + 1 >= n and at is not None:
+                        logits[b, t, row[at + 1]] = 12.0
+                        break
+                for n in (1, 2, 3):
+                    if t + 1 >= n:
+                        seen[tuple(row[t - n + 1:t + 1])] = t
+        return types.SimpleNamespace(logits=logits)
+
+
+def test_infill_spans_are_the_lines_the_held_out_commits_added(history, split_store):
+    from repofeed.train.evaluate import held_out
+
+    git = pygit2.Repository(str(history.repo.path))
+    held = held_out(git, split_store.cut)
+    spans = {(t.path, t.text): t.span for t in held.texts["infill"]}
+    first = history.names[0]
+    edited = history.files[first]
+    # f2 turned feat's one body line into two; c4 appended two lines to the first file.
+    # The files they added (tests/test_feat.py, lib/quux.py) have no text around them, and
+    # nothing from the training side (f1 wrote src/feat.py first) is a span.
+    assert spans == {
+        ("src/feat.py", f"    # {HELD_OUT_WORD}\n    return x + 2\n"): ("def feat(x):\n", ""),
+        (first, "\n# edited\n"): (edited, ""),
+    }
+    assert held.skips["infill"] == {"added": 2, "deleted": 1}
+    assert [(t.path, t.text, t.span) for t in held.texts["lr_middle"]] == \
+        [(t.path, t.text, t.span) for t in held.texts["infill"]]
+
+
+def test_infill_span_takes_one_hunk_by_hash_and_says_why_there_is_none():
+    from repofeed.train.evaluate import infill_span
+
+    after = "".join(f"line {i}\n" for i in range(1, 21))
+    hunks = [(2, 0, 3, 2), (10, 1, 12, 1), (15, 1, 17, 0)]   # two add lines, one deletes
+    span, reason = infill_span(after, hunks, "c\0a.py")
+    assert reason is None and "".join(span) == after
+    assert span[1] in ("line 3\nline 4\n", "line 12\n")
+    assert infill_span(after, hunks[::-1], "c\0a.py")[0] == span    # not by position
+    picked = {infill_span(after, hunks, f"c{i}\0a.py")[0][1] for i in range(20)}
+    assert picked == {"line 3\nline 4\n", "line 12\n"}              # by a hash of the key
+    assert infill_span(after, [(3, 2, 2, 0)], "k") == (None, "no_added_lines")
+    assert infill_span("a\n\n\nb\n", [(1, 0, 2, 2)], "k") == (None, "blank_middle")
+    assert infill_span(after, [(1, 0, 1, 20)], "k", max_middle_bytes=50) == \
+        (None, "long_middle")
+
+
+def test_only_the_middles_are_scored_and_a_blind_model_gains_nothing_from_the_suffix(
+        history, split_store):
+    tok, cut = split_store.tokenizer, split_store.cut
+    report = evaluate(Uniform(tok.vocab_size), tok, history.repo.path, cut, context=64,
+                      parts=["infill", "lr_middle"])
+    middles = [f"    # {HELD_OUT_WORD}\n    return x + 2\n", "\n# edited\n"]
+    for part in ("infill", "lr_middle"):
+        total = report.parts[part].total
+        assert total.items == 2
+        assert total.bytes == sum(len(m.encode()) for m in middles)
+        assert total.tokens == sum(len(tok.encode(m)) for m in middles)
+        assert total.bits_per_byte == pytest.approx(
+            total.tokens * math.log2(tok.vocab_size) / total.bytes, rel=1e-9)
+    assert report.parts["infill"].total.nats == pytest.approx(
+        report.parts["lr_middle"].total.nats, rel=1e-12)
+    assert any("the suffix is worth +0.0000" in note for note in report.notes)
+
+
+def test_an_infill_item_is_trainings_psm_layout_cut_around_the_middle(split_store):
+    from repofeed.store.augment import fim_layout, fim_sentinels
+    from repofeed.train.evaluate import _Text, make_item
+
+    tok = split_store.tokenizer
+    pre, suf, mid = fim_sentinels(tok)
+    before = "".join(f"line_{i} = {i}\n" for i in range(60))
+    after = "".join(f"tail_{i} = {i}\n" for i in range(60))
+    middle = "inserted = True\n"
+    text = _Text("infill", "a.py", middle, 0, span=(before, after))
+    p, m, s = (tok.encode(t) for t in (before, middle, after))
+    whole = make_item(text, tok, 4096)
+    assert whole.context + whole.scored == fim_layout(p, m, s, (pre, suf, mid)).tolist()
+    assert whole.scored == m and whole.nbytes == len(middle.encode())
+    context = 40
+    cut = make_item(text, tok, context)
+    assert cut.scored == m and len(cut.context) + len(cut.scored) == context
+    assert cut.context[0] == pre and cut.context[-1] == mid
+    at = cut.context.index(suf)
+    kept_prefix, kept_suffix = cut.context[1:at], cut.context[at + 1:-1]
+    assert kept_prefix == p[len(p) - len(kept_prefix):]    # the prefix's end ...
+    assert kept_suffix == s[:len(kept_suffix)]             # ... and the suffix's start
+    assert abs(len(kept_prefix) - len(kept_suffix)) <= 1   # half each
+    lr = make_item(_Text("lr_middle", "a.py", middle, 0, span=(before, after)), tok, context)
+    assert lr.context == kept_prefix and lr.scored == m    # the same prefix, no suffix
+    # a short prefix leaves its room to the suffix; a prefix that is the file's whole start
+    # follows the start token, as a file does left to right
+    short = _Text("infill", "a.py", middle, 0, span=("x = 1\n", after))
+    item = make_item(short, tok, context)
+    assert len(item.context) + len(item.scored) == context
+    assert item.context[1:item.context.index(suf)] == tok.encode("x = 1\n")
+    lr = make_item(replace(short, part="lr_middle"), tok, context)
+    assert lr.context == [start_token(tok), *tok.encode("x = 1\n")]
+
+
+def test_a_model_that_can_read_the_suffix_fills_in_better_than_left_to_right(
+        split_store, make_repo):
+    tok = split_store.tokenizer
+    repo = make_repo()
+    tail = "".join(f"def helper_{i}(value):\n    return value * {i} + {i * i}\n\n"
+                   for i in range(12))
+    head = "import math\n\n\n"
+    repo.commit("Helpers", {"src/helpers.py": head + tail})
+    base = repo.head()
+    # the held-out commit writes, near the top, lines that the rest of the file spells
+    copied = "".join(f"def helper_{i}(value):\n    return value * {i} + {i * i}\n\n"
+                     for i in (7, 8))
+    repo.commit("Repeat two helpers up front", {"src/helpers.py": head + copied + tail})
+    report = evaluate(Copier(tok.vocab_size), tok, repo.path, split_at(repo.path, base),
+                      context=512, parts=["infill", "lr_middle"])
+    infill, lr = (report.parts[p].total for p in ("infill", "lr_middle"))
+    assert infill.items == lr.items == 1 and infill.bytes == lr.bytes > 0
+    assert infill.bits_per_byte < lr.bits_per_byte / 2
+
+
+def test_held_out_commits_that_write_nothing_to_fill_in_give_no_spans_not_a_crash(
+        split_store, make_repo):
+    from repofeed.train.ablate import bits_per_byte
+
+    tok = split_store.tokenizer
+    repo = make_repo()
+    repo.commit("one", {"a.py": "x = 1\ny = 2\nz = 3\n", "b.py": "b = 1\n"})
+    base = repo.head()
+    # a new file, a deletion of lines, blank lines added, and a file removed
+    repo.commit("two", {"new.py": "n = 1\n", "a.py": "x = 1\nz = 3\n",
+                        "b.py": "b = 1\n\n\n"})
+    repo.commit("three", remove=["a.py"])
+    report = evaluate(Uniform(tok.vocab_size), tok, repo.path, split_at(repo.path, base),
+                      context=64)
+    for part in ("infill", "lr_middle"):
+        result = report.parts[part]
+        assert result.total.items == 0 and result.total.bits_per_byte is None
+        assert result.skipped == {"added": 1, "no_added_lines": 1, "blank_middle": 1,
+                                  "deleted": 1}
+    assert any(note.startswith("infill: no infill spans") for note in report.notes)
+    assert report.parts["records"].total.items > 0   # the rest is scored as before
+    bpb = bits_per_byte(report)   # what an ablation row holds: "all" stays left to right
+    lr_parts = [report.parts[p].total for p in ("files", "records")]
+    assert bpb["infill"] is None and bpb["lr_middle"] is None
+    assert bpb["all"] == pytest.approx(sum(t.nats for t in lr_parts) / math.log(2)
+                                       / sum(t.bytes for t in lr_parts), rel=1e-12)
+    assert "infill" in report_text(report)
+
+
+def test_span_selection_is_fixed_and_shared_by_both_infill_parts(history, split_store):
+    tok, cut = split_store.tokenizer, split_store.cut
+    model = Uniform(tok.vocab_size)
+    runs = [evaluate(model, tok, history.repo.path, cut, context=32, max_files=1,
+                     parts=["infill", "lr_middle"]) for _ in range(2)]
+    assert runs[0].as_dict() == runs[1].as_dict()
+    infill, lr = (runs[0].parts[p] for p in ("infill", "lr_middle"))
+    assert infill.total.items == 1 and infill.selected_from == 2
+    assert infill.total.bytes == lr.total.bytes and infill.by_language.keys() == \
+        lr.by_language.keys()

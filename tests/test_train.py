@@ -213,8 +213,14 @@ def test_train_on_a_temporal_split_then_eval_scores_the_held_out_commits(little_
     assert files["by_language"].keys() == {"python"} and "core" in files["by_class"]
     for part in (files, records):
         assert part["bits_per_byte"] > 0 and part["tokens"] > 0
+    # the rewritten lines of src/m1.py, filled in, and left to right
+    infill, lr = report["parts"]["infill"], report["parts"]["lr_middle"]
+    assert infill["items"] == lr["items"] == 1 and infill["bytes"] == lr["bytes"] > 0
+    assert any("the suffix is worth" in note for note in report["notes"])
+    only = json.loads(run_cli("eval", str(out), "--json", "--parts", "infill").stdout)
+    assert list(only["parts"]) == ["infill"] and only["parts"]["infill"] == infill
     table = run_cli("eval", str(out)).stdout
-    assert "bits/byte" in table and "python" in table
+    assert "bits/byte" in table and "python" in table and "lr_middle" in table
 
 
 @pytest.mark.slow
@@ -235,12 +241,25 @@ def test_ablate_trains_each_configuration_per_seed_and_tables_the_held_out_bits(
         assert run["tokens"] == 16384 and run["steps"] == 4     # equal compute: 4 × 4,096
         assert run["bpb"]["files"] > 0 and run["bpb"]["records"] > 0
         assert run["by_class"]["core"] > 0                      # src/m2.py, by path class
+        assert run["bpb"]["infill"] > 0 and run["bpb"]["lr_middle"] > 0
     assert "By path class" in done.stdout and "| core |" in done.stdout
+    assert "Infilling" in done.stdout and "lr middle − infill" in done.stdout
     for row in report["summary"]:
         assert row["all"]["min"] <= row["all"]["mean"] <= row["all"]["max"]
-    # the same seed gives the same result: a rerun reuses finished runs, and they agree
+        assert row["infill"]["min"] <= row["infill"]["mean"] <= row["infill"]["max"]
+    # the same seed gives the same result: a rerun reuses finished runs, and they agree; a
+    # run scored before the infilling parts existed is scored on them from its checkpoint
+    older = out / "runs" / "default-seed1" / "result.json"
+    result = json.loads(older.read_text())
+    del result["bpb"]["infill"], result["bpb"]["lr_middle"]
+    older.write_text(json.dumps(result))
     again = run_cli(*args, timeout=600)
-    assert json.loads((out / "ablation.json").read_text())["summary"] == report["summary"]
+
+    def scores(summary: list[dict]) -> list[dict]:   # the wall time grows by the scoring
+        return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in summary]
+
+    assert scores(json.loads((out / "ablation.json").read_text())["summary"]) == \
+        scores(report["summary"])
     assert (out / "ablation.md").read_text() in again.stdout
 
 

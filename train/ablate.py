@@ -38,7 +38,16 @@ feature on over ``default``:
 The variations made on the fly (issue 10, ``store/augment.py``), each over ``default``:
 
 - ``fim``: fill-in-the-middle on half the windows, PSM and SPM alike (the default now);
-- ``masking``: BERT-style masking of one token in ten, loss on the masked ones.
+- ``masking``: BERT-style masking of one token in ten, loss on the masked ones;
+- ``fim-windows``: ``no-evolution`` (windows only) with fill-in-the-middle on half of them:
+  in the default mix evolution records are most of the draws and are never made FIM, so
+  ``fim`` makes about one item in 13 FIM; here one in two is (compare with ``no-evolution``).
+
+Every run is also scored on infilling (``evaluate.py``'s ``infill`` and ``lr_middle`` parts:
+spans the held-out commits wrote, filled in given prefix and suffix, and the same middles left
+to right after the prefix alone); ``all`` stays the left-to-right figure (files and records),
+and a run scored before the infilling parts existed is scored on them from its checkpoint, not
+trained again.
 
 The stored variants and the repository context (issue 10), each over ``no-evolution`` (the
 windows alone, so that records do not dilute them), as half the draws:
@@ -114,6 +123,10 @@ CONFIGS: dict[str, DataConfig] = {
                       policy=_with(fim_rate=0.5)),
     "masking": DataConfig(1024, 768, None, note="default + masking 1 token in 10",
                           policy=_with(mask_rate=0.1)),
+    # FIM where every draw is a window, so half the items are FIM: compare with no-evolution
+    "fim-windows": DataConfig(1024, 768, {"windows": 1.0},
+                              note="1,024/768 windows only + fill-in-the-middle on half",
+                              policy=_with(fim_rate=0.5)),
     # stored variants and repository context (issue 10), over windows only (no-evolution):
     # half the draws originals, half the new source
     "variants": DataConfig(1024, 768, {"windows": 1.0, "variants": 1.0},
@@ -135,6 +148,7 @@ CONFIGS: dict[str, DataConfig] = {
 
 
 BASELINE = "default"   # the row others are compared with, seed by seed
+MEASURES = ("files", "records", "all", "infill", "lr_middle")   # per run, bits per byte
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,7 @@ SCALES: dict[str, Scale] = {
 class RunResult:
     config: str
     seed: int
-    bpb: dict[str, float]           # "files", "records", "all"
+    bpb: dict[str, float]           # "files", "records", "all"; "infill", "lr_middle"
     train_seconds: float
     eval_seconds: float
     steps: int
@@ -192,24 +206,31 @@ class AblationReport:
             runs = [r for r in self.runs if r.config == name]
             row: dict[str, Any] = {"config": name, "note": CONFIGS[name].note
                                    if name in CONFIGS else "", "seeds": len(runs)}
-            for measure in ("files", "records", "all"):
+            for measure in MEASURES:
                 values = [r.bpb[measure] for r in runs if r.bpb.get(measure) is not None]
                 row[measure] = _spread(values)
+            # what the suffix is worth, run by run: left to right minus infilling
+            row["suffix_gain"] = _spread([r.bpb["lr_middle"] - r.bpb["infill"] for r in runs
+                                          if r.bpb.get("lr_middle") is not None
+                                          and r.bpb.get("infill") is not None])
             row["wall_seconds"] = round(statistics.fmean(
                 r.train_seconds + r.eval_seconds for r in runs), 1)
             row["vs_baseline"] = self._paired(runs)
+            row["infill_vs_baseline"] = self._paired(runs, "infill")
             row["label_tokens"] = round(statistics.fmean(r.label_tokens for r in runs))
             row["by_class"] = {cls: _spread([r.by_class[cls] for r in runs if cls in r.by_class])
                                for cls in dict.fromkeys(c for r in runs for c in r.by_class)}
             rows.append(row)
         return rows
 
-    def _paired(self, runs: list[RunResult]) -> dict[str, float] | None:
+    def _paired(self, runs: list[RunResult], measure: str = "all"
+                ) -> dict[str, float] | None:
         """This row minus the baseline row, seed by seed (runs of one seed share their
-        initialisation and data-order seed), over all the held-out bytes."""
-        base = {r.seed: r.bpb.get("all") for r in self.runs if r.config == BASELINE}
-        deltas = [r.bpb["all"] - base[r.seed] for r in runs
-                  if r.bpb.get("all") is not None and base.get(r.seed) is not None]
+        initialisation and data-order seed), in ``measure`` (default: all the held-out
+        bytes scored left to right)."""
+        base = {r.seed: r.bpb.get(measure) for r in self.runs if r.config == BASELINE}
+        deltas = [r.bpb[measure] - base[r.seed] for r in runs
+                  if r.bpb.get(measure) is not None and base.get(r.seed) is not None]
         if not deltas or runs[0].config == BASELINE:
             return None
         return _spread(deltas)
@@ -233,6 +254,20 @@ class AblationReport:
             lines.append(f"| {row['config']} | {row['note']} | {_fmt(row['files'])} | "
                          f"{_fmt(row['records'])} | {_fmt(row['all'])} | {paired} | {labels} | "
                          f"{row['seeds']} | {row['wall_seconds']:,} |")
+        if any(row["infill"] is not None for row in self.summary()):
+            lines += ["", "Infilling (held-out spans of the newest commits, PSM; only the "
+                      "middle's bytes scored), bits per byte, mean ± sample std over seeds; "
+                      "lr middle: the same middles left to right after the same prefix, no "
+                      "suffix:", "",
+                      f"| config | infill bpb | lr middle bpb | lr middle − infill | infill − "
+                      f"{BASELINE}, paired |", "|---|---:|---:|---:|---:|"]
+            for row in self.summary():
+                delta = row["infill_vs_baseline"]
+                paired = "—" if delta is None else f"{delta['mean']:+.4f} ± {delta['std']:.4f}"
+                gain = row["suffix_gain"]
+                gain_cell = "—" if gain is None else f"{gain['mean']:+.4f} ± {gain['std']:.4f}"
+                lines.append(f"| {row['config']} | {_fmt(row['infill'])} | "
+                             f"{_fmt(row['lr_middle'])} | {gain_cell} | {paired} |")
         classes = [c for c in CLASSES if any(c in row["by_class"] for row in self.summary())]
         if classes:  # where a data choice gains and where it loses
             lines += ["", "By path class (files and records pooled), bits per byte, mean ± "
@@ -285,7 +320,7 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
     from repofeed.store.reader import Store
 
     from .checkpoint import load_model
-    from .evaluate import evaluate, held_out
+    from .evaluate import PARTS, evaluate, held_out
     from .loop import Trainer
 
     unknown = [c for c in configs if c not in CONFIGS]
@@ -318,6 +353,18 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                     raise TrainError(
                         f"{run_dir} holds a run made with other settings (scale, cut, "
                         f"configuration or evaluation context); give another --out.")
+                missing = [p for p in PARTS if p not in result.bpb]
+                if missing:   # scored before a part existed: score its checkpoint on it now
+                    started = time.perf_counter()
+                    model, _ = load_model(run_dir, device=options.device)
+                    scored = evaluate(model, tokenizer, git, cut, context=eval_context,
+                                      limit_bytes=scale.eval_max_bytes, device=options.device,
+                                      held=held, parts=missing)
+                    result.bpb.update({k: v for k, v in bits_per_byte(scored).items()
+                                       if k in missing})
+                    result.eval_seconds = round(result.eval_seconds + time.perf_counter()
+                                                - started, 2)
+                    (run_dir / "result.json").write_text(json.dumps(asdict(result)))
             else:
                 if run_dir.exists():
                     import shutil
@@ -338,17 +385,22 @@ def ablate(repo: str | Path, *, configs: list[str], seeds: int, scale: Scale, ou
                 (run_dir / "result.json").write_text(json.dumps(asdict(result)))
             report.runs.append(result)
             progress(f"{name} seed {seed}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in result.bpb.items() if v is not None) + " bits/byte")
+                f"{k} {result.bpb[k]:.4f}" for k in MEASURES if result.bpb.get(k) is not None)
+                + " bits/byte")
     (out / "ablation.json").write_text(json.dumps(report.as_dict(), indent=2))
     (out / "ablation.md").write_text(report.markdown())
     return report
 
 
 def class_bits_per_byte(report) -> dict[str, float]:
-    """Held-out bits per byte of each path class, the parts pooled."""
+    """Held-out bits per byte of each path class, the left-to-right parts pooled."""
+    from .evaluate import LEFT_TO_RIGHT
+
     nats: dict[str, float] = {}
     nbytes: dict[str, int] = {}
-    for part in report.parts.values():
+    for name, part in report.parts.items():
+        if name not in LEFT_TO_RIGHT:
+            continue
         for cls, tally in part.by_class.items():
             nats[cls] = nats.get(cls, 0.0) + tally.nats
             nbytes[cls] = nbytes.get(cls, 0) + tally.bytes
@@ -356,10 +408,15 @@ def class_bits_per_byte(report) -> dict[str, float]:
 
 
 def bits_per_byte(report) -> dict[str, float | None]:
-    """Held-out bits per byte of each part, and of both together."""
+    """Held-out bits per byte of each part, and ``all``: the left-to-right parts (files and
+    records) together. The infilling parts score the same text twice, in another task: they
+    stay apart."""
+    from .evaluate import LEFT_TO_RIGHT
+
     out = {name: part.total.bits_per_byte for name, part in report.parts.items()}
-    nats = sum(part.total.nats for part in report.parts.values())
-    nbytes = sum(part.total.bytes for part in report.parts.values())
+    pooled = [part for name, part in report.parts.items() if name in LEFT_TO_RIGHT]
+    nats = sum(part.total.nats for part in pooled)
+    nbytes = sum(part.total.bytes for part in pooled)
     out["all"] = nats / math.log(2) / nbytes if nbytes else None
     return out
 

@@ -79,6 +79,10 @@ def evaluate(
     limit_bytes: Annotated[int | None, typer.Option(
         help="Score at most this many bytes per part (a fixed selection), for a CPU budget.",
         show_default=False)] = None,
+    parts: Annotated[str, typer.Option(
+        help="Comma-separated parts to score: files and records (left to right), infill "
+             "(spans the commits wrote, filled in given prefix and suffix) and lr_middle (the "
+             "same spans left to right).")] = "files,records,infill,lr_middle",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Held-out bits per byte of a trained model on the newest commits (a temporal split)."""
@@ -100,7 +104,8 @@ def evaluate(
             repo = Path(store.meta(K_REPO))
     report = evaluate_checkpoint(model, info, repo, holdout=holdout, since=since,
                                  device=target, context=context, stride=stride,
-                                 limit_bytes=limit_bytes)
+                                 limit_bytes=limit_bytes,
+                                 parts=[p.strip() for p in parts.split(",") if p.strip()])
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
         return

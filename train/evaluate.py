@@ -1,7 +1,7 @@
 """Held-out bits per byte on a temporal split (``repofeed eval``).
 
 Given a model, the store's tokenizer, the repository and a ``Cut`` (repofeed.daemon.split),
-two parts are scored:
+four parts are scored, two left to right and two of infilling:
 
 * ``files`` — the tip versions of the text files the held-out commits added or changed (those
   still at the tip), each from its start: the file's tokens follow one start token (the
@@ -11,6 +11,26 @@ two parts are scored:
   alike), in the CommitPack layout the datasets use: ``<commit_before> B <commit_msg> M
   <commit_after> A``, the message cut to a quarter of the context as in training. Only the
   after tokens A are scored; a deletion has none and gives no record.
+* ``infill`` — fill-in-the-middle as a task: spans the held-out commits wrote, filled in
+  given the text around them. Of each held-out record whose file existed before the commit
+  (a new file has no text of its own around what was written), the after version is cut
+  around the lines one of git's hunks added (``infill_span``): the middle is those whole
+  lines, the prefix everything before them, the suffix everything after. Of a file's hunks
+  the one with the smallest hash is taken (one span per changed file, so a commit touching
+  one file in fifty places does not outweigh fifty files); a hunk that only deletes, adds
+  only blank lines, or adds more than ``MAX_MIDDLE_BYTES`` (2,048) bytes gives none. The
+  three parts are encoded apart and laid out PSM with training's own layout
+  (store/augment.py ``fim_layout``): ``<fim_prefix>`` prefix ``<fim_suffix>`` suffix
+  ``<fim_middle>`` middle; prefix and suffix are cut to the room the middle and the three
+  sentinels leave in the context, keeping the text nearest the middle, half each (what one
+  side does not need goes to the other). Only the middle's tokens are scored: bits per byte
+  over the middle's UTF-8 bytes. No end-of-middle token is scored: training emits none after
+  its middles (an item simply ends), so its loss would measure nothing the model was taught.
+* ``lr_middle`` — the baseline: the same middles, scored left to right after the same
+  prefix tokens and no suffix (after the start token where the prefix is the file's whole
+  start). ``lr_middle`` − ``infill`` is what seeing the suffix is worth to the model. A
+  model trained without FIM has never seen the sentinels: set beside a row trained with FIM
+  (``repofeed ablate``), its ``infill`` says what FIM training bought.
 
 Every scored token is scored exactly once: a sequence is cut into windows of the model's
 context advancing by ``stride`` (default half the context), each window scoring the tokens
@@ -21,16 +41,17 @@ that does not give a text back exactly is counted as ``lossy``; special tokens d
 bytes). That measure does not depend on the tokenizer, so models with different ones compare.
 
 For a CPU budget, ``limit_bytes`` caps the scored bytes of each part and ``max_files`` the
-files (and the records) of each part: items are taken in an order fixed by a hash of their
-path (and commit), skipping any that would pass the limit, so the selection is the same on
-every run and not biased to the first directories.
+files (the records, the spans) of each part: items are taken in an order fixed by a hash of
+their path (and commit), skipping any that would pass the limit, so the selection is the same
+on every run and not biased to the first directories; ``infill`` and ``lr_middle`` select the
+same spans.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +62,19 @@ import xxhash
 from repofeed.daemon.history import BlobReader, message_of, shallow_boundaries
 from repofeed.daemon.ingest import record_changes
 from repofeed.daemon.split import Cut, SplitError, find_cut, split_at
+from repofeed.store.augment import fim_layout, fim_sentinels
 from repofeed.store.errors import RepofeedError
 from repofeed.store.evolution import message_budget
 from repofeed.store.languages import language_of
+from repofeed.store.lines import hunk_span, line_starts
 from repofeed.store.locate import open_repository, own_paths
 from repofeed.store.paths import path_class
 
-PARTS = ("files", "records")
+PARTS = ("files", "records", "infill", "lr_middle")
+LEFT_TO_RIGHT = ("files", "records")    # the parts pooled into an "all" left-to-right figure
+SPAN_PARTS = ("infill", "lr_middle")    # the same middles, with and without their suffix
 DEFAULT_MAX_FILE_BYTES = 1 << 20  # the store's default max_file_bytes
+MAX_MIDDLE_BYTES = 2048  # an infill span's middle: at most this many UTF-8 bytes
 
 
 class EvalError(RepofeedError):
@@ -144,36 +170,91 @@ class Item:
 class _Text:
     part: str
     path: str
-    text: str
+    text: str                               # what is scored (a span's middle)
     key: int                                # selection order
     prefix: tuple[str, str] | None = None   # records: (before, message)
+    span: tuple[str, str] | None = None     # infill, lr_middle: (text before, text after)
+
+
+def _count(skips: dict[str, int], reason: str, n: int = 1) -> None:
+    skips[reason] = skips.get(reason, 0) + n
+
+
+def infill_span(after: str, hunks: Iterable[tuple[int, int, int, int]], key: str, *,
+                max_middle_bytes: int = MAX_MIDDLE_BYTES
+                ) -> tuple[tuple[str, str, str] | None, str | None]:
+    """``((prefix, middle, suffix), None)``: the after text of a changed file cut around the
+    lines one of git's hunks added, or ``(None, reason)`` where no hunk gives a span.
+
+    The middle is a hunk's added lines, whole (from a line's start to the next line's
+    start); the prefix is all the text before it and the suffix all the text after it. A hunk
+    that adds no line (a deletion), only blank lines, or more than ``max_middle_bytes`` bytes
+    gives none. Of the hunks that do, the one whose hash of ``key`` and its first line is the
+    smallest is taken: one span per changed file, the same on every run."""
+    data = after.encode("utf-8", "surrogatepass")
+    lines = line_starts(data)
+    best: tuple[int, int, int] | None = None
+    reason = "no_added_lines"
+    for _old_start, _old_lines, new_start, new_lines in hunks:
+        if new_lines == 0:
+            continue
+        lo, hi = hunk_span(lines, new_start, new_lines)
+        if not data[lo:hi].strip():
+            reason = "blank_middle" if reason == "no_added_lines" else reason
+            continue
+        if hi - lo > max_middle_bytes:
+            reason = "long_middle"
+            continue
+        rank = _order(f"{key}\0{new_start}")
+        if best is None or rank < best[0]:
+            best = (rank, lo, hi)
+    if best is None:
+        return None, reason
+    _, lo, hi = best
+    prefix, middle, suffix = (part.decode("utf-8", "surrogatepass")
+                              for part in (data[:lo], data[lo:hi], data[hi:]))
+    return (prefix, middle, suffix), None
 
 
 def _held_out_texts(repo: pygit2.Repository, cut: Cut, max_file_bytes: int,
-                    own: tuple[str, ...]) -> tuple[list[_Text], list[_Text], dict, dict]:
-    """The texts of both parts, and what was left out of each, by reason."""
+                    own: tuple[str, ...]) -> tuple[dict[str, list[_Text]],
+                                                   dict[str, dict[str, int]]]:
+    """The texts of every part, and what was left out of each, by reason."""
     blobs = BlobReader(repo, max_file_bytes)
     shallow = shallow_boundaries(repo)
     changed: dict[str, None] = {}
     records: list[_Text] = []
+    spans: list[_Text] = []
     record_skips: dict[str, int] = {}
+    span_skips: dict[str, int] = {}
     for oid in cut.held_out:
         commit = repo[oid].peel(pygit2.Commit)
         changes = record_changes(repo, commit, blobs, own=own, boundary=oid in shallow)
         for reason, n in changes.skips.items():
-            record_skips[reason] = record_skips.get(reason, 0) + n
+            _count(record_skips, reason, n)
+            _count(span_skips, reason, n)
         message = message_of(commit)
         for f in changes.files:
             if f.after is None:
-                record_skips["deleted"] = record_skips.get("deleted", 0) + 1
+                _count(record_skips, "deleted")
+                _count(span_skips, "deleted")
                 continue
             changed[f.path] = None
             if not f.after:
-                record_skips["empty"] = record_skips.get("empty", 0) + 1
+                _count(record_skips, "empty")
+                _count(span_skips, "empty")
                 continue
-            records.append(_Text("records", f.path, f.after,
-                                 _order(f"{oid}\0{f.path}"),
+            key = f"{oid}\0{f.path}"
+            records.append(_Text("records", f.path, f.after, _order(key),
                                  (f.before or "", message)))
+            if f.before is None:   # a new file: no text of its own around what was written
+                _count(span_skips, "added")
+                continue
+            span, reason = infill_span(f.after, f.hunks, key)
+            if span is None:
+                _count(span_skips, reason or "no_span")
+                continue
+            spans.append(_Text("infill", f.path, span[1], _order(key), span=(span[0], span[2])))
     tip = repo[cut.tip].peel(pygit2.Commit)
     files: list[_Text] = []
     file_skips: dict[str, int] = {}
@@ -191,7 +272,11 @@ def _held_out_texts(repo: pygit2.Repository, cut: Cut, max_file_bytes: int,
             file_skips[reason] = file_skips.get(reason, 0) + 1
             continue
         files.append(_Text("files", path, text, _order(path)))
-    return files, records, file_skips, record_skips
+    texts = {"files": files, "records": records, "infill": spans,
+             "lr_middle": [replace(t, part="lr_middle") for t in spans]}
+    skips = {"files": file_skips, "records": record_skips, "infill": span_skips,
+             "lr_middle": dict(span_skips)}
+    return texts, skips
 
 
 def _order(name: str) -> int:
@@ -224,6 +309,8 @@ def start_token(tokenizer) -> int:
 
 
 def make_item(text: _Text, tokenizer, context: int) -> Item:
+    if text.span is not None:
+        return make_span_item(text, tokenizer, context)
     ids = list(tokenizer.encode(text.text))
     decoded = tokenizer.decode(ids)
     nbytes = len(decoded.encode("utf-8", "surrogatepass"))
@@ -237,6 +324,43 @@ def make_item(text: _Text, tokenizer, context: int) -> Item:
                    tokenizer.sentinel("<commit_msg>"), *msg_ids,
                    tokenizer.sentinel("<commit_after>")])
     return Item(text.part, text.path, prefix, ids, nbytes, decoded == text.text)
+
+
+def around(n_prefix: int, n_suffix: int, room: int) -> tuple[int, int]:
+    """Tokens kept of a prefix and of a suffix in ``room`` tokens: half each (the prefix
+    the odd one), and what one side does not need goes to the other."""
+    room = max(0, room)
+    keep_suffix = min(n_suffix, max(room // 2, room - n_prefix))
+    return min(n_prefix, room - keep_suffix), keep_suffix
+
+
+def make_span_item(text: _Text, tokenizer, context: int) -> Item:
+    """An ``infill`` or ``lr_middle`` item: the middle's tokens are scored.
+
+    The prefix, middle and suffix are encoded apart, as training encodes a FIM item's parts.
+    Prefix and suffix are cut to the room the middle and the three sentinels leave in
+    ``context``, keeping the text nearest the middle (``around``). ``infill`` lays them out
+    PSM with the layout training uses (``fim_layout``): ``<fim_prefix>`` prefix
+    ``<fim_suffix>`` suffix ``<fim_middle>``, then the middle. ``lr_middle`` is the same
+    prefix tokens, then the middle, left to right with no suffix (after the start token
+    where the prefix is the file's whole start)."""
+    assert text.span is not None
+    before, after = text.span
+    middle = list(tokenizer.encode(text.text))
+    decoded = tokenizer.decode(middle)
+    nbytes = len(decoded.encode("utf-8", "surrogatepass"))
+    prefix = list(tokenizer.encode(before)) if before else []
+    suffix = list(tokenizer.encode(after)) if after else []
+    keep_prefix, keep_suffix = around(len(prefix), len(suffix), context - len(middle) - 3)
+    kept = prefix[len(prefix) - keep_prefix:]
+    if text.part == "infill":
+        laid = fim_layout(kept, middle, suffix[:keep_suffix], fim_sentinels(tokenizer))
+        head = laid[:len(laid) - len(middle)].tolist()
+    elif 0 < keep_prefix < len(prefix):   # a cut prefix begins inside the file
+        head = kept
+    else:
+        head = [start_token(tokenizer), *kept]
+    return Item(text.part, text.path, head, middle, nbytes, decoded == text.text)
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -368,9 +492,8 @@ def held_out(repo: pygit2.Repository, cut: Cut, *, max_file_bytes: int = DEFAULT
              store_dir: str | Path | None = None) -> HeldOut:
     """What ``evaluate`` scores for ``cut``, read once (see ``HeldOut``)."""
     own = own_paths(repo, Path(store_dir)) if store_dir is not None else ()
-    files, records, file_skips, record_skips = _held_out_texts(repo, cut, max_file_bytes, own)
-    return HeldOut({"files": files, "records": records},
-                   {"files": file_skips, "records": record_skips})
+    texts, skips = _held_out_texts(repo, cut, max_file_bytes, own)
+    return HeldOut(texts, skips)
 
 
 def evaluate(model: torch.nn.Module, tokenizer, repo: pygit2.Repository | str | Path | None,
@@ -414,12 +537,23 @@ def evaluate(model: torch.nn.Module, tokenizer, repo: pygit2.Repository | str | 
                 group.add(n_tokens, item.nbytes, n_nats)
             result.lossy += not item.lossless
         results[part] = result
-        if not items:
+        if not items and part in SPAN_PARTS and not texts:
+            notes.append(f"{part}: no infill spans: no held-out commit adds lines (not only "
+                         f"blank ones, at most {MAX_MIDDLE_BYTES:,} bytes in a hunk) to a text "
+                         f"file that existed before it.")
+        elif not items:
             notes.append(f"{part}: nothing to score"
                          + (" under the limits" if texts else "") + ".")
         if result.lossy:
             notes.append(f"{part}: the tokenizer does not give {result.lossy} text(s) back "
                          f"exactly; they are scored as they decode.")
+    infill, lr = results.get("infill"), results.get("lr_middle")
+    if infill is not None and lr is not None and infill.total.bytes and lr.total.bytes:
+        notes.append(f"infill: {infill.total.bits_per_byte:.4f} bits/byte on "
+                     f"{infill.total.items:,} middle(s) given prefix and suffix; "
+                     f"{lr.total.bits_per_byte:.4f} left to right after the same prefix "
+                     f"(lr_middle): the suffix is worth "
+                     f"{lr.total.bits_per_byte - infill.total.bits_per_byte:+.4f}.")
     settings = {"context": context, "stride": stride, "batch_size": batch_size,
                 "limit_bytes": limit_bytes, "max_files": max_files,
                 "max_file_bytes": max_file_bytes, "tokenizer_id": getattr(tokenizer, "id", None),
