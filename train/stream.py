@@ -304,49 +304,59 @@ class WindowSource(Source):
         return window_item(read, array, start, stop, new_from, s.max_tokens, s.pad_id, vary)
 
 
-class VariantSource(WindowSource):
-    """Windows over the stored variants of the snapshot documents (``store/variants``): a
-    variant weighs what its source document weighs (0 leaves it out with its source) and
-    has its complexity; its key is its source's (path, blob) and its recipe."""
+class _DerivedSource(WindowSource):
+    """Windows over documents made from the snapshot's (``documents``): each weighs what the
+    snapshot document at its path weighs (0 leaves it out with that document) and has its
+    complexity."""
+
+    def documents(self, store: Store) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def key(self, doc: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def take(self, store: Store) -> Watermark:
+        weighed = {w.path: w for w in self.stream.policy.documents(store) if w.weight > 0}
+        docs = [d for d in self.documents(store) if d["path"] in weighed and d["n_tokens"]]
+        count = len(docs)
+        return self.rebuild({
+            "doc_key": np.fromiter(map(self.key, docs), dtype=np.uint64, count=count),
+            "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=count),
+            "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
+                                    count=count),
+            "weight": _floats([weighed[d["path"]].weight for d in docs]),
+            "score": _floats([weighed[d["path"]].score for d in docs]),
+        })
+
+
+class VariantSource(_DerivedSource):
+    """Windows over the stored variants of the snapshot documents (``store/variants``; those
+    of the ``variant_recipes`` option where it names any); a variant's key is its source's
+    (path, blob) and its recipe."""
 
     name = "variants"
 
-    def take(self, store: Store) -> Watermark:
-        weighed = {w.path: w for w in self.stream.policy.documents(store) if w.weight > 0}
+    def documents(self, store: Store) -> list[dict[str, Any]]:
         drawn = set(self.stream.policy.cfg.variant_recipes)
-        docs = [d for d in store.variant_documents() if d["path"] in weighed and d["n_tokens"]
-                and (not drawn or d["recipe"] in drawn)]
-        return self.rebuild({
-            "doc_key": np.fromiter(
-                (_text_key(d["path"], str(d.get("blob") or d["source_array"]), d["recipe"])
-                 for d in docs), dtype=np.uint64, count=len(docs)),
-            "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=len(docs)),
-            "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
-                                    count=len(docs)),
-            "weight": _floats([weighed[d["path"]].weight for d in docs]),
-            "score": _floats([weighed[d["path"]].score for d in docs]),
-        })
+        return [d for d in store.variant_documents() if not drawn or d["recipe"] in drawn]
+
+    def key(self, doc: dict[str, Any]) -> int:
+        return _text_key(doc["path"], str(doc.get("blob") or doc["source_array"]),
+                         doc["recipe"])
 
 
-class ContextSource(WindowSource):
+class ContextSource(_DerivedSource):
     """Windows over the context documents (a file after the files it imports,
-    ``store/context.py``): one weighs what its target file weighs; its key is the target's
-    path and the document's content, so it changes whenever a file in it changes."""
+    ``store/context.py``), each under its target's path; its key is the target's path and
+    the document's content, so it changes whenever a file in it changes."""
 
     name = "context"
 
-    def take(self, store: Store) -> Watermark:
-        weighed = {w.path: w for w in self.stream.policy.documents(store) if w.weight > 0}
-        docs = [d for d in store.context_documents() if d["path"] in weighed and d["n_tokens"]]
-        return self.rebuild({
-            "doc_key": np.fromiter((_text_key(d["path"], "context", d["hash"].hex())
-                                    for d in docs), dtype=np.uint64, count=len(docs)),
-            "array": np.fromiter((d["array"] for d in docs), dtype=np.uint64, count=len(docs)),
-            "n_tokens": np.fromiter((d["n_tokens"] for d in docs), dtype=np.uint64,
-                                    count=len(docs)),
-            "weight": _floats([weighed[d["path"]].weight for d in docs]),
-            "score": _floats([weighed[d["path"]].score for d in docs]),
-        })
+    def documents(self, store: Store) -> list[dict[str, Any]]:
+        return store.context_documents()
+
+    def key(self, doc: dict[str, Any]) -> int:
+        return _text_key(doc["path"], "context", doc["hash"].hex())
 
 
 class EvolutionSource(Source):
