@@ -52,7 +52,6 @@ class Made:
     variants: int = 0
     contents: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-    pending: int = 0     # (content, recipe) pairs left for a later pass
     seconds: float = 0.0
 
     def add(self, other: Made) -> None:
@@ -219,9 +218,9 @@ class VariantMaker:
                     counts = identifier_counts(texts, self.timeout_s)
                 else:
                     step = max(1, len(texts) // (workers * 4) + 1)
-                    for part in pool.map(identifier_counts,
-                                         [texts[i:i + step] for i in range(0, len(texts), step)],
-                                         [self.timeout_s] * len(range(0, len(texts), step))):
+                    parts = [texts[i:i + step] for i in range(0, len(texts), step)]
+                    for part in pool.map(identifier_counts, parts,
+                                         [self.timeout_s] * len(parts)):
                         counts.update(part)
                 names = self.keep_names(counts)
             batches = [todo[i:i + BATCH_CONTENTS] for i in range(0, len(todo), BATCH_CONTENTS)]

@@ -721,13 +721,16 @@ class StoreWriter:
 
     def text_of(self, content_hash: bytes) -> str:
         """The text of a stored content, decoded from its token array."""
-        return self.tokenizer.decode(self.read_array(content_hash).tolist())
+        with self.handle.begin(buffers=True) as txn:
+            return self._text_in(txn, content_hash)
 
     def _text_in(self, txn: lmdb.Transaction, content_hash: bytes) -> str:
         """The text of a stored content, decoded from its token array inside ``txn``."""
-        array_id = self._array_id(txn, content_hash)
+        raw = txn.get(content_hash, db=self.db[DB_HASHES])
         try:
-            ids = read_all(txn, self.db[DB_TOKENS], array_id, np.dtype(self.dtype))
+            if raw is None:
+                raise ChunkMissing
+            ids = read_all(txn, self.db[DB_TOKENS], seq_of(raw), np.dtype(self.dtype))
         except ChunkMissing:
             raise StoreError(f"token array {content_hash.hex()} is missing from the store") \
                 from None
